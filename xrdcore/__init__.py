@@ -1,0 +1,91 @@
+"""xrdcore: plugin-based deep learning on diffraction data.
+
+The public API is a handful of functions over the plugin registry, one pair per component kind
+(``list_encoders("*mamba*")``, ``create_encoder("mamba", input_length=8500)``), plus the
+crystallographic tables in :mod:`xrdcore.crystal`.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from xrdcore.registry import (AmbiguousComponentError, ComponentError, PluginError, Registry,
+                              UnknownComponentError)
+
+try:
+    __version__ = version("xrdcore")
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "AmbiguousComponentError", "ComponentError", "PluginError", "Registry", "UnknownComponentError",
+    "create_dataset", "create_encoder", "create_generator", "create_hierarchy", "create_scheduler",
+    "create_simulator", "get_registry", "list_datasets", "list_encoders", "list_generators",
+    "list_hierarchies", "list_schedulers", "list_simulators", "reload_plugins",
+]
+
+_registry: Registry | None = None
+
+
+def get_registry() -> Registry:
+    """The process-wide registry, loaded on first use."""
+    global _registry
+    if _registry is None:
+        _registry = Registry()
+    return _registry
+
+
+def reload_plugins() -> Registry:
+    """Discard the registry and load the plugins again (after installing one, or changing env)."""
+    global _registry
+    _registry = None
+    return get_registry()
+
+
+def list_encoders(pattern: str = "*") -> list[str]:
+    return get_registry().names("encoder", pattern)
+
+
+def create_encoder(name: str, /, **kwargs: Any):
+    return get_registry().create("encoder", name, **kwargs)
+
+
+def list_hierarchies(pattern: str = "*") -> list[str]:
+    return get_registry().names("label_hierarchy", pattern)
+
+
+def create_hierarchy(name: str, /, **kwargs: Any):
+    return get_registry().create("label_hierarchy", name, **kwargs)
+
+
+def list_schedulers(pattern: str = "*") -> list[str]:
+    return get_registry().names("loss_scheduler", pattern)
+
+
+def create_scheduler(name: str, /, **kwargs: Any):
+    return get_registry().create("loss_scheduler", name, **kwargs)
+
+
+def list_simulators(pattern: str = "*") -> list[str]:
+    return get_registry().names("simulator", pattern)
+
+
+def create_simulator(name: str, /, **kwargs: Any):
+    return get_registry().create("simulator", name, **kwargs)
+
+
+def list_generators(pattern: str = "*") -> list[str]:
+    return get_registry().names("generator", pattern)
+
+
+def create_generator(name: str, /, **kwargs: Any):
+    return get_registry().create("generator", name, **kwargs)
+
+
+def list_datasets(pattern: str = "*") -> list[str]:
+    return get_registry().names("dataset", pattern)
+
+
+def create_dataset(name: str, /, **kwargs: Any):
+    return get_registry().create("dataset", name, **kwargs)

@@ -1,0 +1,5 @@
+import sys
+
+from xrdcore.cli import main
+
+sys.exit(main())

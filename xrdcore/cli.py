@@ -1,0 +1,142 @@
+"""The ``xrdcore`` command. Errors exit with status 2 and one line; ``--debug`` shows the traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import traceback
+from collections.abc import Sequence
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line instead of usage + message
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from xrdcore import __version__
+
+    parser = _Parser(prog="xrdcore", description="Deep learning on diffraction data: plugins, "
+                     "crystallographic labels, training and benchmarks.")
+    parser.add_argument("--version", action="version", version=f"xrdcore {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = commands.add_parser("plugins", help="installed plugins, their status and components")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_plugins)
+
+    p = commands.add_parser("list", help="components of one kind (encoders, hierarchies, ...)")
+    p.add_argument("kind", help="encoders, hierarchies, schedulers, simulators, generators, datasets")
+    p.add_argument("pattern", nargs="?", default="*", help="glob on names, e.g. '*mamba*'")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_list)
+
+    p = commands.add_parser("labels", help="every hierarchy level of one space group")
+    p.add_argument("space_group", help="number (1-230) or Hermann-Mauguin symbol, e.g. 14, P2_1/c, P21/n")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_labels)
+
+    p = commands.add_parser("levels", help="the hierarchy levels, or the classes of one level")
+    p.add_argument("level", nargs="?", help="e.g. extinction_class; omit for all levels")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_levels)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except BrokenPipeError:  # e.g. `xrdcore levels | head`
+        return 0
+    except Exception as exc:
+        if args.debug:
+            traceback.print_exc()
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(f"xrdcore: error: {message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _plugins(args) -> None:
+    from xrdcore import get_registry
+
+    registry = get_registry()
+    if args.json:
+        print(json.dumps({"plugins": [p.to_dict() for p in registry.plugins.values()],
+                          "warnings": registry.warnings}, indent=2))
+        return
+    for plugin in registry.plugins.values():
+        tag = " (built-in)" if plugin.builtin else ""
+        print(f"{plugin.name} {plugin.version or '?'}{tag}: {plugin.status}")
+        kinds: dict[str, list[str]] = {}
+        for c in plugin.components:
+            kinds.setdefault(c.kind, []).append(registry.public_name(c))
+        for kind, names in kinds.items():
+            print(f"  {kind}: {', '.join(names)}")
+        for error in plugin.errors:
+            print(f"  error: {error}")
+        for note in plugin.notes:
+            print(f"  note: {note}")
+        if args.debug:
+            for tb in plugin.tracebacks:
+                print("  " + tb.rstrip().replace("\n", "\n  "))
+    for warning in registry.warnings:
+        print(f"warning: {warning}")
+
+
+def _list(args) -> None:
+    from xrdcore import get_registry
+
+    registry = get_registry()
+    names = registry.names(args.kind, args.pattern)
+    rows = [registry.get(args.kind, n) for n in names]
+    if args.json:
+        print(json.dumps([{"name": n, "qualified_name": c.qualified_name, "plugin": c.plugin,
+                           "builtin": c.builtin, "description": c.description}
+                          for n, c in zip(names, rows)], indent=2))
+        return
+    width = max((len(n) for n in names), default=0)
+    for name, c in zip(names, rows):
+        print(f"{name:<{width}}  [{c.plugin}]  {c.description}".rstrip())
+
+
+def _labels(args) -> None:
+    from xrdcore.crystal import level, level_names, space_group
+
+    sg = space_group(args.space_group)
+    rows = [(name, int(level(name).table[sg.number - 1]), level(name).classes[level(name).table[sg.number - 1]])
+            for name in level_names()]
+    if args.json:
+        print(json.dumps({"number": sg.number, "symbol": sg.symbol, "full_symbol": sg.full_symbol,
+                          "schoenflies": sg.schoenflies, "hall_number": sg.hall_number,
+                          "levels": {n: {"index": i, "class": c} for n, i, c in rows}}, indent=2))
+        return
+    print(f"space group {sg.number}: {sg.symbol}  ({sg.full_symbol}; {sg.schoenflies})")
+    for name, index, cls in rows:
+        print(f"  {name:<17} {index:>4}  {cls}")
+
+
+def _levels(args) -> None:
+    from xrdcore.crystal import level, level_names, space_groups
+
+    if args.level is None:
+        if args.json:
+            print(json.dumps({n: {"classes": len(level(n)), "description": level(n).description}
+                              for n in level_names()}, indent=2))
+            return
+        for name in level_names():
+            print(f"{name:<17} {len(level(name)):>4}  {level(name).description}")
+        return
+    lv = level(args.level)
+    symbols = [sg.symbol for sg in space_groups()]
+    classes = [{"index": i, "class": c, "space_groups": lv.members(i)} for i, c in enumerate(lv.classes)]
+    if args.json:
+        print(json.dumps({"level": lv.name, "description": lv.description, "classes": classes}, indent=2))
+        return
+    print(f"{lv.name}: {len(lv)} classes, {lv.description}")
+    for row in classes:
+        members = ", ".join(f"{n} {symbols[n - 1]}" for n in row["space_groups"])
+        print(f"  {row['index']:>3}  {row['class']:<24} {members}")

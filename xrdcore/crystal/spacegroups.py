@@ -1,0 +1,254 @@
+"""The 230 space-group types and their symmetry superclasses, derived from spglib's database.
+
+Nothing here is typed in by hand: every property comes from the symmetry operations spglib
+stores for the standard setting of each type (the first Hall number of each type: unique axis b,
+cell choice 1, origin choice 1, hexagonal axes for rhombohedral groups). The only definitions
+written out are the ones crystallography itself defines: the centring vectors of each lattice
+letter and the symbols of the crystal families.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import spglib
+
+N_SPACE_GROUPS = 230
+#: half-width of the hkl cube over which systematic absences are enumerated; every reflection
+#: condition of the 230 types repeats with a period of at most 6 along any index.
+ABSENCE_HKL_RANGE = 6
+
+#: centring vectors (fractions of the conventional cell) that define each lattice letter
+CENTRING_VECTORS: dict[str, tuple[tuple[float, float, float], ...]] = {
+    "P": (),
+    "A": ((0, 0.5, 0.5),),
+    "B": ((0.5, 0, 0.5),),
+    "C": ((0.5, 0.5, 0),),
+    "I": ((0.5, 0.5, 0.5),),
+    "F": ((0, 0.5, 0.5), (0.5, 0, 0.5), (0.5, 0.5, 0)),
+    "R": ((2 / 3, 1 / 3, 1 / 3), (1 / 3, 2 / 3, 2 / 3)),  # obverse, hexagonal axes
+}
+#: first letter of the Bravais-lattice (Pearson) symbol for each lattice system
+_FAMILY_LETTER = {
+    "triclinic": "a", "monoclinic": "m", "orthorhombic": "o", "tetragonal": "t",
+    "hexagonal": "h", "rhombohedral": "h", "cubic": "c",
+}
+
+
+@dataclass(frozen=True)
+class SpaceGroup:
+    """One space-group type with every superclass it belongs to.
+
+    ``bravais`` uses the Pearson-symbol convention (``mC``, ``oC`` for side-centred lattices,
+    written ``mS``, ``oS`` in the International Tables since 2002).
+    """
+
+    number: int
+    symbol: str  # short Hermann–Mauguin symbol as spglib writes it, e.g. "P2_1/c"
+    full_symbol: str
+    schoenflies: str
+    hall_number: int
+    crystal_system: str
+    lattice_system: str
+    centring: str
+    bravais: str
+    point_group: str
+    laue_class: str
+    arithmetic_class: str
+    extinction_class: str  # the "/"-joined symbols of every type with the same absences
+
+
+@dataclass(frozen=True)
+class Operations:
+    """Symmetry operations x' = R x + t of a type's standard setting, fractional coordinates."""
+
+    rotations: np.ndarray  # (n, 3, 3) int
+    translations: np.ndarray  # (n, 3) float, reduced to [0, 1)
+
+
+@cache
+def standard_hall_numbers() -> tuple[int, ...]:
+    """Hall number of the standard setting of each type 1–230 (spglib's default choice)."""
+    first: dict[int, int] = {}
+    for hall in range(1, 531):
+        first.setdefault(spglib.get_spacegroup_type(hall).number, hall)
+    return tuple(first[n] for n in range(1, N_SPACE_GROUPS + 1))
+
+
+@cache
+def operations(number: int) -> Operations:
+    """The general-position operations of type ``number`` in its standard setting."""
+    ops = spglib.get_symmetry_from_database(standard_hall_numbers()[number - 1])
+    return Operations(ops["rotations"].astype(int), np.mod(ops["translations"], 1.0))
+
+
+def rotation_type_counts(rotations: np.ndarray) -> tuple[int, ...]:
+    """How many distinct rotations of each kind (1, 2, 3, 4, 6, -1, m, -3, -4, -6) a set holds.
+
+    These counts identify each of the 32 crystallographic point groups whatever the basis.
+    """
+    unique = np.unique(rotations.reshape(len(rotations), 9), axis=0).reshape(-1, 3, 3)
+    det = np.rint(np.linalg.det(unique)).astype(int)
+    trace = np.trace(unique, axis1=1, axis2=2) * det  # trace of the proper part ±R
+    kinds = [(d, t) for d in (1, -1) for t in (3, -1, 0, 1, 2)]
+    return tuple(int(np.sum((det == d) & (trace == t))) for d, t in kinds)
+
+
+def crystal_system_of(rotations: np.ndarray) -> str:
+    """Crystal system from the orders of the proper parts of the point-group operations."""
+    n1, n2, n3, n4, n6, i1, i2, i3, i4, i6 = rotation_type_counts(rotations)
+    # proper parts: 2-folds come from 2 and m, 3-folds from 3 and -3, and so on
+    twofold, threefold, fourfold, sixfold = n2 + i2, n3 + i3, n4 + i4, n6 + i6
+    if threefold >= 8:
+        return "cubic"
+    if sixfold:
+        return "hexagonal"
+    if threefold:
+        return "trigonal"
+    if fourfold:
+        return "tetragonal"
+    if twofold >= 3:
+        return "orthorhombic"
+    if twofold:
+        return "monoclinic"
+    return "triclinic"
+
+
+def centring_of(ops: Operations) -> str:
+    """Lattice letter from the pure translations (identity rotation) among the operations."""
+    identity = np.all(ops.rotations == np.eye(3, dtype=int), axis=(1, 2))
+    vectors = {tuple(np.round(t, 6)) for t in ops.translations[identity] if np.any(t > 1e-6)}
+    for letter, defined in CENTRING_VECTORS.items():
+        if vectors == {tuple(np.round(v, 6)) for v in defined}:
+            return letter
+    raise ValueError(f"centring vectors {sorted(vectors)} match no lattice letter")
+
+
+def absent_reflections(ops: Operations, hkl_range: int = ABSENCE_HKL_RANGE) -> np.ndarray:
+    """Boolean mask over :func:`hkl_grid` of reflections absent for the general position.
+
+    A reflection h is systematically absent when some operation (R, t) fixes it (h R = h) while
+    its phase h·t is not an integer; the structure factor of any orbit then cancels in pairs.
+    """
+    hkl = hkl_grid(hkl_range).astype(float)
+    distinct, which = np.unique(ops.rotations.reshape(-1, 9), axis=0, return_inverse=True)
+    moved = hkl @ (distinct.reshape(-1, 3, 3) - np.eye(3))  # (n_distinct, m, 3): h R - h
+    fixed = np.all(moved == 0, axis=2)[which.ravel()]  # (n_ops, m)
+    phase = ops.translations @ hkl.T  # (n_ops, m)
+    shifted = np.abs(phase - np.rint(phase)) > 1e-6
+    return np.any(fixed & shifted, axis=0)
+
+
+@cache
+def hkl_grid(hkl_range: int = ABSENCE_HKL_RANGE) -> np.ndarray:
+    """All integer (h, k, l) with |h|, |k|, |l| <= hkl_range except (0, 0, 0)."""
+    axis = np.arange(-hkl_range, hkl_range + 1)
+    grid = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
+    return grid[np.any(grid != 0, axis=1)]
+
+
+def extinction_keys(hkl_range: int = ABSENCE_HKL_RANGE) -> list[tuple[str, bytes]]:
+    """(lattice system, packed absence mask) for each type 1–230; equal keys share a class."""
+    keys = []
+    for number in range(1, N_SPACE_GROUPS + 1):
+        ops = operations(number)
+        mask = absent_reflections(ops, hkl_range)
+        keys.append((_lattice_system(ops), np.packbits(mask).tobytes()))
+    return keys
+
+
+def _lattice_system(ops: Operations) -> str:
+    """The crystal system, with trigonal split by lattice into rhombohedral and hexagonal."""
+    system = crystal_system_of(ops.rotations)
+    if system == "trigonal":
+        return "rhombohedral" if centring_of(ops) == "R" else "hexagonal"
+    return system
+
+
+@cache
+def space_groups() -> tuple[SpaceGroup, ...]:
+    """All 230 types, index ``n - 1`` holding type ``n``."""
+    types = [spglib.get_spacegroup_type(h) for h in standard_hall_numbers()]
+    keys = extinction_keys()
+    members: dict[tuple[str, bytes], list[str]] = {}
+    for sgtype, key in zip(types, keys):
+        members.setdefault(key, []).append(sgtype.international_short)
+    # the Laue class is the point group with the inversion added, named as that point group
+    point_group_names = {rotation_type_counts(operations(n).rotations): t.pointgroup_international
+                         for n, t in enumerate(types, start=1)}
+    table = []
+    for number, (sgtype, key) in enumerate(zip(types, keys), start=1):
+        ops = operations(number)
+        lattice_system, centring = key[0], centring_of(ops)
+        crystal_system = lattice_system if lattice_system not in ("rhombohedral", "hexagonal") \
+            else crystal_system_of(ops.rotations)
+        centrosymmetric = np.concatenate([ops.rotations, -ops.rotations])
+        table.append(SpaceGroup(
+            number=number,
+            symbol=sgtype.international_short,
+            full_symbol=sgtype.international_full,
+            schoenflies=sgtype.schoenflies,
+            hall_number=sgtype.hall_number,
+            crystal_system=crystal_system,
+            lattice_system=lattice_system,
+            centring=centring,
+            bravais=_FAMILY_LETTER[lattice_system] + ("C" if centring in "ABC" else centring),
+            point_group=sgtype.pointgroup_international,
+            laue_class=point_group_names[rotation_type_counts(centrosymmetric)],
+            arithmetic_class=sgtype.arithmetic_crystal_class_symbol,
+            extinction_class="/".join(members[key]),
+        ))
+    return tuple(table)
+
+
+def _symbol_key(symbol: str) -> str:
+    return re.sub(r"[\s_]", "", symbol)
+
+
+@cache
+def _symbol_index() -> dict[str, int]:
+    """Every spglib setting symbol → number: short, full, and for monoclinic types the full
+    symbol without its '1' axes (``P 1 2_1/n 1`` → ``P2_1/n``), each without spaces and '_'."""
+    index: dict[str, int] = {}
+    for hall in range(1, 531):
+        sgtype = spglib.get_spacegroup_type(hall)
+        full = sgtype.international_full.split()
+        monoclinic = 3 <= sgtype.number <= 15  # elsewhere '1' axes carry meaning: P312 vs P3_2
+        without_ones = full[:1] + [axis for axis in full[1:] if axis != "1" or not monoclinic]
+        for symbol in (sgtype.international_short, sgtype.international_full,
+                       sgtype.international, " ".join(without_ones)):
+            key = _symbol_key(symbol)
+            if index.setdefault(key, sgtype.number) != sgtype.number:
+                raise RuntimeError(f"symbol {symbol!r} names types {index[key]} and {sgtype.number}")
+    # symbols before 2002 wrote the double glide e as a or b (Cmca for Cmce); never override
+    for key, number in list(index.items()):
+        for glide in "ab":
+            index.setdefault(key[0] + key[1:].replace("e", glide), number)
+    return index
+
+
+def space_group(spec: int | str) -> SpaceGroup:
+    """Look up a type by number (1–230, also as a string) or Hermann–Mauguin symbol.
+
+    Symbols of any setting spglib knows are accepted, with or without spaces and ``_``:
+    ``"P2_1/c"``, ``"P21/n"``, ``"P 1 21/c 1"``, ``"Fm-3m"``, ``"R-3m:H"`` is not needed.
+    """
+    if isinstance(spec, (int, np.integer)) or (isinstance(spec, str) and spec.strip().isdigit()):
+        number = int(spec)
+        if not 1 <= number <= N_SPACE_GROUPS:
+            raise ValueError(f"space-group number must be 1-230, got {number}")
+        return space_groups()[number - 1]
+    if not isinstance(spec, str):
+        raise TypeError(f"expected a space-group number or symbol, got {type(spec).__name__}")
+    key = _symbol_key(spec)
+    number = _symbol_index().get(key)
+    if number is None:
+        import difflib
+
+        close = difflib.get_close_matches(key, _symbol_index(), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"unknown space-group symbol {spec!r}{hint}")
+    return space_groups()[number - 1]

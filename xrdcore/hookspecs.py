@@ -1,0 +1,40 @@
+"""The hooks a plugin implements. Each receives ``register(name, factory, *, description=None)``.
+
+``factory`` builds the component from keyword arguments: a class, a function, or a
+``"module:attribute"`` string imported only when the component is first created.
+"""
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("xrdcore")
+hookimpl = pluggy.HookimplMarker("xrdcore")
+
+
+@hookspec
+def register_encoders(register):
+    """Register encoders (pattern → embedding, :class:`xrdcore.interfaces.Encoder`)."""
+
+
+@hookspec
+def register_label_hierarchies(register):
+    """Register label hierarchies (:class:`xrdcore.crystal.LabelHierarchy`)."""
+
+
+@hookspec
+def register_loss_schedulers(register):
+    """Register loss schedulers that combine per-level losses (:class:`xrdcore.interfaces.LossScheduler`)."""
+
+
+@hookspec
+def register_simulators(register):
+    """Register simulators, structure → model input (:class:`xrdcore.interfaces.Simulator`)."""
+
+
+@hookspec
+def register_generators(register):
+    """Register pattern-conditioned structure generators (:class:`xrdcore.interfaces.Generator`)."""
+
+
+@hookspec
+def register_datasets(register):
+    """Register structure data sets with provenance (:class:`xrdcore.interfaces.StructureDataset`)."""

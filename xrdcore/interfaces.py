@@ -1,0 +1,122 @@
+"""The contracts a plugin implements. Each is small on purpose: the harness needs no more.
+
+Input kinds name what a simulator produces and an encoder consumes; an encoder trains on a
+data set only if the kinds match:
+
+* ``profile`` — ``(B, L)`` float tensor, intensity on a fixed 2θ grid (relative, max 1).
+* ``peaks`` — dict of ``(B, P)`` tensors: ``two_theta`` (degrees), ``intensity`` (relative) and
+  ``mask`` (bool, True for real peaks; lists are padded to P).
+* ``images`` — ``(B, V, C, H, W)`` float tensor: V views (e.g. three zone axes) of C channels.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
+
+import torch
+from torch import nn
+
+from xrdcore.crystal.hierarchy import LabelHierarchy
+
+if TYPE_CHECKING:
+    from pymatgen.core import Composition, Structure
+
+InputKind = Literal["profile", "peaks", "images"]
+INPUT_KINDS: tuple[str, ...] = get_args(InputKind)
+
+
+class Encoder(nn.Module, abc.ABC):
+    """Pattern → embedding. Heads for every hierarchy level sit on top of the embedding.
+
+    Subclasses set ``input_kind`` and, in ``__init__``, ``self.embed_dim``. They are built from
+    keyword arguments that all have defaults, so ``create_encoder(name)`` always works; input
+    sizes come from the data (``input_length`` for profiles), never from a constant.
+    """
+
+    input_kind: ClassVar[InputKind]
+    embed_dim: int
+
+    @abc.abstractmethod
+    def forward(self, batch: Any) -> torch.Tensor:
+        """Embed a batch of the declared input kind into a ``(B, embed_dim)`` tensor."""
+
+
+class LossScheduler(abc.ABC):
+    """Combines the per-level losses into the one scalar that is back-propagated."""
+
+    #: True if :meth:`combine` needs ``shared`` (the embedding, part of the graph), e.g. MGDA
+    needs_shared: ClassVar[bool] = False
+
+    @abc.abstractmethod
+    def combine(self, losses: Mapping[str, torch.Tensor], shared: torch.Tensor | None = None,
+                hierarchy: LabelHierarchy | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """Return the loss to back-propagate and the weight used for each level (for logging)."""
+
+
+class Simulator(abc.ABC):
+    """Structure → a model input of one kind; deterministic, with its physics declared.
+
+    ``settings`` holds every parameter that changes the output (wavelength in Å, 2θ grid in
+    degrees, peak shape, ...): caches are keyed by it.
+    """
+
+    output_kind: ClassVar[InputKind]
+
+    @property
+    @abc.abstractmethod
+    def settings(self) -> dict[str, Any]:
+        """JSON-safe parameters that fully determine the output."""
+
+    @abc.abstractmethod
+    def simulate(self, structures: Sequence[Structure]) -> Any:
+        """A batch of inputs of ``output_kind``, one per structure, in order."""
+
+
+class Generator(abc.ABC):
+    """Pattern-conditioned crystal-structure generation (candidates for structure solution)."""
+
+    @abc.abstractmethod
+    def sample(self, condition: torch.Tensor, composition: Composition | str, n: int) -> list[Structure]:
+        """Draw ``n`` candidate structures of ``composition`` for one pattern embedding."""
+
+    @abc.abstractmethod
+    def rank(self, condition: torch.Tensor, candidates: Sequence[Structure]) -> list[float]:
+        """Score candidates against the pattern (higher is better), for ordering them."""
+
+
+@dataclass(frozen=True)
+class StructureRecord:
+    """One structure of a data set: a stable id, the structure, and what is known about it."""
+
+    id: str
+    structure: Structure
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class StructureDataset(abc.ABC):
+    """A named source of crystal structures with its provenance and licence.
+
+    Labels are not taken from the source: the pipeline relabels every structure with spglib.
+    """
+
+    #: where the data come from (paper, package, URL) and under which licence
+    provenance: ClassVar[str]
+    licence: ClassVar[str]
+
+    @abc.abstractmethod
+    def records(self, limit: int | None = None) -> Iterator[StructureRecord]:
+        """Yield the structures in a stable order (at most ``limit``)."""
+
+
+#: the interface that each registry kind's factories must return
+INTERFACES: dict[str, type] = {
+    "encoder": Encoder,
+    "label_hierarchy": LabelHierarchy,
+    "loss_scheduler": LossScheduler,
+    "simulator": Simulator,
+    "generator": Generator,
+    "dataset": StructureDataset,
+}
