@@ -165,10 +165,16 @@ class Registry:
             for missing in sorted(self._only - known):
                 self.warnings.append(f"XRDCORE_PLUGINS names {missing!r}, which is not installed")
         self._resolve_collisions()
-        if self.strict:
-            problems = [f"{p.name}: {m}" for p in self.plugins.values() for m in p.errors + p.notes]
-            if problems or self.warnings:
-                raise PluginError("plugin problems (XRDCORE_STRICT=1): " + "; ".join(problems + self.warnings))
+
+    def add_plugin(self, name: str, plugin: Any, version: str | None = None) -> PluginInfo:
+        """Register a third-party plugin object in this process (a notebook, a test), as if it
+        had been installed under the distribution name ``name``."""
+        if name in self.plugins:
+            raise ValueError(f"a plugin called {name!r} is already registered")
+        info = self.plugins[name] = PluginInfo(name, version)
+        self._add(info, lambda: plugin)
+        self._resolve_collisions()
+        return info
 
     # loading ------------------------------------------------------------------------------
     def _add(self, info: PluginInfo, load: Callable[[], Any]) -> None:
@@ -216,6 +222,9 @@ class Registry:
         info.tracebacks.append(traceback.format_exc())
 
     def _resolve_collisions(self) -> None:
+        """Write the collision notes afresh; in strict mode any problem is fatal."""
+        for info in self.plugins.values():
+            info.notes.clear()
         for kind, components in self._components.items():
             by_name: dict[str, list[Component]] = {}
             for c in components:
@@ -234,6 +243,10 @@ class Registry:
                         note = (f"{kind} {name!r} is shadowed by {winner.plugin}: "
                                 f"use {c.qualified_name!r}")
                     self.plugins[c.plugin].notes.append(note)
+        if self.strict:
+            problems = [f"{p.name}: {m}" for p in self.plugins.values() for m in p.errors + p.notes]
+            if problems or self.warnings:
+                raise PluginError("plugin problems (XRDCORE_STRICT=1): " + "; ".join(problems + self.warnings))
 
     # queries --------------------------------------------------------------------------------
     def components(self, kind: str) -> list[Component]:
@@ -268,10 +281,11 @@ class Registry:
                     raise AmbiguousComponentError(f"{kind} {name!r} is provided by several plugins: use one of {options}")
                 found = [winner]
         if not found:
-            known = sorted({c.name for c in components} | {c.qualified_name for c in components}, key=_natural)
+            listing = self.names(kind)
+            known = [c.qualified_name for c in components] if ":" in name else listing
             close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
             hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
-            listing = ", ".join(self.names(kind)) or "none installed"
+            listing = ", ".join(listing) or "none installed"
             raise UnknownComponentError(f"Unknown {kind.replace('_', ' ')} {name!r}.{hint} Available: {listing}")
         return found[0]
 

@@ -80,7 +80,7 @@ def _lookup(table: np.ndarray, space_groups, what: str):
             raise TypeError(f"{what}: space-group numbers must be integers, got {space_groups.dtype}")
         _check_range(space_groups.min().item() if space_groups.numel() else 1,
                      space_groups.max().item() if space_groups.numel() else 1, what)
-        return torch.as_tensor(table, device=space_groups.device)[space_groups.long() - 1]
+        return torch.tensor(table, device=space_groups.device)[space_groups.long() - 1]
     numbers = np.asarray(space_groups)
     if numbers.dtype.kind not in "iu":
         if numbers.dtype.kind == "f" and np.all(np.isfinite(numbers)) and np.all(numbers == np.round(numbers)):

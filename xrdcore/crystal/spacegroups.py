@@ -10,6 +10,8 @@ letter and the symbols of the crystal families.
 from __future__ import annotations
 
 import re
+import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 
@@ -69,19 +71,30 @@ class Operations:
     translations: np.ndarray  # (n, 3) float, reduced to [0, 1)
 
 
+@contextmanager
+def _quiet_spglib():
+    """spglib >= 2.5 warns about its error-handling mode on every call; the database calls
+    here cannot fail, and flipping spglib's global switch would change it for user code."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="spglib")
+        yield
+
+
 @cache
 def standard_hall_numbers() -> tuple[int, ...]:
     """Hall number of the standard setting of each type 1–230 (spglib's default choice)."""
     first: dict[int, int] = {}
-    for hall in range(1, 531):
-        first.setdefault(spglib.get_spacegroup_type(hall).number, hall)
+    with _quiet_spglib():
+        for hall in range(1, 531):
+            first.setdefault(spglib.get_spacegroup_type(hall).number, hall)
     return tuple(first[n] for n in range(1, N_SPACE_GROUPS + 1))
 
 
 @cache
 def operations(number: int) -> Operations:
     """The general-position operations of type ``number`` in its standard setting."""
-    ops = spglib.get_symmetry_from_database(standard_hall_numbers()[number - 1])
+    with _quiet_spglib():
+        ops = spglib.get_symmetry_from_database(standard_hall_numbers()[number - 1])
     return Operations(ops["rotations"].astype(int), np.mod(ops["translations"], 1.0))
 
 
@@ -171,7 +184,8 @@ def _lattice_system(ops: Operations) -> str:
 @cache
 def space_groups() -> tuple[SpaceGroup, ...]:
     """All 230 types, index ``n - 1`` holding type ``n``."""
-    types = [spglib.get_spacegroup_type(h) for h in standard_hall_numbers()]
+    with _quiet_spglib():
+        types = [spglib.get_spacegroup_type(h) for h in standard_hall_numbers()]
     keys = extinction_keys()
     members: dict[tuple[str, bytes], list[str]] = {}
     for sgtype, key in zip(types, keys):
@@ -214,7 +228,8 @@ def _symbol_index() -> dict[str, int]:
     symbol without its '1' axes (``P 1 2_1/n 1`` → ``P2_1/n``), each without spaces and '_'."""
     index: dict[str, int] = {}
     for hall in range(1, 531):
-        sgtype = spglib.get_spacegroup_type(hall)
+        with _quiet_spglib():
+            sgtype = spglib.get_spacegroup_type(hall)
         full = sgtype.international_full.split()
         monoclinic = 3 <= sgtype.number <= 15  # elsewhere '1' axes carry meaning: P312 vs P3_2
         without_ones = full[:1] + [axis for axis in full[1:] if axis != "1" or not monoclinic]

@@ -1,0 +1,311 @@
+"""The registry in one process: built-ins, precedence, lazy factories, errors, strict mode, and a
+conformance test over every registered hierarchy and scheduler. Real pluggy, real plugin
+objects; installs through entry points are in test_entry_points.py."""
+
+import ast
+from pathlib import Path
+
+import pytest
+import torch
+from pymatgen.core import Lattice, Structure
+
+import xrdcore
+from xrdcore import hookspecs
+from xrdcore.crystal import LabelHierarchy
+from xrdcore.hookspecs import hookimpl
+from xrdcore.interfaces import Encoder, Generator, LossScheduler, Simulator, StructureDataset, StructureRecord
+from xrdcore.registry import (BUILTIN_MODULES, KINDS, AmbiguousComponentError, ComponentError,
+                              PluginError, Registry, UnknownComponentError)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class MeanEncoder(Encoder):
+    """Mean and max of a profile, linearly embedded."""
+
+    input_kind = "profile"
+
+    def __init__(self, embed_dim: int = 4):
+        super().__init__()
+        self.embed_dim = embed_dim
+        self.proj = torch.nn.Linear(2, embed_dim)
+
+    def forward(self, batch):
+        return self.proj(torch.stack([batch.mean(1), batch.amax(1)], 1))
+
+
+class VolumeSimulator(Simulator):
+    """Cell volume per atom: a one-number 'profile', enough to exercise the contract."""
+
+    output_kind = "profile"
+    settings = {"quantity": "volume per atom, Å^3"}
+
+    def simulate(self, structures):
+        return torch.tensor([[s.volume / len(s)] for s in structures])
+
+
+class RockSaltDataset(StructureDataset):
+    provenance = "built in the test from Fm-3m and a lattice parameter"
+    licence = "CC0"
+
+    def records(self, limit=None):
+        for i, a in enumerate([5.64, 4.2, 6.0][:limit]):
+            yield StructureRecord(f"nacl-{i}", Structure.from_spacegroup(
+                "Fm-3m", Lattice.cubic(a), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]]))
+
+
+class ScaledCopyGenerator(Generator):
+    """Returns the seed structure, scaled: candidates ranked by closeness to a target volume."""
+
+    def __init__(self, seed_structure=None):
+        self.seed_structure = seed_structure
+
+    def sample(self, condition, composition, n):
+        return [self.seed_structure.copy().scale_lattice(self.seed_structure.volume * (1 + 0.1 * i))
+                for i in range(n)]
+
+    def rank(self, condition, candidates):
+        return [-abs(c.volume - float(condition)) for c in candidates]
+
+
+class EveryKind:
+    """A plugin registering one component of every kind, through every hook."""
+
+    @hookimpl
+    def register_encoders(self, register):
+        register("mean", MeanEncoder)
+
+    @hookimpl
+    def register_label_hierarchies(self, register):
+        register("systems", lambda: LabelHierarchy(["space_group", "crystal_system"]),
+                 description="space group and crystal system")
+
+    @hookimpl
+    def register_loss_schedulers(self, register):
+        register("lazy-sum", "xrdcore.builtin.schedulers:SumScheduler")
+
+    @hookimpl
+    def register_simulators(self, register):
+        register("volume", VolumeSimulator)
+
+    @hookimpl
+    def register_generators(self, register):
+        register("scaled-copy", ScaledCopyGenerator)
+
+    @hookimpl
+    def register_datasets(self, register):
+        register("rocksalt", RockSaltDataset)
+
+
+def test_builtins_are_registered_through_the_hooks():
+    registry = Registry(entry_points=[])
+    assert registry.names("hierarchies") == ["flat", "multilevel"]
+    assert registry.names("schedulers") == ["sum", "weighted"]
+    assert registry.plugins["xrdcore"].builtin and registry.plugins["xrdcore"].status == "ok"
+    assert all(c.plugin == "xrdcore" for kind in KINDS for c in registry.components(kind))
+
+
+def test_every_hook_reaches_the_registry_and_builds_real_components():
+    registry = Registry(builtins=[*BUILTIN_MODULES, EveryKind()], entry_points=[])
+    encoder = registry.create("encoder", "mean", embed_dim=3)
+    assert encoder(torch.rand(2, 50)).shape == (2, 3)
+    assert registry.create("label_hierarchy", "systems").num_classes == {"space_group": 230, "crystal_system": 7}
+    scheduler = registry.create("loss_scheduler", "lazy-sum")
+    assert float(scheduler.combine({"a": torch.tensor(1.0), "b": torch.tensor(2.0)})[0]) == 3.0
+    records = list(registry.create("dataset", "rocksalt").records(limit=2))
+    assert [r.id for r in records] == ["nacl-0", "nacl-1"]
+    volumes = registry.create("simulator", "volume").simulate([r.structure for r in records])
+    assert volumes[0, 0].item() == pytest.approx(5.64 ** 3 / 8)
+    generator = registry.create("generator", "scaled-copy", seed_structure=records[0].structure)
+    candidates = generator.sample(torch.zeros(4), "NaCl", 3)
+    scores = generator.rank(torch.tensor(records[0].structure.volume * 1.1), candidates)
+    assert max(range(3), key=scores.__getitem__) == 1
+
+
+def test_glob_patterns_and_natural_order():
+    class Numbered:
+        @hookimpl
+        def register_encoders(self, register):
+            for n in (10, 2, 1):
+                register(f"net{n}", MeanEncoder)
+            register("other", MeanEncoder)
+
+    registry = Registry(builtins=[Numbered()], entry_points=[])
+    assert registry.names("encoders", "net*") == ["net1", "net2", "net10"]
+    assert registry.names("encoders", "*th*") == ["other"]
+
+
+def test_unknown_names_suggest_close_matches():
+    registry = Registry(entry_points=[])
+    with pytest.raises(UnknownComponentError, match=r"Did you mean 'multilevel'\?.*Available: flat, multilevel"):
+        registry.create("label_hierarchy", "multilevle")
+    with pytest.raises(ValueError, match="unknown component kind"):
+        registry.names("models")
+
+
+def test_precedence_between_builtins_and_third_parties():
+    class Builtins:
+        @hookimpl
+        def register_encoders(self, register):
+            register("fixed", MeanEncoder)
+            register("replaceable", MeanEncoder, overridable=True)
+
+    def third_party(tag):
+        class Plugin:
+            @hookimpl
+            def register_encoders(self, register):
+                for name in ("fixed", "replaceable", "shared"):
+                    register(name, MeanEncoder, description=tag)
+        return Plugin()
+
+    registry = Registry(builtins=[Builtins()], entry_points=[])
+    registry.add_plugin("acme", third_party("acme"))
+    assert registry.get("encoder", "fixed").plugin == "xrdcore"  # built-ins keep their names ...
+    assert registry.get("encoder", "replaceable").plugin == "acme"  # ... unless marked overridable
+    assert registry.get("encoder", "acme:fixed").description == "acme"  # qualified names always work
+    assert registry.names("encoders") == ["acme:fixed", "fixed", "replaceable", "shared", "xrdcore:replaceable"]
+    assert "shadowed by xrdcore: use 'acme:fixed'" in " ".join(registry.plugins["acme"].notes)
+
+    # a second third party providing the same names makes those names ambiguous
+    registry.add_plugin("zeta", third_party("zeta"))
+    with pytest.raises(AmbiguousComponentError, match="acme:shared, zeta:shared"):
+        registry.get("encoder", "shared")
+    assert registry.get("encoder", "fixed").plugin == "xrdcore"
+    assert "is also provided by acme: use 'zeta:shared'" in " ".join(registry.plugins["zeta"].notes)
+    with pytest.raises(ValueError, match="already registered"):
+        registry.add_plugin("acme", third_party("again"))
+
+
+def test_a_failing_plugin_is_isolated_and_strict_mode_makes_it_fatal():
+    class Failing:
+        @hookimpl
+        def register_encoders(self, register):
+            register("before-failure", MeanEncoder)
+            raise RuntimeError("broken on purpose")
+
+        @hookimpl
+        def register_loss_schedulers(self, register):
+            register("ok-scheduler", "xrdcore.builtin.schedulers:SumScheduler")
+
+    registry = Registry(builtins=[*BUILTIN_MODULES, Failing()], entry_points=[], strict=False)
+    assert registry.plugins["xrdcore"].status == "partial"
+    assert "register_encoders raised: RuntimeError: broken on purpose" in registry.plugins["xrdcore"].errors[0]
+    assert "ok-scheduler" in registry.names("schedulers") and "flat" in registry.names("hierarchies")
+    with pytest.raises(PluginError, match="broken on purpose"):
+        Registry(builtins=[*BUILTIN_MODULES, Failing()], entry_points=[], strict=True)
+
+
+def test_a_plugin_that_cannot_be_imported_is_reported():
+    registry = Registry(builtins=["xrdcore.builtin.hierarchies", "xrdcore_no_such_module"], entry_points=[])
+    assert registry.plugins["xrdcore"].status == "partial"
+    assert "ModuleNotFoundError" in registry.plugins["xrdcore"].errors[0]
+    assert registry.names("hierarchies") == ["flat", "multilevel"]
+
+
+def test_lazy_factories_import_only_on_create():
+    class Lazy:
+        @hookimpl
+        def register_encoders(self, register):
+            register("missing", "xrdcore_no_such_module:Encoder", description="lazy")
+
+    registry = Registry(builtins=[Lazy()], entry_points=[])
+    assert registry.names("encoders") == ["missing"]
+    with pytest.raises(ModuleNotFoundError):
+        registry.create("encoder", "missing")
+
+
+def test_create_checks_arguments_and_interface():
+    class Wrong:
+        @hookimpl
+        def register_encoders(self, register):
+            register("not-an-encoder", lambda: torch.nn.Linear(2, 2))
+
+    registry = Registry(builtins=[*BUILTIN_MODULES, Wrong()], entry_points=[])
+    with pytest.raises(ComponentError, match="unexpected keyword argument 'levls'.*accepts: levels, weights, beta"):
+        registry.create("label_hierarchy", "multilevel", levls=["space_group"])
+    with pytest.raises(ComponentError, match="not an xrdcore.interfaces.Encoder"):
+        registry.create("encoder", "not-an-encoder")
+
+
+def test_invalid_registrations_are_errors_of_that_plugin():
+    class Invalid:
+        @hookimpl
+        def register_encoders(self, register):
+            register("Upper Case", MeanEncoder)
+
+        @hookimpl
+        def register_loss_schedulers(self, register):
+            register("no-factory", 42)
+
+    registry = Registry(builtins=[Invalid()], entry_points=[])
+    errors = " ".join(registry.plugins["xrdcore"].errors)
+    assert "invalid encoder name 'Upper Case'" in errors and "factory must be callable" in errors
+    assert registry.plugins["xrdcore"].status == "failed"
+
+
+# --- conformance: every registered hierarchy and scheduler, like timm's test over all models ---
+
+
+@pytest.mark.parametrize("name", xrdcore.list_hierarchies())
+def test_every_hierarchy_maps_all_space_groups(name):
+    hierarchy = xrdcore.create_hierarchy(name)
+    targets = hierarchy.targets(torch.arange(1, 231))
+    for level_name, count in hierarchy.num_classes.items():
+        assert targets[level_name].min() >= 0 and targets[level_name].max() == count - 1
+
+
+@pytest.mark.parametrize("name", xrdcore.list_schedulers())
+def test_every_scheduler_trains_a_two_head_model(name):
+    torch.manual_seed(0)
+    hierarchy = xrdcore.create_hierarchy("multilevel", levels=["space_group", "crystal_system"], beta=0.5)
+    scheduler = xrdcore.create_scheduler(name)
+    numbers = torch.randint(1, 231, (64,))
+    targets = hierarchy.targets(numbers)
+    inputs = torch.nn.functional.one_hot(numbers - 1, 230).float()
+    trunk = torch.nn.Linear(230, 16)
+    heads = torch.nn.ModuleDict({k: torch.nn.Linear(16, n) for k, n in hierarchy.num_classes.items()})
+    params = [*trunk.parameters(), *heads.parameters()]
+    optimiser = torch.optim.Adam(params, lr=0.05)
+    history = []
+    for _ in range(30):
+        shared = torch.relu(trunk(inputs))
+        losses = {k: torch.nn.functional.cross_entropy(heads[k](shared), targets[k]) for k in heads}
+        total, weights = scheduler.combine(losses, shared=shared, hierarchy=hierarchy)
+        optimiser.zero_grad()
+        total.backward()
+        optimiser.step()
+        history.append(total.item())
+    assert set(weights) == set(hierarchy.level_names)
+    assert history[-1] < 0.5 * history[0]
+
+
+def test_weighted_scheduler_uses_hierarchy_beta_and_rejects_unknown_levels():
+    hierarchy = xrdcore.create_hierarchy("multilevel", levels=["space_group", "point_group"], beta=0.25)
+    losses = {"space_group": torch.tensor(2.0), "point_group": torch.tensor(4.0)}
+    total, weights = xrdcore.create_scheduler("weighted").combine(losses, hierarchy=hierarchy)
+    assert float(total) == 3.0 and weights == {"space_group": 1.0, "point_group": 0.25}
+    with pytest.raises(ValueError, match="point_grup"):
+        xrdcore.create_scheduler("weighted", weights={"point_grup": 1.0}).combine(losses)
+    with pytest.raises(ValueError, match=">= 0"):
+        xrdcore.create_scheduler("weighted", weights={"space_group": -1.0})
+
+
+# --- meta: every hook is documented, has a kind and a docstring (as datasette does) ---
+
+
+def hook_names():
+    tree = ast.parse(Path(hookspecs.__file__).read_text())
+    return [node.name for node in tree.body if isinstance(node, ast.FunctionDef)]
+
+
+def test_every_hookspec_is_documented_and_has_a_kind():
+    docs = (ROOT / "docs" / "plugins.md").read_text()
+    assert sorted(hook_names()) == sorted(KINDS.values())
+    for name in hook_names():
+        assert getattr(hookspecs, name).__doc__, name
+        assert f"`{name}`" in docs, f"{name} is not documented in docs/plugins.md"
+
+
+def test_every_hook_is_exercised_by_the_every_kind_plugin():
+    implemented = {name for name in dir(EveryKind) if name.startswith("register_")}
+    assert implemented == set(hook_names())
