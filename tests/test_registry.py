@@ -220,7 +220,25 @@ def test_create_checks_arguments_and_interface():
         def register_encoders(self, register):
             register("not-an-encoder", lambda: torch.nn.Linear(2, 2))
 
-    registry = Registry(builtins=[*BUILTIN_MODULES, Wrong()], entry_points=[])
+    class NoKind(MeanEncoder):
+        input_kind = "spectrum"
+
+    class NoDim(MeanEncoder):
+        def __init__(self):
+            super().__init__()
+            self.embed_dim = 0
+
+    class Contract:
+        @hookimpl
+        def register_encoders(self, register):
+            register("no-kind", NoKind)
+            register("no-dim", NoDim)
+
+    registry = Registry(builtins=[*BUILTIN_MODULES, Wrong(), Contract()], entry_points=[])
+    with pytest.raises(ComponentError, match="input_kind must be one of profile, peaks, images, got 'spectrum'"):
+        registry.create("encoder", "no-kind")
+    with pytest.raises(ComponentError, match="embed_dim must be a positive int"):
+        registry.create("encoder", "no-dim")
     with pytest.raises(ComponentError, match="unexpected keyword argument 'levls'.*accepts: levels, weights, beta"):
         registry.create("label_hierarchy", "multilevel", levls=["space_group"])
     with pytest.raises(ComponentError, match="not an xrdcore.interfaces.Encoder"):

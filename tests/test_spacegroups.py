@@ -233,3 +233,15 @@ def test_setting_and_legacy_symbols(symbol, number):
 def test_bad_space_group_specs(spec, message):
     with pytest.raises((ValueError, TypeError), match=message):
         space_group(spec)
+
+
+def test_docs_report_the_computed_extinction_counts():
+    text = (Path(__file__).resolve().parents[1] / "docs" / "crystallography.md").read_text()
+    by_system = defaultdict(set)
+    for sg in space_groups():
+        by_system[sg.lattice_system].add(sg.extinction_class)
+    assert f"**{len(level('extinction_class'))} extinction classes**: {len(by_system['triclinic'])} triclinic, " \
+           f"{len(by_system['monoclinic'])} monoclinic, {len(by_system['orthorhombic'])} orthorhombic" \
+           in " ".join(text.split())
+    singletons = sum(len(level("extinction_class").members(i)) == 1 for i in range(len(level("extinction_class"))))
+    assert f"{singletons} classes hold a single space group" in " ".join(text.split())

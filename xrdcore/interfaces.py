@@ -43,6 +43,17 @@ class Encoder(nn.Module, abc.ABC):
     def forward(self, batch: Any) -> torch.Tensor:
         """Embed a batch of the declared input kind into a ``(B, embed_dim)`` tensor."""
 
+    def contract_errors(self) -> list[str]:
+        """What this instance gets wrong about the contract above (empty if nothing)."""
+        errors = []
+        if getattr(self, "input_kind", None) not in INPUT_KINDS:
+            errors.append(f"input_kind must be one of {', '.join(INPUT_KINDS)}, "
+                          f"got {getattr(self, 'input_kind', None)!r}")
+        dim = getattr(self, "embed_dim", None)
+        if not isinstance(dim, int) or isinstance(dim, bool) or dim < 1:
+            errors.append(f"embed_dim must be a positive int set in __init__, got {dim!r}")
+        return errors
+
 
 class LossScheduler(abc.ABC):
     """Combines the per-level losses into the one scalar that is back-propagated."""

@@ -309,6 +309,9 @@ class Registry:
         if not isinstance(obj, interface):
             raise ComponentError(f"{kind} {component.qualified_name!r} returned {type(obj).__name__}, "
                                  f"which is not an {interface.__module__}.{interface.__name__}")
+        errors = obj.contract_errors() if hasattr(obj, "contract_errors") else []
+        if errors:
+            raise ComponentError(f"{kind} {component.qualified_name!r}: {'; '.join(errors)}")
         return obj
 
 

@@ -1,0 +1,97 @@
+"""The ``xrdcore`` command: output, JSON, and one-line errors with exit status 2."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from xrdcore.cli import main
+from xrdcore.crystal import level
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_labels_by_number_and_symbol_agree(capsys):
+    code, by_number, _ = run(capsys, "labels", "14", "--json")
+    assert code == 0
+    _, by_symbol, _ = run(capsys, "labels", "P21/c", "--json")
+    data = json.loads(by_number)
+    assert json.loads(by_symbol) == data
+    assert data["symbol"] == "P2_1/c" and data["full_symbol"] == "P 1 2_1/c 1"
+    assert {k: v["class"] for k, v in data["levels"].items()} == {
+        "space_group": "P2_1/c", "crystal_system": "monoclinic", "lattice_system": "monoclinic",
+        "centring": "P", "bravais": "mP", "point_group": "2/m", "laue_class": "2/m",
+        "arithmetic_class": "2/mP", "extinction_class": "P2_1/c"}
+
+
+def test_labels_table(capsys):
+    code, out, _ = run(capsys, "labels", "Fm-3m")
+    assert code == 0
+    assert out.splitlines()[0] == "space group 225: Fm-3m  (F 4/m -3 2/m; Oh^5)"
+    assert re.search(r"bravais\s+\d+\s+cF", out) and re.search(r"lattice_system\s+\d+\s+cubic", out)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["labels", "Fm3m"], "unknown space-group symbol 'Fm3m'; did you mean Fm-3m"),
+    (["labels", "231"], "space-group number must be 1-230, got 231"),
+    (["list", "models"], "unknown component kind 'models'"),
+    (["levels", "point_grup"], "Unknown level 'point_grup'. Did you mean 'point_group'"),
+])
+def test_errors_are_one_line_with_status_2(capsys, argv, message):
+    code, _, err = run(capsys, *argv)
+    assert code == 2
+    assert err.strip() == f"xrdcore: error: {err.strip().split('error: ', 1)[1]}" and message in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_usage_errors_are_one_line_with_status_2(capsys):
+    with pytest.raises(SystemExit) as raised:
+        main(["lables", "14"])
+    err = capsys.readouterr().err
+    assert raised.value.code == 2
+    assert len(err.strip().splitlines()) == 1 and "invalid choice: 'lables'" in err
+
+
+def test_debug_shows_the_traceback(capsys):
+    code = main(["--debug", "labels", "Fm3m"])
+    _, err = capsys.readouterr()
+    assert code == 2 and "Traceback" in err and "xrdcore: error:" in err.splitlines()[-1]
+
+
+def test_list_and_plugins_show_builtins(capsys):
+    _, out, _ = run(capsys, "list", "hierarchies", "--json")
+    rows = {r["name"]: r for r in json.loads(out)}
+    assert rows["flat"]["plugin"] == "xrdcore" and rows["flat"]["builtin"]
+    assert rows["flat"]["description"].startswith("Space group only")
+    _, out, _ = run(capsys, "list", "schedulers", "w*")
+    assert out.split()[0] == "weighted" and "sum" not in out
+    _, out, _ = run(capsys, "plugins", "--json")
+    builtin = next(p for p in json.loads(out)["plugins"] if p["name"] == "xrdcore")
+    assert builtin["status"] == "ok" and builtin["components"]["label_hierarchy"] == ["flat", "multilevel"]
+
+
+def test_levels_lists_counts_and_members(capsys):
+    _, out, _ = run(capsys, "levels", "--json")
+    assert {k: v["classes"] for k, v in json.loads(out).items()}["arithmetic_class"] == 73
+    _, out, _ = run(capsys, "levels", "extinction_class", "--json")
+    data = json.loads(out)
+    assert len(data["classes"]) == len(level("extinction_class"))
+    p41 = next(c for c in data["classes"] if 76 in c["space_groups"])
+    assert 78 in p41["space_groups"]
+
+
+def test_console_script_is_installed():
+    script = Path(sys.executable).with_name("xrdcore")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XRDCORE_")}
+    result = subprocess.run([str(script), "labels", "166"], capture_output=True, text=True, env=env, check=True)
+    assert "R-3m" in result.stdout and "rhombohedral" in result.stdout and "hR" in result.stdout
