@@ -3,6 +3,9 @@ conformance test over every registered hierarchy and scheduler. Real pluggy, rea
 objects; installs through entry points are in test_entry_points.py."""
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -196,7 +199,7 @@ def test_a_failing_plugin_is_isolated_and_strict_mode_makes_it_fatal():
 
 
 def test_a_plugin_that_cannot_be_imported_is_reported():
-    registry = Registry(builtins=["xrdcore.builtin.hierarchies", "xrdcore_no_such_module"], entry_points=[])
+    registry = Registry(builtins=["xrdcore.builtin.plugin", "xrdcore_no_such_module"], entry_points=[])
     assert registry.plugins["xrdcore"].status == "partial"
     assert "ModuleNotFoundError" in registry.plugins["xrdcore"].errors[0]
     assert registry.names("hierarchies") == ["flat", "multilevel"]
@@ -206,12 +209,59 @@ def test_lazy_factories_import_only_on_create():
     class Lazy:
         @hookimpl
         def register_encoders(self, register):
-            register("missing", "xrdcore_no_such_module:Encoder", description="lazy")
+            register("late", "tests_lazy_target:Late", description="lazy")
+            register("typo", "xrdcore_no_such_module:Encoder")
 
     registry = Registry(builtins=[Lazy()], entry_points=[])
-    assert registry.names("encoders") == ["missing"]
-    with pytest.raises(ModuleNotFoundError):
-        registry.create("encoder", "missing")
+    # the module must exist when registering (typos are reported at once) ...
+    assert "'xrdcore_no_such_module:Encoder' is not an importable 'module:attr'" in registry.plugins["xrdcore"].errors[0]
+    assert registry.names("encoders") == ["late"]
+    # ... but it is imported only when the component is created
+    assert "tests_lazy_target" not in sys.modules
+    with pytest.raises(AttributeError):
+        registry.create("encoder", "late")
+    assert "tests_lazy_target" in sys.modules
+
+
+def test_builtins_load_without_importing_torch():
+    code = "import sys, xrdcore; xrdcore.list_schedulers(); print('torch' in sys.modules)"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XRDCORE_")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_qualified_names_and_plugin_selection_are_normalised():
+    registry = Registry(entry_points=[], only="xrd_example, ")
+    assert registry.get("scheduler", "XRDcore:sum").qualified_name == "xrdcore:sum"
+    assert registry.warnings == ["XRDCORE_PLUGINS names 'xrd-example', which is not installed"]
+
+
+def test_add_plugin_in_strict_mode_leaves_the_registry_unchanged():
+    class Clashing:
+        @hookimpl
+        def register_label_hierarchies(self, register):
+            register("flat", "xrdcore.builtin.hierarchies:flat")
+
+        @hookimpl
+        def register_encoders(self, register):
+            register("new-one", MeanEncoder)
+
+    registry = Registry(entry_points=[], strict=True)
+    with pytest.raises(PluginError, match="shadowed by xrdcore"):
+        registry.add_plugin("clash", Clashing())
+    assert "clash" not in registry.plugins and registry.names("encoders") == []
+    assert registry.plugins["xrdcore"].notes == []
+
+
+def test_multi_line_plugin_errors_become_one_line():
+    class WrongArgument:
+        @hookimpl
+        def register_encoders(self, reg):  # pluggy rejects an argument the spec does not have
+            pass
+
+    registry = Registry(builtins=[WrongArgument()], entry_points=[])
+    (error,) = registry.plugins["xrdcore"].errors
+    assert "\n" not in error and "could not be loaded: PluginValidationError" in error
 
 
 def test_create_checks_arguments_and_interface():

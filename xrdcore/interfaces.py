@@ -121,13 +121,3 @@ class StructureDataset(abc.ABC):
     def records(self, limit: int | None = None) -> Iterator[StructureRecord]:
         """Yield the structures in a stable order (at most ``limit``)."""
 
-
-#: the interface that each registry kind's factories must return
-INTERFACES: dict[str, type] = {
-    "encoder": Encoder,
-    "label_hierarchy": LabelHierarchy,
-    "loss_scheduler": LossScheduler,
-    "simulator": Simulator,
-    "generator": Generator,
-    "dataset": StructureDataset,
-}

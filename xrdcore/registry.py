@@ -18,6 +18,7 @@ import difflib
 import fnmatch
 import importlib
 import importlib.metadata as metadata
+import importlib.util
 import inspect
 import os
 import re
@@ -32,7 +33,7 @@ from xrdcore import hookspecs
 
 ENTRY_POINT_GROUP = "xrdcore"
 BUILTIN_PLUGIN = "xrdcore"
-BUILTIN_MODULES = ("xrdcore.builtin.hierarchies", "xrdcore.builtin.schedulers")
+BUILTIN_MODULES = ("xrdcore.builtin.plugin",)
 
 #: component kind → hook that registers it
 KINDS: dict[str, str] = {
@@ -140,8 +141,10 @@ class Registry:
                  strict: bool | None = None, only: Iterable[str] | None = None):
         self.strict = _env_flag("XRDCORE_STRICT") if strict is None else strict
         if only is None and "XRDCORE_PLUGINS" in os.environ:
-            only = [p for p in os.environ["XRDCORE_PLUGINS"].split(",") if p.strip()]
-        self._only = None if only is None else {_normalise(p) for p in only}
+            only = os.environ["XRDCORE_PLUGINS"]
+        if isinstance(only, str):
+            only = only.split(",")
+        self._only = None if only is None else {_normalise(p) for p in only if p.strip()}
         self.warnings: list[str] = []
         self.plugins: dict[str, PluginInfo] = {}
         self._components: dict[str, list[Component]] = {kind: [] for kind in KINDS}
@@ -152,19 +155,21 @@ class Registry:
             BUILTIN_PLUGIN, _version("xrdcore"), builtin=True))
         for module in builtins:
             self._add(builtin, lambda m=module: importlib.import_module(m) if isinstance(m, str) else m)
+        known = {_normalise(BUILTIN_PLUGIN)}
         for dist, eps in _group_by_distribution(
                 metadata.entry_points(group=ENTRY_POINT_GROUP) if entry_points is None else entry_points):
+            names = {_normalise(dist), *(_normalise(e.name) for e in eps)}
+            known |= names
             info = self.plugins.setdefault(dist, PluginInfo(dist, _version(dist)))
-            info.enabled = self._only is None or bool({_normalise(dist), *(_normalise(e.name) for e in eps)}
-                                                      & self._only)
+            info.enabled = self._only is None or bool(names & self._only)
             if info.enabled:
                 for ep in eps:
                     self._add(info, ep.load)
         if self._only is not None:
-            known = {_normalise(n) for n in self.plugins} | {_normalise(BUILTIN_PLUGIN)}
             for missing in sorted(self._only - known):
                 self.warnings.append(f"XRDCORE_PLUGINS names {missing!r}, which is not installed")
         self._resolve_collisions()
+        self._check_strict()
 
     def add_plugin(self, name: str, plugin: Any, version: str | None = None) -> PluginInfo:
         """Register a third-party plugin object in this process (a notebook, a test), as if it
@@ -174,6 +179,16 @@ class Registry:
         info = self.plugins[name] = PluginInfo(name, version)
         self._add(info, lambda: plugin)
         self._resolve_collisions()
+        try:
+            self._check_strict()
+        except PluginError:  # leave the registry as it was
+            del self.plugins[name]
+            for kind in KINDS:
+                self._components[kind] = [c for c in self._components[kind] if c.plugin != name]
+            if self._pm.is_registered(plugin):
+                self._pm.unregister(plugin)
+            self._resolve_collisions()
+            raise
         return info
 
     # loading ------------------------------------------------------------------------------
@@ -203,7 +218,11 @@ class Registry:
                 raise ValueError(f"invalid {kind} name {name!r}: use lower-case letters, digits, '.', '_', '-'")
             if any(c.kind == kind and c.name == name for c in info.components + added):
                 raise ValueError(f"{kind} {name!r} is registered twice by this plugin")
-            if not (callable(factory) or (isinstance(factory, str) and ":" in factory)):
+            if isinstance(factory, str):
+                module = factory.partition(":")[0]
+                if ":" not in factory or importlib.util.find_spec(module) is None:
+                    raise ValueError(f"{kind} {name!r}: {factory!r} is not an importable 'module:attr'")
+            elif not callable(factory):
                 raise TypeError(f"{kind} {name!r}: factory must be callable or 'module:attr', got {factory!r}")
             added.append(Component(kind, name, info.name, factory, description or _summary(factory),
                                    info.builtin, overridable and info.builtin))
@@ -218,11 +237,11 @@ class Registry:
 
     @staticmethod
     def _fail(info: PluginInfo, what: str, exc: Exception) -> None:
-        info.errors.append(f"{what}: {type(exc).__name__}: {exc}")
+        info.errors.append(f"{what}: {type(exc).__name__}: {' '.join(str(exc).split())}")
         info.tracebacks.append(traceback.format_exc())
 
     def _resolve_collisions(self) -> None:
-        """Write the collision notes afresh; in strict mode any problem is fatal."""
+        """Write the collision notes afresh."""
         for info in self.plugins.values():
             info.notes.clear()
         for kind, components in self._components.items():
@@ -243,6 +262,9 @@ class Registry:
                         note = (f"{kind} {name!r} is shadowed by {winner.plugin}: "
                                 f"use {c.qualified_name!r}")
                     self.plugins[c.plugin].notes.append(note)
+
+    def _check_strict(self) -> None:
+        """In strict mode any error, collision or warning is fatal."""
         if self.strict:
             problems = [f"{p.name}: {m}" for p in self.plugins.values() for m in p.errors + p.notes]
             if problems or self.warnings:
@@ -271,7 +293,8 @@ class Registry:
         kind = _kind(kind)
         components = self._components[kind]
         if ":" in name:
-            found = [c for c in components if c.qualified_name == name]
+            plugin, _, short = name.partition(":")
+            found = [c for c in components if c.name == short and _normalise(c.plugin) == _normalise(plugin)]
         else:
             found = [c for c in components if c.name == name]
             if len(found) > 1:

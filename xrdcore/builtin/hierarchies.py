@@ -6,7 +6,6 @@ from collections.abc import Mapping, Sequence
 
 from xrdcore.crystal.hierarchy import LabelHierarchy
 from xrdcore.crystal.levels import level_names
-from xrdcore.hookspecs import hookimpl
 
 
 def flat() -> LabelHierarchy:
@@ -19,9 +18,3 @@ def multilevel(levels: Sequence[str] = level_names(), weights: Mapping[str, floa
     """Space group plus any superclass levels, each with its own head; β weights the superclasses."""
     superclass_weights = {name: beta for name in levels if name != "space_group"}
     return LabelHierarchy(levels, weights={**superclass_weights, **(weights or {})}, name="multilevel")
-
-
-@hookimpl
-def register_label_hierarchies(register):
-    register("flat", flat)
-    register("multilevel", multilevel)

@@ -7,7 +7,6 @@ from collections.abc import Mapping
 import torch
 
 from xrdcore.crystal.hierarchy import LabelHierarchy
-from xrdcore.hookspecs import hookimpl
 from xrdcore.interfaces import LossScheduler
 
 
@@ -45,9 +44,3 @@ class WeightedScheduler(LossScheduler):
         used = {name: float(self.weights.get(name, defaults.get(name, 1.0))) for name in losses}
         total = sum(used[name] * loss for name, loss in losses.items())
         return total, used
-
-
-@hookimpl
-def register_loss_schedulers(register):
-    register("sum", SumScheduler)
-    register("weighted", WeightedScheduler)

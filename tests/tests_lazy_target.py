@@ -1,0 +1,1 @@
+"""A module that only test_registry's lazy-factory test imports (through the registry)."""
