@@ -60,7 +60,7 @@ class SpaceGroup:
     point_group: str
     laue_class: str
     arithmetic_class: str
-    extinction_class: str  # the "/"-joined symbols of every type with the same absences
+    extinction_class: str  # symbols of every type with the same absences, ", "-joined
 
 
 @dataclass(frozen=True)
@@ -197,8 +197,6 @@ def space_groups() -> tuple[SpaceGroup, ...]:
     for number, (sgtype, key) in enumerate(zip(types, keys), start=1):
         ops = operations(number)
         lattice_system, centring = key[0], centring_of(ops)
-        crystal_system = lattice_system if lattice_system not in ("rhombohedral", "hexagonal") \
-            else crystal_system_of(ops.rotations)
         centrosymmetric = np.concatenate([ops.rotations, -ops.rotations])
         table.append(SpaceGroup(
             number=number,
@@ -206,14 +204,14 @@ def space_groups() -> tuple[SpaceGroup, ...]:
             full_symbol=sgtype.international_full,
             schoenflies=sgtype.schoenflies,
             hall_number=sgtype.hall_number,
-            crystal_system=crystal_system,
+            crystal_system=crystal_system_of(ops.rotations),
             lattice_system=lattice_system,
             centring=centring,
             bravais=_FAMILY_LETTER[lattice_system] + ("C" if centring in "ABC" else centring),
             point_group=sgtype.pointgroup_international,
             laue_class=point_group_names[rotation_type_counts(centrosymmetric)],
             arithmetic_class=sgtype.arithmetic_crystal_class_symbol,
-            extinction_class="/".join(members[key]),
+            extinction_class=", ".join(members[key]),
         ))
     return tuple(table)
 
