@@ -31,7 +31,7 @@ def test_labels_by_number_and_symbol_agree(capsys):
     assert {k: v["class"] for k, v in data["levels"].items()} == {
         "space_group": "P2_1/c", "crystal_system": "monoclinic", "lattice_system": "monoclinic",
         "centring": "P", "bravais": "mP", "point_group": "2/m", "laue_class": "2/m",
-        "arithmetic_class": "2/mP", "extinction_class": "P2_1/c"}
+        "arithmetic_class": "2/mP", "extinction_class": "P2_1/c", "extinction_class_any_setting": "P2_1/c"}
 
 
 def test_labels_table(capsys):
@@ -75,6 +75,8 @@ def test_list_and_plugins_show_builtins(capsys):
     assert rows["flat"]["description"].startswith("Space group only")
     _, out, _ = run(capsys, "list", "schedulers", "w*")
     assert out.split()[0] == "weighted" and "sum" not in out
+    _, out, _ = run(capsys, "list", "encoders", "*nothing*")
+    assert out.strip() == "no encoders match '*nothing*'"
     _, out, _ = run(capsys, "plugins", "--json")
     builtin = next(p for p in json.loads(out)["plugins"] if p["name"] == "xrdcore")
     assert builtin["status"] == "ok" and builtin["components"]["label_hierarchy"] == ["flat", "multilevel"]

@@ -78,6 +78,35 @@ def test_bad_hierarchies(levels, kwargs, message):
         LabelHierarchy(levels, **kwargs)
 
 
+@pytest.mark.parametrize("levels, error, message", [
+    ([1], TypeError, "level names"), ([["space_group"]], TypeError, "level names")])
+def test_level_names_must_be_strings(levels, error, message):
+    with pytest.raises(error, match=message):
+        LabelHierarchy(levels)
+
+
+@pytest.mark.parametrize("weight", [-1.0, float("nan"), float("inf")])
+def test_loss_weights_must_be_finite_and_non_negative(weight):
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        LabelHierarchy(["space_group", "crystal_system"], weights={"crystal_system": weight})
+
+
+def test_members_by_name_or_index_with_clear_errors():
+    lv = level("crystal_system")
+    assert lv.members("cubic") == lv.members(6) == list(range(195, 231))
+    with pytest.raises(ValueError, match="has no class 'cubix'. Did you mean 'cubic'"):
+        lv.members("cubix")
+    with pytest.raises(ValueError, match="0-6, got 99"):
+        lv.members(99)
+
+
+def test_bool_tensors_are_not_space_groups():
+    with pytest.raises(TypeError, match="integers"):
+        level("space_group").index(torch.tensor([True]))
+    with pytest.raises(TypeError, match="integers"):
+        level("space_group").index(np.array([True]))
+
+
 def test_unknown_level_lists_known_levels():
     with pytest.raises(UnknownLevelError, match="Known levels: space_group, crystal_system"):
         level("crystal")

@@ -105,7 +105,7 @@ def test_builtins_are_registered_through_the_hooks():
     assert registry.names("hierarchies") == ["flat", "multilevel"]
     assert registry.names("schedulers") == ["sum", "weighted"]
     assert registry.plugins["xrdcore"].builtin and registry.plugins["xrdcore"].status == "ok"
-    assert all(c.plugin == "xrdcore" for kind in KINDS for c in registry.components(kind))
+    assert [c.qualified_name for c in registry.components("hierarchies")] == ["xrdcore:flat", "xrdcore:multilevel"]
 
 
 def test_every_hook_reaches_the_registry_and_builds_real_components():
@@ -205,6 +205,17 @@ def test_a_plugin_that_cannot_be_imported_is_reported():
     assert registry.names("hierarchies") == ["flat", "multilevel"]
 
 
+def test_a_plugin_calling_sys_exit_does_not_stop_the_host():
+    class Exiting:
+        @hookimpl
+        def register_encoders(self, register):
+            raise SystemExit("plugin quit")
+
+    registry = Registry(builtins=[*BUILTIN_MODULES, Exiting()], entry_points=[])
+    assert "register_encoders raised: SystemExit: plugin quit" in registry.plugins["xrdcore"].errors[0]
+    assert registry.names("schedulers") == ["sum", "weighted"]
+
+
 def test_lazy_factories_import_only_on_create():
     class Lazy:
         @hookimpl
@@ -218,7 +229,7 @@ def test_lazy_factories_import_only_on_create():
     assert registry.names("encoders") == ["late"]
     # ... but it is imported only when the component is created
     assert "tests_lazy_target" not in sys.modules
-    with pytest.raises(AttributeError):
+    with pytest.raises(ComponentError, match="encoder 'xrdcore:late': cannot import 'tests_lazy_target:Late'"):
         registry.create("encoder", "late")
     assert "tests_lazy_target" in sys.modules
 
@@ -345,6 +356,10 @@ def test_every_scheduler_trains_a_two_head_model(name):
         history.append(total.item())
     assert set(weights) == set(hierarchy.level_names)
     assert history[-1] < 0.5 * history[0]
+
+
+def test_multilevel_accepts_one_level_as_a_string():
+    assert xrdcore.create_hierarchy("multilevel", levels="crystal_system").level_names == ("crystal_system",)
 
 
 def test_weighted_scheduler_uses_hierarchy_beta_and_rejects_unknown_levels():

@@ -198,6 +198,22 @@ def test_extinction_classes_group_exactly_equal_absences_within_a_lattice_system
         assert seen.setdefault(key, sg.extinction_class) == sg.extinction_class
 
 
+def test_setting_free_classes_merge_types_whose_absences_match_after_relabelling_axes():
+    standard = defaultdict(set)
+    for sg in space_groups():
+        standard[sg.extinction_class_any_setting].add(sg.extinction_class)
+    # every setting-free class is a union of standard-setting classes
+    assert sum(len(v) for v in standard.values()) == len(level("extinction_class"))
+    assert space_group(26).extinction_class != space_group(28).extinction_class
+    assert space_group(26).extinction_class_any_setting == space_group(28).extinction_class_any_setting
+    # independent check: Pma2 (28) has the absences of Pmc2_1 (26) with h and l swapped
+    hkl = [tuple(h) for h in hkl_grid(6)]
+    swapped = np.array([hkl.index((l, k, h)) for h, k, l in hkl])
+    assert np.array_equal(brute_force_absences(28), brute_force_absences(26)[swapped])
+    # monoclinic types stay apart: no relabelling of a, c turns Pc absences into P2_1 ones
+    assert space_group(7).extinction_class_any_setting != space_group(4).extinction_class_any_setting
+
+
 def test_extinction_partition_does_not_depend_on_the_hkl_range():
     def partition(keys):
         groups = defaultdict(list)
@@ -222,14 +238,20 @@ def test_every_type_round_trips_through_its_symbols_and_number():
 
 
 @pytest.mark.parametrize("symbol, number", [
-    ("P21/c", 14), ("P2_1/n", 14), ("P 1 21/a 1", 14), ("Pbnm", 62), ("Cmca", 64), ("A2/a", 15),
-    ("P312", 149), ("P32", 145), ("P3_2", 145), ("R -3 2/m", 166), ("P63/mmc", 194)])
+    ("P21/c", 14), ("P2_1/n", 14), ("P 1 21/a 1", 14), ("Pbnm", 62), ("Cmca", 64), ("Abm2", 39),
+    ("A2/a", 15), ("P312", 149), ("P32", 145), ("P3_2", 145), ("R -3 2/m", 166), ("R-3:H", 148),
+    ("R 3 :R", 146), ("P63/mmc", 194), ("P321", 150), ("P3221", 154), ("P3_221", 154),
+    ("P4212", 90), ("P42_12", 90), ("P4222", 93)])
 def test_setting_and_legacy_symbols(symbol, number):
     assert space_group(symbol).number == number
 
 
 @pytest.mark.parametrize("spec, message", [
-    (0, "1-230"), (231, "1-230"), ("Fm3m", "did you mean Fm-3m"), ("", "unknown"), (2.5, "expected")])
+    (0, "1-230"), (231, "1-230"), ("Fm3m", "did you mean Fm-3m"), ("", "unknown"), (2.5, "expected"),
+    (True, "expected"),
+    # a written '_' must match exactly: P3_21 is no type, and never P321 (150)
+    ("P3_21", "did you mean P3_221"), ("P4_22", "unknown"), ("P3_12", "unknown"),
+    ("Aam2", "unknown")])  # an a-glide perpendicular to a cannot exist
 def test_bad_space_group_specs(spec, message):
     with pytest.raises((ValueError, TypeError), match=message):
         space_group(spec)
@@ -240,8 +262,13 @@ def test_docs_report_the_computed_extinction_counts():
     by_system = defaultdict(set)
     for sg in space_groups():
         by_system[sg.lattice_system].add(sg.extinction_class)
-    assert f"**{len(level('extinction_class'))} extinction classes**: {len(by_system['triclinic'])} triclinic, " \
-           f"{len(by_system['monoclinic'])} monoclinic, {len(by_system['orthorhombic'])} orthorhombic" \
-           in " ".join(text.split())
+    counts = (f"**{len(level('extinction_class'))} extinction classes**: {len(by_system['triclinic'])} triclinic, "
+              f"{len(by_system['monoclinic'])} monoclinic, {len(by_system['orthorhombic'])} orthorhombic, "
+              f"{len(by_system['tetragonal'])} tetragonal, {len(by_system['hexagonal'])} hexagonal-lattice "
+              f"(trigonal P and hexagonal groups together), {len(by_system['rhombohedral'])} rhombohedral "
+              f"and {len(by_system['cubic'])} cubic")
+    assert counts in " ".join(text.split())
+    assert f"| `extinction_class` | {len(level('extinction_class'))} |" in text
+    assert f"| `extinction_class_any_setting` | {len(level('extinction_class_any_setting'))} |" in text
     singletons = sum(len(level("extinction_class").members(i)) == 1 for i in range(len(level("extinction_class"))))
     assert f"{singletons} classes hold a single space group" in " ".join(text.split())

@@ -98,7 +98,10 @@ def _list(args) -> None:
                            "builtin": c.builtin, "description": c.description}
                           for n, c in zip(names, rows)], indent=2))
         return
-    width = max((len(n) for n in names), default=0)
+    if not names:
+        print(f"no {args.kind} match {args.pattern!r}" if args.pattern != "*" else f"no {args.kind} installed")
+        return
+    width = max(len(n) for n in names)
     for name, c in zip(names, rows):
         print(f"{name:<{width}}  [{c.plugin}]  {c.description}".rstrip())
 
@@ -115,8 +118,9 @@ def _labels(args) -> None:
                           "levels": {n: {"index": i, "class": c} for n, i, c in rows}}, indent=2))
         return
     print(f"space group {sg.number}: {sg.symbol}  ({sg.full_symbol}; {sg.schoenflies})")
+    width = max(len(name) for name in level_names())
     for name, index, cls in rows:
-        print(f"  {name:<17} {index:>4}  {cls}")
+        print(f"  {name:<{width}} {index:>4}  {cls}")
 
 
 def _levels(args) -> None:
@@ -127,8 +131,9 @@ def _levels(args) -> None:
             print(json.dumps({n: {"classes": len(level(n)), "description": level(n).description}
                               for n in level_names()}, indent=2))
             return
+        width = max(len(name) for name in level_names())
         for name in level_names():
-            print(f"{name:<17} {len(level(name)):>4}  {level(name).description}")
+            print(f"{name:<{width}} {len(level(name)):>4}  {level(name).description}")
         return
     lv = level(args.level)
     symbols = [sg.symbol for sg in space_groups()]

@@ -1,7 +1,9 @@
 """The hooks a plugin implements. Each receives ``register(name, factory, *, description=None)``.
 
 ``factory`` builds the component from keyword arguments: a class, a function, or a
-``"module:attribute"`` string imported only when the component is first created.
+``"module:attribute"`` string imported only when the component is first created. Built-ins may
+also pass ``overridable=True`` to let a single third-party component of that name take
+precedence; the flag is ignored for third-party plugins.
 """
 
 import pluggy

@@ -94,7 +94,11 @@ class Component:
     def load(self) -> Callable[..., Any]:
         """The factory, importing it first if it was registered as a string."""
         if isinstance(self.target, str):
-            self.target = import_object(self.target)
+            try:
+                self.target = import_object(self.target)
+            except (ImportError, AttributeError) as exc:
+                raise ComponentError(f"{self.kind} {self.qualified_name!r}: cannot import "
+                                     f"{self.target!r}: {exc}") from exc
         return self.target
 
 
@@ -197,7 +201,7 @@ class Registry:
         try:
             plugin = load()
             self._pm.register(plugin, name=f"{info.name}#{len(self._pm.get_plugins())}")
-        except Exception as exc:  # a plugin may fail in any way; the others must keep working
+        except (Exception, SystemExit) as exc:  # a plugin may fail in any way, even sys.exit()
             return self._fail(info, "could not be loaded", exc)
         for caller in self._pm.get_hookcallers(plugin) or []:
             if not caller.has_spec():
@@ -229,14 +233,14 @@ class Registry:
 
         try:
             impl.function(**{arg: register for arg in impl.argnames})
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:
             # keep what the hook registered before it failed: each component stands alone
             self._fail(info, f"hook {impl.function.__name__} raised", exc)
         info.components.extend(added)
         self._components[kind].extend(added)
 
     @staticmethod
-    def _fail(info: PluginInfo, what: str, exc: Exception) -> None:
+    def _fail(info: PluginInfo, what: str, exc: BaseException) -> None:
         info.errors.append(f"{what}: {type(exc).__name__}: {' '.join(str(exc).split())}")
         info.tracebacks.append(traceback.format_exc())
 

@@ -16,5 +16,6 @@ def flat() -> LabelHierarchy:
 def multilevel(levels: Sequence[str] = level_names(), weights: Mapping[str, float] | None = None,
                beta: float = 1.0) -> LabelHierarchy:
     """Space group plus any superclass levels, each with its own head; β weights the superclasses."""
+    levels = (levels,) if isinstance(levels, str) else tuple(levels)
     superclass_weights = {name: beta for name in levels if name != "space_group"}
     return LabelHierarchy(levels, weights={**superclass_weights, **(weights or {})}, name="multilevel")

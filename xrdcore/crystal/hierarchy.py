@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -22,6 +23,8 @@ class LabelHierarchy:
         if isinstance(levels, str):
             levels = (levels,)
         names = tuple(levels)
+        if not all(isinstance(n, str) for n in names):
+            raise TypeError(f"levels must be level names (strings), got {list(names)!r}")
         if not names:
             raise ValueError("a label hierarchy needs at least one level")
         duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -33,6 +36,9 @@ class LabelHierarchy:
         if unknown:
             raise ValueError(f"weights given for levels not in the hierarchy: {', '.join(unknown)}")
         self.weights: dict[str, float] = {n: float(weights.get(n, 1.0)) for n in names}
+        bad = [f"{n}={w}" for n, w in self.weights.items() if not (w >= 0 and math.isfinite(w))]
+        if bad:
+            raise ValueError(f"loss weights must be finite and >= 0, got {', '.join(bad)}")
         self.name = name or "+".join(names)
 
     @property

@@ -22,6 +22,8 @@ LEVEL_DESCRIPTIONS: dict[str, str] = {
     "laue_class": "Laue class (11): the point group with inversion added",
     "arithmetic_class": "arithmetic crystal class (73): point group + lattice, oriented",
     "extinction_class": "lattice system + identical systematic absences of the general position",
+    "extinction_class_any_setting": "extinction classes merged when absences agree in any setting "
+                                    "(axes unknown, as in an unindexed powder pattern)",
 }
 
 
@@ -43,13 +45,24 @@ class Level:
 
     def members(self, cls: int | str) -> list[int]:
         """Space-group numbers that fall into class ``cls`` (index or name)."""
-        position = self.classes.index(cls) if isinstance(cls, str) else int(cls)
+        if isinstance(cls, str):
+            if cls not in self.classes:
+                close = difflib.get_close_matches(cls, self.classes, n=3)
+                hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+                raise ValueError(f"{self.name} has no class {cls!r}.{hint}")
+            position = self.classes.index(cls)
+        else:
+            position = int(cls)
+            if not 0 <= position < len(self.classes):
+                raise ValueError(f"{self.name} class index must be 0-{len(self.classes) - 1}, got {position}")
         return [int(n) + 1 for n in np.flatnonzero(self.table == position)]
 
 
 @cache
 def level(name: str) -> Level:
     """The level called ``name``; classes are ordered by their lowest space-group number."""
+    if not isinstance(name, str):
+        raise TypeError(f"a level name must be a string, got {name!r}")
     if name not in LEVEL_DESCRIPTIONS:
         raise UnknownLevelError(name)
     values = [getattr(sg, "symbol" if name == "space_group" else name) for sg in space_groups()]
@@ -76,13 +89,13 @@ def _lookup(table: np.ndarray, space_groups, what: str):
     """table[space_groups - 1] for numpy arrays, sequences and torch tensors, with range checks."""
     torch = sys.modules.get("torch")  # a tensor can only exist if torch is already imported
     if torch is not None and isinstance(space_groups, torch.Tensor):
-        if space_groups.is_floating_point() or space_groups.is_complex():
+        if space_groups.is_floating_point() or space_groups.is_complex() or space_groups.dtype == torch.bool:
             raise TypeError(f"{what}: space-group numbers must be integers, got {space_groups.dtype}")
         _check_range(space_groups.min().item() if space_groups.numel() else 1,
                      space_groups.max().item() if space_groups.numel() else 1, what)
         return torch.tensor(table, device=space_groups.device)[space_groups.long() - 1]
     numbers = np.asarray(space_groups)
-    if numbers.dtype.kind not in "iu":
+    if numbers.dtype.kind not in "iu":  # bool ("b") is rejected too
         if numbers.dtype.kind == "f" and np.all(np.isfinite(numbers)) and np.all(numbers == np.round(numbers)):
             numbers = numbers.astype(np.int64)
         else:

@@ -9,6 +9,7 @@ letter and the symbols of the crystal families.
 
 from __future__ import annotations
 
+import difflib
 import re
 import warnings
 from contextlib import contextmanager
@@ -61,6 +62,7 @@ class SpaceGroup:
     laue_class: str
     arithmetic_class: str
     extinction_class: str  # symbols of every type with the same absences, ", "-joined
+    extinction_class_any_setting: str  # the same, merged over every setting of each type
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,10 @@ def absent_reflections(ops: Operations, hkl_range: int = ABSENCE_HKL_RANGE) -> n
     its phase h·t is not an integer; the structure factor of any orbit then cancels in pairs.
     """
     hkl = hkl_grid(hkl_range).astype(float)
+    shifting = np.any(np.abs(ops.translations) > 1e-6, axis=1)  # only these can extinguish
+    ops = Operations(ops.rotations[shifting], ops.translations[shifting])
+    if not len(ops.rotations):
+        return np.zeros(len(hkl), dtype=bool)
     distinct, which = np.unique(ops.rotations.reshape(-1, 9), axis=0, return_inverse=True)
     moved = hkl @ (distinct.reshape(-1, 3, 3) - np.eye(3))  # (n_distinct, m, 3): h R - h
     fixed = np.all(moved == 0, axis=2)[which.ravel()]  # (n_ops, m)
@@ -169,12 +175,49 @@ def extinction_keys(hkl_range: int = ABSENCE_HKL_RANGE) -> list[tuple[str, bytes
     for number in range(1, N_SPACE_GROUPS + 1):
         ops = operations(number)
         mask = absent_reflections(ops, hkl_range)
-        keys.append((_lattice_system(ops), np.packbits(mask).tobytes()))
+        keys.append((lattice_system_of(number), np.packbits(mask).tobytes()))
     return keys
 
 
-def _lattice_system(ops: Operations) -> str:
+def setting_free_extinction_groups(hkl_range: int = ABSENCE_HKL_RANGE) -> list[list[int]]:
+    """Types whose absences coincide in *some* settings, merged transitively.
+
+    A powder pattern does not say which cell axis is a, b or c (nor which monoclinic cell
+    choice was taken), so two types whose absences agree after relabelling the axes give the
+    same peak positions. Every setting in spglib's database except rhombohedral axes is
+    compared, within one lattice system.
+    """
+    parent = list(range(N_SPACE_GROUPS + 1))
+
+    def root(n: int) -> int:
+        while parent[n] != n:
+            parent[n] = parent[parent[n]]
+            n = parent[n]
+        return n
+
+    first_with: dict[tuple[str, bytes], int] = {}
+    with _quiet_spglib():
+        settings = [(hall, spglib.get_spacegroup_type(hall)) for hall in range(1, 531)]
+    for hall, sgtype in settings:
+        if sgtype.choice == "R":
+            continue
+        with _quiet_spglib():
+            ops = spglib.get_symmetry_from_database(hall)
+        setting = Operations(ops["rotations"].astype(int), np.mod(ops["translations"], 1.0))
+        key = (lattice_system_of(sgtype.number),
+               np.packbits(absent_reflections(setting, hkl_range)).tobytes())
+        other = first_with.setdefault(key, sgtype.number)
+        parent[root(sgtype.number)] = root(other)
+    groups: dict[int, list[int]] = {}
+    for number in range(1, N_SPACE_GROUPS + 1):
+        groups.setdefault(root(number), []).append(number)
+    return list(groups.values())
+
+
+@cache
+def lattice_system_of(number: int) -> str:
     """The crystal system, with trigonal split by lattice into rhombohedral and hexagonal."""
+    ops = operations(number)
     system = crystal_system_of(ops.rotations)
     if system == "trigonal":
         return "rhombohedral" if centring_of(ops) == "R" else "hexagonal"
@@ -193,6 +236,8 @@ def space_groups() -> tuple[SpaceGroup, ...]:
     # the Laue class is the point group with the inversion added, named as that point group
     point_group_names = {rotation_type_counts(operations(n).rotations): t.pointgroup_international
                          for n, t in enumerate(types, start=1)}
+    any_setting = {n: ", ".join(types[m - 1].international_short for m in group)
+                   for group in setting_free_extinction_groups() for n in group}
     table = []
     for number, (sgtype, key) in enumerate(zip(types, keys), start=1):
         ops = operations(number)
@@ -212,56 +257,62 @@ def space_groups() -> tuple[SpaceGroup, ...]:
             laue_class=point_group_names[rotation_type_counts(centrosymmetric)],
             arithmetic_class=sgtype.arithmetic_crystal_class_symbol,
             extinction_class=", ".join(members[key]),
+            extinction_class_any_setting=any_setting[number],
         ))
     return tuple(table)
 
 
-def _symbol_key(symbol: str) -> str:
-    return re.sub(r"[\s_]", "", symbol)
+#: symbols of the five types renamed in 2002 when the double glide e was introduced (ITA)
+LEGACY_SYMBOLS = {"Abm2": 39, "Aba2": 41, "Cmca": 64, "Cmma": 67, "Ccca": 68}
 
 
 @cache
-def _symbol_index() -> dict[str, int]:
-    """Every spglib setting symbol → number: short, full, and for monoclinic types the full
-    symbol without its '1' axes (``P 1 2_1/n 1`` → ``P2_1/n``), each without spaces and '_'."""
-    index: dict[str, int] = {}
-    for hall in range(1, 531):
-        with _quiet_spglib():
-            sgtype = spglib.get_spacegroup_type(hall)
+def _symbol_index() -> tuple[dict[str, int], dict[str, int]]:
+    """Every spglib setting symbol → number, twice: ``exact`` without spaces (``P3_121``), and
+    ``loose`` also without '_' (``P3121``). Monoclinic full symbols also appear without their
+    '1' axes (``P 1 2_1/n 1`` → ``P2_1/n``); elsewhere '1' axes carry meaning (P312 vs P3_12)."""
+    exact: dict[str, int] = {}
+    with _quiet_spglib():
+        types = [spglib.get_spacegroup_type(hall) for hall in range(1, 531)]
+    for sgtype in types:
         full = sgtype.international_full.split()
-        monoclinic = 3 <= sgtype.number <= 15  # elsewhere '1' axes carry meaning: P312 vs P3_2
+        monoclinic = 3 <= sgtype.number <= 15
         without_ones = full[:1] + [axis for axis in full[1:] if axis != "1" or not monoclinic]
         for symbol in (sgtype.international_short, sgtype.international_full,
                        sgtype.international, " ".join(without_ones)):
-            key = _symbol_key(symbol)
-            if index.setdefault(key, sgtype.number) != sgtype.number:
-                raise RuntimeError(f"symbol {symbol!r} names types {index[key]} and {sgtype.number}")
-    # symbols before 2002 wrote the double glide e as a or b (Cmca for Cmce); never override
-    for key, number in list(index.items()):
-        for glide in "ab":
-            index.setdefault(key[0] + key[1:].replace("e", glide), number)
-    return index
+            key = symbol.replace(" ", "")
+            if exact.setdefault(key, sgtype.number) != sgtype.number:
+                raise RuntimeError(f"symbol {symbol!r} names types {exact[key]} and {sgtype.number}")
+    for symbol, number in LEGACY_SYMBOLS.items():
+        exact.setdefault(symbol, number)
+    loose: dict[str, int] = {}
+    for key, number in exact.items():
+        if loose.setdefault(key.replace("_", ""), number) != number:
+            raise RuntimeError(f"symbol {key!r} is ambiguous without '_'")
+    return exact, loose
 
 
 def space_group(spec: int | str) -> SpaceGroup:
     """Look up a type by number (1–230, also as a string) or Hermann–Mauguin symbol.
 
-    Symbols of any setting spglib knows are accepted, with or without spaces and ``_``:
-    ``"P2_1/c"``, ``"P21/n"``, ``"P 1 21/c 1"``, ``"Fm-3m"``, ``"R-3m:H"`` is not needed.
+    Symbols of any setting spglib knows are accepted, with or without spaces, ``_`` and a
+    ``:H``/``:R`` suffix: ``"P2_1/c"``, ``"P21/n"``, ``"P 1 21/c 1"``, ``"Fm-3m"``, ``"R-3:H"``,
+    and the pre-2002 names of the e-glide types (``"Cmca"``). A symbol that writes ``_`` must
+    match exactly, so ``"P3_21"`` (no such type) is an error, never P321.
     """
-    if isinstance(spec, (int, np.integer)) or (isinstance(spec, str) and spec.strip().isdigit()):
-        number = int(spec)
-        if not 1 <= number <= N_SPACE_GROUPS:
-            raise ValueError(f"space-group number must be 1-230, got {number}")
-        return space_groups()[number - 1]
-    if not isinstance(spec, str):
+    if isinstance(spec, bool) or not isinstance(spec, (int, np.integer, str)):
         raise TypeError(f"expected a space-group number or symbol, got {type(spec).__name__}")
-    key = _symbol_key(spec)
-    number = _symbol_index().get(key)
+    if isinstance(spec, str) and spec.strip().isdigit():
+        spec = int(spec)
+    if not isinstance(spec, str):
+        if not 1 <= spec <= N_SPACE_GROUPS:
+            raise ValueError(f"space-group number must be 1-230, got {spec}")
+        return space_groups()[int(spec) - 1]
+    exact, loose = _symbol_index()
+    key = re.sub(r":[HhRr]$", "", spec.strip()).replace(" ", "")
+    number = exact.get(key) if "_" in key else exact.get(key, loose.get(key))
     if number is None:
-        import difflib
-
-        close = difflib.get_close_matches(key, _symbol_index(), n=3, cutoff=0.6)
+        close = difflib.get_close_matches(key, exact, n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ValueError(f"unknown space-group symbol {spec!r}{hint}")
     return space_groups()[number - 1]
