@@ -19,3 +19,9 @@ def register_loss_schedulers(register):
              description="Plain sum of the per-level losses.")
     register("weighted", "xrdcore.builtin.schedulers:WeightedScheduler",
              description="Fixed per-level weights (the hierarchy's, e.g. beta, unless given).")
+
+
+@hookimpl
+def register_simulators(register):
+    register("pxrd", "xrdcore.builtin.pxrd:PXRDSimulator",
+             description="Powder X-ray diffraction profile (kinematic, Cu Ka1, 5-90 deg at 0.01 deg).")

@@ -1,0 +1,1 @@
+"""Diffraction: X-ray wavelengths, the kinematic powder simulator, peak profiles."""

@@ -1,0 +1,41 @@
+"""X-ray wavelengths by emission-line name (Å), and parsing of a user's wavelength."""
+
+from __future__ import annotations
+
+import difflib
+
+#: characteristic lines of the usual anode materials, in Å; "Ka" is the 2:1 weighted Kα1/Kα2
+#: mean. Values as in pymatgen's XRD calculator (tests check that they agree).
+WAVELENGTHS: dict[str, float] = {
+    "CuKa": 1.54184, "CuKa1": 1.54056, "CuKa2": 1.54439, "CuKb1": 1.39222,
+    "MoKa": 0.71073, "MoKa1": 0.70930, "MoKa2": 0.71359, "MoKb1": 0.63229,
+    "CrKa": 2.29100, "CrKa1": 2.28970, "CrKa2": 2.29361, "CrKb1": 2.08487,
+    "FeKa": 1.93735, "FeKa1": 1.93604, "FeKa2": 1.93998, "FeKb1": 1.75661,
+    "CoKa": 1.79026, "CoKa1": 1.78896, "CoKa2": 1.79285, "CoKb1": 1.63079,
+    "AgKa": 0.560885, "AgKa1": 0.559421, "AgKa2": 0.563813, "AgKb1": 0.497082,
+}
+
+
+def wavelength(spec: str | float) -> float:
+    """Wavelength in Å from a line name (``"CuKa1"``, case-insensitive, ``α`` allowed) or a number."""
+    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+        value = float(spec)
+    else:
+        text = str(spec).strip().replace("α", "a").replace("β", "b")
+        try:
+            value = float(text)
+        except ValueError:
+            names = {name.lower(): name for name in WAVELENGTHS}
+            if text.lower() not in names:
+                close = difflib.get_close_matches(text, WAVELENGTHS, n=3, cutoff=0.5)
+                hint = f"; did you mean {', '.join(close)}?" if close else ""
+                raise ValueError(f"unknown X-ray line {spec!r}{hint} Known: {', '.join(WAVELENGTHS)}") from None
+            return WAVELENGTHS[names[text.lower()]]
+    if not 0.01 <= value <= 20:
+        raise ValueError(f"wavelength {value} Å is outside 0.01-20 Å")
+    return value
+
+
+def line_name(value: float) -> str | None:
+    """The line name of a wavelength, if it is one of :data:`WAVELENGTHS`."""
+    return next((name for name, v in WAVELENGTHS.items() if abs(v - value) < 1e-9), None)
