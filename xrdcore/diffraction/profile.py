@@ -103,39 +103,49 @@ def render(peaks: PeakBatch, grid: AngleGrid = AngleGrid(), *, shape: PeakShape 
     """Profiles ``(B, grid.length)`` on the peaks' device.
 
     Each peak is a unit-area ``shape`` of width ``fwhm`` (degrees, per peak; default from
-    ``caglioti``) scaled by its intensity; ``pseudo-voigt`` mixes a Lorentzian fraction ``eta``.
-    ``stick`` puts each peak in its nearest grid point, keeping the maximum per point, with no
-    broadening (the XRDecoupler input). ``normalise`` scales every profile to a maximum of 1.
+    ``caglioti``) scaled by its intensity, drawn out to a fixed multiple of its own FWHM, so a
+    pattern never depends on which patterns share its batch; ``pseudo-voigt`` mixes a Lorentzian
+    fraction ``eta``. ``stick`` puts each peak in its nearest grid point, keeping the maximum per
+    point, with no broadening (the XRDecoupler input). ``normalise`` scales every profile to a
+    maximum of 1.
     """
     device = peaks.two_theta.device
     batch, length = len(peaks), grid.length
-    position = (peaks.two_theta - grid.start) / grid.step  # fractional grid index
     flat = torch.zeros(batch * length, dtype=torch.float32, device=device)
-    row_offset = (torch.arange(batch, device=device) * length)[:, None]
+    pattern, peak = peaks.mask.nonzero(as_tuple=True)  # real peaks only, as a flat list
+    position = (peaks.two_theta[pattern, peak] - grid.start) / grid.step  # fractional grid index
+    intensity = peaks.intensity[pattern, peak]
     if shape == "stick":
         index = torch.round(position).long()
-        ok = peaks.mask & (index >= 0) & (index < length)
-        flat.scatter_reduce_(0, (index + row_offset)[ok], peaks.intensity[ok], "amax")
+        ok = (index >= 0) & (index < length)
+        flat.scatter_reduce_(0, (index + pattern * length)[ok], intensity[ok], "amax")
     elif shape in _WINDOW_FWHM:
         if not 0 <= eta <= 1:
             raise ValueError(f"pseudo-Voigt mixing eta must be in [0, 1], got {eta}")
-        widths = caglioti_fwhm(peaks.two_theta, *caglioti) if fwhm is None else fwhm
+        if fwhm is None:
+            widths = caglioti_fwhm(peaks.two_theta[pattern, peak], *caglioti)
+        else:
+            if fwhm.shape != peaks.two_theta.shape:
+                raise ValueError(f"fwhm must have the peaks' shape {tuple(peaks.two_theta.shape)}, got {tuple(fwhm.shape)}")
+            widths = fwhm[pattern, peak]
+            if not bool(torch.all(torch.isfinite(widths) & (widths > 0))):
+                raise ValueError("fwhm must be finite and positive for every real peak")
         lorentz_fraction = {"gaussian": 0.0, "lorentzian": 1.0, "pseudo-voigt": eta}[shape]
-        real_widths = widths[peaks.mask]
-        half = int(math.ceil(_WINDOW_FWHM[shape] * float(real_widths.max()) / grid.step)) if real_widths.numel() else 0
-        offsets = torch.arange(-half, half + 1, device=device)
-        # chunk over patterns so that (chunk, P, window) stays near 2^24 elements
-        per_pattern = max(1, peaks.two_theta.shape[1] * len(offsets))
-        step = max(1, (1 << 24) // per_pattern)
-        for start in range(0, batch, step):
-            rows = slice(start, start + step)
-            centre = torch.round(position[rows]).long()
-            index = centre[..., None] + offsets  # (b, P, window)
-            x = (index - position[rows][..., None]) * grid.step  # degrees from the peak
-            width = widths[rows][..., None]
-            values = _unit_area(x, width, lorentz_fraction) * peaks.intensity[rows][..., None]
-            ok = peaks.mask[rows][..., None] & (index >= 0) & (index < length)
-            flat.index_add_(0, (index + row_offset[rows][..., None])[ok], values[ok] * grid.step)
+        reach = _WINDOW_FWHM[shape] * widths  # degrees each side, per peak
+        half = torch.ceil(reach / grid.step).long()
+        # peaks in classes of similar window (powers of two), each drawn with its class's window
+        window_class = torch.ceil(torch.log2(half.clamp(min=1).float())).long()
+        for c in torch.unique(window_class).tolist():
+            chosen = (window_class == c).nonzero(as_tuple=True)[0]
+            offsets = torch.arange(-(1 << c), (1 << c) + 1, device=device)
+            step = max(1, (1 << 24) // len(offsets))
+            for start in range(0, len(chosen), step):
+                rows = chosen[start:start + step]
+                index = torch.round(position[rows]).long()[:, None] + offsets  # (n, window)
+                x = (index - position[rows][:, None]) * grid.step  # degrees from the peak
+                values = _unit_area(x, widths[rows][:, None], lorentz_fraction) * intensity[rows][:, None]
+                ok = (index >= 0) & (index < length) & (x.abs() <= reach[rows][:, None])
+                flat.index_add_(0, (index + (pattern[rows] * length)[:, None])[ok], values[ok] * grid.step)
     else:
         raise ValueError(f"unknown peak shape {shape!r}; use gaussian, pseudo-voigt, lorentzian or stick")
     profiles = flat.view(batch, length)

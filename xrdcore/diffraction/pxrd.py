@@ -126,7 +126,7 @@ class _Cell:
 
     @classmethod
     def of(cls, structure: Structure, debye_waller: Mapping[str, float]) -> _Cell:
-        lattice = np.asarray(structure.lattice.matrix, dtype=float)
+        lattice = np.array(structure.lattice.matrix, dtype=float)  # a writable copy for torch
         if len(structure) == 0:
             raise StructureError("the structure has no atoms")
         if not np.all(np.isfinite(lattice)):

@@ -35,7 +35,3 @@ def wavelength(spec: str | float) -> float:
         raise ValueError(f"wavelength {value} Å is outside 0.01-20 Å")
     return value
 
-
-def line_name(value: float) -> str | None:
-    """The line name of a wavelength, if it is one of :data:`WAVELENGTHS`."""
-    return next((name for name, v in WAVELENGTHS.items() if abs(v - value) < 1e-9), None)
