@@ -218,6 +218,16 @@ def test_march_dollase_platelets_raise_reflections_parallel_to_the_direction(lis
     assert ratio(textured) / ratio(clean) == pytest.approx(r ** -3 / r ** 1.5, rel=0.03)
 
 
+def test_march_dollase_averages_over_each_family(lists):
+    peaks = batch(lists, "nacl")
+    r = 0.5
+    weights = march_dollase(peaks, torch.tensor([r]), torch.tensor([(0, 0, 1)]))[0]
+    w = lambda cos2: (r ** 2 * cos2 + (1 - cos2) / r) ** -1.5  # noqa: E731
+    index = lists["nacl"].hkl.tolist().index([2, 0, 0])
+    # {200}: (±2 0 0), (0 ±2 0) lie at 90° to [001], (0 0 ±2) along it
+    assert float(weights[index]) == pytest.approx((2 * w(0.0) + w(1.0)) / 3, rel=1e-5)
+
+
 def test_march_dollase_uses_reciprocal_vectors_of_an_oblique_cell(lists):
     peaks = batch(lists, "monoclinic")
     r, direction = 0.6, (0, 0, 1)

@@ -23,7 +23,7 @@ that order) + :func:`apply_augmentations` (which draws the per-peak and per-poin
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import torch
 
@@ -268,20 +268,23 @@ def scherrer_fwhm(two_theta: torch.Tensor, wavelength: torch.Tensor, size: torch
 
 def march_dollase(peaks: PeakBatch, ratio: torch.Tensor, direction: torch.Tensor) -> torch.Tensor:
     """March–Dollase weights ``(B, P)`` for r = ``ratio`` (B,) about ``direction`` (B, 3),
-    reciprocal indices: W = (r² cos²α + sin²α / r)^(−3/2), α the angle between the peak's
+    reciprocal indices: W = (r² cos²α + sin²α / r)^(−3/2), α the angle between a reflection's
     reciprocal vector g = hkl @ reciprocal and direction @ reciprocal (plane normals).
 
-    The powder average is over all reflections of a family, but a peak list keeps one reflection
-    per peak, so W is that reflection's weight: e.g. cubic {200} about [001] gets W(90°), not
-    (2 W(90°) + W(0°)) / 3. Padded peaks get 1.
+    A powder peak holds a whole family {hkl R} (R over the Laue group), whose members make
+    different angles with the direction, so W is averaged over the family: cubic {200} about
+    [001] gets (2 W(90°) + W(0°)) / 3. Padded peaks get 1.
     """
     reciprocal = peaks.reciprocal
-    g = torch.einsum("bpi,bij->bpj", peaks.hkl.to(reciprocal.dtype), reciprocal)
+    family = torch.einsum("bpi,brij->bprj", peaks.hkl.to(reciprocal.dtype), peaks.rotations.to(reciprocal.dtype))
+    g = torch.einsum("bprj,bjk->bprk", family, reciprocal)
     axis = torch.einsum("bi,bij->bj", direction.to(reciprocal.dtype), reciprocal)
-    norms = torch.linalg.vector_norm(g, dim=-1) * torch.linalg.vector_norm(axis, dim=-1)[:, None]
-    cos2 = ((g * axis[:, None]).sum(-1) / norms.clamp(min=_TINY)).square().clamp(0, 1)
-    r = ratio[:, None].to(reciprocal.dtype)
-    weight = (r ** 2 * cos2 + (1 - cos2) / r) ** -1.5
+    norms = torch.linalg.vector_norm(g, dim=-1) * torch.linalg.vector_norm(axis, dim=-1)[:, None, None]
+    cos2 = ((g * axis[:, None, None]).sum(-1) / norms.clamp(min=_TINY)).square().clamp(0, 1)
+    r = ratio[:, None, None].to(reciprocal.dtype)
+    weight = (r ** 2 * cos2 + (1 - cos2) / r) ** -1.5  # (B, P, R)
+    valid = peaks.rotation_mask[:, None, :].to(weight.dtype)
+    weight = (weight * valid).sum(-1) / valid.sum(-1).clamp(min=1)
     return torch.where(peaks.mask, weight, torch.ones_like(weight))
 
 
@@ -381,7 +384,7 @@ def _augment_peaks(peaks: PeakBatch, draw: AugmentationDraw, generator: torch.Ge
         fwhm = torch.sqrt(instrument ** 2 + size ** 2)
         fwhm = torch.where(mask, fwhm, instrument)  # padded peaks (2θ = 0) keep a finite width
     # hkl of impurity peaks refer to the impurity's cell: nothing downstream reads them
-    return PeakBatch(two_theta, intensity, mask, hkl, peaks.reciprocal, peaks.wavelength), fwhm
+    return replace(peaks, two_theta=two_theta, intensity=intensity, mask=mask, hkl=hkl), fwhm
 
 
 def _mix_impurity(peaks: PeakBatch, intensity: torch.Tensor, draw: AugmentationDraw):

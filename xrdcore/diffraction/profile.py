@@ -68,6 +68,8 @@ class PeakBatch:
     hkl: torch.Tensor  # (B, P, 3) int, one reflection of each peak (for preferred orientation)
     reciprocal: torch.Tensor  # (B, 3, 3) rows a*, b*, c* in 1/Å (g = hkl @ reciprocal)
     wavelength: torch.Tensor  # (B,) Å
+    rotations: torch.Tensor  # (B, R, 3, 3) Laue group of each pattern on hkl, padded
+    rotation_mask: torch.Tensor  # (B, R) bool, True for real rotations
 
     @classmethod
     def from_peak_lists(cls, peaks: Sequence[PeakList], device: str | torch.device | None = None) -> PeakBatch:
@@ -84,8 +86,14 @@ class PeakBatch:
             two_theta[i, :n], intensity[i, :n], mask[i, :n], hkl[i, :n] = p.two_theta, p.intensity, True, p.hkl
         reciprocal = np.stack([np.linalg.inv(p.lattice).T for p in peaks]).astype(np.float32)
         wavelength = np.array([p.wavelength for p in peaks], dtype=np.float32)
+        n_rot = max(len(p.rotations) for p in peaks)
+        rotations = np.tile(np.eye(3, dtype=np.int64), (batch, n_rot, 1, 1))
+        rotation_mask = np.zeros((batch, n_rot), dtype=bool)
+        for i, p in enumerate(peaks):
+            rotations[i, :len(p.rotations)], rotation_mask[i, :len(p.rotations)] = p.rotations, True
         as_tensor = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
-        return cls(*map(as_tensor, (two_theta, intensity, mask, hkl, reciprocal, wavelength)))
+        return cls(*map(as_tensor, (two_theta, intensity, mask, hkl, reciprocal, wavelength, rotations,
+                                    rotation_mask)))
 
     def __len__(self) -> int:
         return self.two_theta.shape[0]

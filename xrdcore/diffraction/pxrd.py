@@ -59,6 +59,7 @@ class PeakList:
     multiplicity: np.ndarray  # (P,) int
     wavelength: float  # Å
     lattice: np.ndarray  # (3, 3) rows a, b, c in Å: the cell ``hkl`` refers to
+    rotations: np.ndarray  # (R, 3, 3) int: the Laue group on hkl (h → h R); a peak's family is {hkl R}
 
     def __len__(self) -> int:
         return len(self.two_theta)
@@ -97,10 +98,11 @@ def peak_list(structure: Structure, *, wavelength: str | float = "CuKa1",
     cell = _Cell.of(structure, debye_waller or {})
     g_min, g_max = (2 * math.sin(math.radians(t / 2)) / lam for t in (low, high))
 
+    rotations = _laue_rotations(cell, symprec, device)
     hkl = _reflections(cell.lattice, g_min, g_max, device)
     if len(hkl) == 0:
-        return _empty(lam, cell.lattice)
-    reps, multiplicity = _orbit_representatives(hkl, _laue_rotations(cell, symprec, device))
+        return _empty(lam, cell.lattice, rotations)
+    reps, multiplicity = _orbit_representatives(hkl, rotations)
     reciprocal = torch.linalg.inv(torch.as_tensor(cell.lattice, device=device)).T
     g = torch.linalg.vector_norm(reps.double() @ reciprocal, dim=1)
     sin_theta = (lam * g / 2).clamp(max=1.0)
@@ -108,7 +110,7 @@ def peak_list(structure: Structure, *, wavelength: str | float = "CuKa1",
     f_squared = _structure_factor_squared(cell, reps, (g / 2) ** 2, device)
     lorentz = (1 + torch.cos(2 * theta) ** 2) / (sin_theta ** 2 * torch.cos(theta))
     intensity = f_squared * lorentz * multiplicity
-    return _merge(torch.rad2deg(2 * theta), 1 / g, intensity, reps, multiplicity, lam, cell.lattice)
+    return _merge(torch.rad2deg(2 * theta), 1 / g, intensity, reps, multiplicity, lam, cell.lattice, rotations)
 
 
 @dataclass(frozen=True)
@@ -287,7 +289,7 @@ def _atomic_number(symbol: str) -> int:
 
 
 def _merge(two_theta: torch.Tensor, d: torch.Tensor, intensity: torch.Tensor, hkl: torch.Tensor,
-           multiplicity: torch.Tensor, lam: float, lattice: np.ndarray) -> PeakList:
+           multiplicity: torch.Tensor, lam: float, lattice: np.ndarray, rotations: torch.Tensor) -> PeakList:
     """Merge reflections closer than TWO_THETA_TOL, scale to max 100, drop the negligible."""
     order = torch.argsort(two_theta)
     two_theta, d, intensity, hkl, multiplicity = (t[order] for t in (two_theta, d, intensity, hkl, multiplicity))
@@ -306,14 +308,16 @@ def _merge(two_theta: torch.Tensor, d: torch.Tensor, intensity: torch.Tensor, hk
         0, group[is_strongest], torch.arange(len(group), device=group.device)[is_strongest], "amin",
         include_self=True)
     if float(total.max()) <= 0:
-        return _empty(lam, lattice)
+        return _empty(lam, lattice, rotations)
     relative = 100 * total / total.max()
     keep = relative > MIN_RELATIVE_INTENSITY
     as_numpy = lambda t: t[keep].cpu().numpy()  # noqa: E731
     return PeakList(as_numpy(two_theta[first]), as_numpy(d[first]), as_numpy(relative),
-                    as_numpy(hkl[named]).astype(int), as_numpy(count).astype(int), lam, lattice)
+                    as_numpy(hkl[named]).astype(int), as_numpy(count).astype(int), lam, lattice,
+                    rotations.round().long().cpu().numpy())
 
 
-def _empty(lam: float, lattice: np.ndarray) -> PeakList:
+def _empty(lam: float, lattice: np.ndarray, rotations: torch.Tensor) -> PeakList:
     empty = np.zeros(0)
-    return PeakList(empty, empty, empty, np.zeros((0, 3), dtype=int), np.zeros(0, dtype=int), lam, lattice)
+    return PeakList(empty, empty, empty, np.zeros((0, 3), dtype=int), np.zeros(0, dtype=int), lam, lattice,
+                    rotations.round().long().cpu().numpy())
