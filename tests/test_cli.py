@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from xrdcore.cli import main
@@ -97,3 +98,55 @@ def test_console_script_is_installed():
     env = {k: v for k, v in os.environ.items() if not k.startswith("XRDCORE_")}
     result = subprocess.run([str(script), "labels", "166"], capture_output=True, text=True, env=env, check=True)
     assert "R-3m" in result.stdout and "rhombohedral" in result.stdout and "hR" in result.stdout
+
+
+NACL_CIF = """data_NaCl
+_symmetry_space_group_name_H-M 'F m -3 m'
+_cell_length_a 5.64
+_cell_length_b 5.64
+_cell_length_c 5.64
+_cell_angle_alpha 90
+_cell_angle_beta 90
+_cell_angle_gamma 90
+loop_
+_atom_site_label
+_atom_site_type_symbol
+_atom_site_fract_x
+_atom_site_fract_y
+_atom_site_fract_z
+Na1 Na 0 0 0
+Cl1 Cl 0.5 0.5 0.5
+"""
+
+
+def test_simulate_writes_profile_peaks_and_plot(capsys, tmp_path):
+    from pymatgen.core import Structure
+
+    from xrdcore.diffraction.pxrd import peak_list
+
+    cif = tmp_path / "NaCl.cif"
+    cif.write_text(NACL_CIF)
+    code = main(["simulate", str(cif), "--range", "20", "80", "0.02", "--out", str(tmp_path / "p.xy"),
+                 "--plot", str(tmp_path / "p.png")])
+    assert code == 0
+    data = np.loadtxt(tmp_path / "p.xy")
+    assert data.shape == (3000, 2) and data[0, 0] == 20.0 and data[:, 1].max() == 1.0
+    assert data[data[:, 1].argmax(), 0] == pytest.approx(31.70, abs=0.02)  # (200) of rock salt
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    code, out, _ = run(capsys, "simulate", str(cif), "--peaks", "--wavelength", "MoKa1")
+    rows = np.array([line.split() for line in out.splitlines() if not line.startswith("#")], dtype=float)
+    expected = peak_list(Structure.from_str(NACL_CIF, fmt="cif"), wavelength="MoKa1")
+    assert rows[:, 0] == pytest.approx(expected.two_theta, abs=1e-5)
+    assert rows[:, 6].astype(int).tolist() == expected.multiplicity.tolist()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "the file is empty"), ("data_x\n_cell_length_a 4\n", "no atom sites"),
+    ("not a cif at all", "no CIF data block"),
+    (NACL_CIF.replace("Cl1 Cl 0.5 0.5 0.5", "Cl1 Cl 0.01 0 0"), "atoms overlap")])
+def test_simulate_reports_bad_cifs_in_one_line(capsys, tmp_path, text, message):
+    cif = tmp_path / "bad file.cif"
+    cif.write_text(text)
+    code, _, err = run(capsys, "simulate", str(cif))
+    assert code == 2 and str(cif) in err and message in err and len(err.strip().splitlines()) == 1

@@ -38,6 +38,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_labels)
 
+    p = commands.add_parser("simulate", help="powder pattern of a CIF: profile (xy) or peak list")
+    p.add_argument("cif", help="a CIF file")
+    p.add_argument("--wavelength", default="CuKa1", help="line name (CuKa1, MoKa, ...) or Å")
+    p.add_argument("--range", nargs=3, type=float, default=(5.0, 90.0, 0.01), metavar=("START", "STOP", "STEP"),
+                   help="2θ grid in degrees (default 5 90 0.01)")
+    p.add_argument("--shape", default="gaussian", choices=["gaussian", "pseudo-voigt", "lorentzian", "stick"])
+    p.add_argument("--peaks", action="store_true", help="write the peak list instead of the profile")
+    p.add_argument("--out", help="file to write (default: standard output)")
+    p.add_argument("--plot", help="also save a PNG of the profile with the strongest peaks labelled")
+    p.set_defaults(run=_simulate)
+
     p = commands.add_parser("levels", help="the hierarchy levels, or the classes of one level")
     p.add_argument("level", nargs="?", help="e.g. extinction_class; omit for all levels")
     p.add_argument("--json", action="store_true")
@@ -145,3 +156,34 @@ def _levels(args) -> None:
     for row in classes:
         members = ", ".join(f"{n} {symbols[n - 1]}" for n in row["space_groups"])
         print(f"  {row['index']:>3}  {row['class']:<24} {members}")
+
+
+def _simulate(args) -> None:
+    from xrdcore.builtin.pxrd import PXRDSimulator
+    from xrdcore.data.cif import read_structure
+    from xrdcore.storage import atomic_write_text
+
+    structure = read_structure(args.cif)
+    simulator = PXRDSimulator(wavelength=args.wavelength, two_theta=args.range, shape=args.shape)
+    (peaks,) = simulator.peaks([structure])
+    header = (f"# {structure.composition.reduced_formula} from {args.cif}; wavelength {simulator.wavelength} Å; "
+              f"xrdcore pxrd\n")
+    if args.peaks:
+        lines = ["# 2theta_deg d_A intensity h k l multiplicity"]
+        lines += [f"{t:.5f} {d:.5f} {i:.3f} {h} {k} {l} {m}"
+                  for t, d, i, (h, k, l), m in zip(peaks.two_theta, peaks.d, peaks.intensity, peaks.hkl,
+                                                   peaks.multiplicity)]
+    else:
+        profile = simulator.render([peaks])[0].cpu().numpy()
+        lines = ["# 2theta_deg intensity"] + [f"{t:.4f} {y:.6g}" for t, y in zip(simulator.grid.values, profile)]
+    text = header + "\n".join(lines) + "\n"
+    if args.out:
+        atomic_write_text(args.out, text)
+    else:
+        sys.stdout.write(text)
+    if args.plot:
+        from xrdcore.diffraction.plot import plot_profile
+
+        profile = simulator.render([peaks])[0].cpu().numpy()
+        plot_profile(args.plot, simulator.grid.values, profile, peaks,
+                     title=f"{structure.composition.reduced_formula}, {simulator.wavelength:.5f} Å")

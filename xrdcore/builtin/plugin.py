@@ -25,3 +25,18 @@ def register_loss_schedulers(register):
 def register_simulators(register):
     register("pxrd", "xrdcore.builtin.pxrd:PXRDSimulator",
              description="Powder X-ray diffraction profile (kinematic, Cu Ka1, 5-90 deg at 0.01 deg).")
+
+
+@hookimpl
+def register_datasets(register):
+    register("prototypes", "xrdcore.builtin.datasets:PrototypesDataset",
+             description="Default, no download: pymatgen's 288 AFLOW prototypes plus per_group (2) pyxtal "
+                         "crystals in each of the 230 space groups, seeded.")
+    register("coremof", "xrdcore.builtin.datasets:CoreMOFDataset",
+             description="CoRE MOF 2019-ASR, 12,020 MOF CIFs from the core-mof package (CC-BY-4.0).")
+    register("synthetic", "xrdcore.builtin.datasets:SyntheticDataset",
+             description="size pyxtal crystals balanced over the 230 space groups; seeded, any worker count.")
+    register("cif-dir", "xrdcore.builtin.datasets:CIFDirectoryDataset",
+             description="A folder of .cif files (path, recursive); ids are file stems.")
+    register("csv", "xrdcore.builtin.datasets:CSVDataset",
+             description="A CSV of CIF strings (path, cif_column='cif', id_column='material_id'), e.g. MP-20.")

@@ -22,7 +22,14 @@ def plot_profile(path: str | Path, two_theta: np.ndarray, profile: np.ndarray, p
     ax.plot(two_theta, profile, lw=0.8, color="#1f4e79")
     if peaks is not None and len(peaks):
         height = np.interp(peaks.two_theta, two_theta, profile)
-        for i in np.argsort(-peaks.intensity)[:labels]:
+        separation = 0.015 * (two_theta[-1] - two_theta[0])  # labels closer than this overprint
+        labelled: list[float] = []
+        for i in np.argsort(-peaks.intensity):
+            if len(labelled) == labels:
+                break
+            if any(abs(peaks.two_theta[i] - x) < separation for x in labelled):
+                continue
+            labelled.append(peaks.two_theta[i])
             h, k, l = (int(v) for v in peaks.hkl[i])
             ax.annotate(f"({h} {k} {l})", (peaks.two_theta[i], height[i]), xytext=(0, 4),
                         textcoords="offset points", ha="center", fontsize=7, rotation=90)

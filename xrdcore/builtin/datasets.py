@@ -1,0 +1,202 @@
+"""The built-in structure data sets: prototypes (the default, no download), CoRE MOF, balanced
+synthetic crystals, a folder of CIFs and a CSV of CIFs.
+
+Each yields records in a stable order with stable ids and never stops at a bad entry: what it
+cannot read is noted in ``rejected`` (see :class:`~xrdcore.data.report.ReportingDataset`).
+``limit`` counts entries of the source (files, rows, requested crystals), good or bad, so a
+limited read is always the same prefix. Labels are not set here: :mod:`xrdcore.data.labels`
+assigns spglib's.
+"""
+
+from __future__ import annotations
+
+import itertools
+import zlib
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from xrdcore.data.parallel import check_workers, ordered_map
+from xrdcore.data.random_crystals import MAX_ATOMS, CrystalRequest, generate, require_pyxtal, structure_seed
+from xrdcore.data.report import ReportingDataset
+from xrdcore.data.sources import (CIFEntry, aflow_prototypes, check_csv, check_directory, cif_directory,
+                                  coremof_archive, coremof_cifs, csv_cifs, parse_entry, structure_from_dict)
+from xrdcore.interfaces import StructureRecord
+
+_PYXTAL = "pyxtal (Fredericks et al., Comput. Phys. Commun. 261, 107810 (2021)), generated on this machine"
+
+
+def _check_limit(limit: int | None) -> int | None:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise ValueError(f"limit must be a non-negative integer or None, got {limit!r}")
+    return limit
+
+
+def _seed(seed: int) -> int:
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return seed
+
+
+class _CIFDataset(ReportingDataset):
+    """Shared reading of CIF entries, parsed in ``workers`` processes, in source order."""
+
+    workers: int = 1
+
+    def _entries(self) -> Iterable[CIFEntry]:
+        raise NotImplementedError
+
+    def records(self, limit: int | None = None) -> Iterator[StructureRecord]:
+        self.reset_rejections()
+        # a file with several data blocks gives several records: cap the records too
+        yield from itertools.islice(self._parsed(_check_limit(limit)), limit)
+
+    def _parsed(self, limit: int | None) -> Iterator[StructureRecord]:
+        for parsed in ordered_map(parse_entry, itertools.islice(self._entries(), limit), self.workers):
+            if not parsed.structures:
+                self.reject(parsed.entry.id, parsed.reason, parsed.kind)
+            for ident, structure in parsed.structures:
+                yield StructureRecord(ident, structure, dict(parsed.entry.meta))
+
+
+class _RandomCrystals(ReportingDataset):
+    """Shared generation of pyxtal requests in ``workers`` processes, in request order."""
+
+    def _generate(self, requests: Iterable[CrystalRequest], workers: int) -> Iterator[StructureRecord]:
+        for request, structure, meta in ordered_map(generate, requests, workers):
+            if structure is None:
+                self.reject(request.id, f"pyxtal, requested space group {request.space_group}: {meta}",
+                            "generation")
+            else:
+                yield StructureRecord(request.id, structure, meta)
+
+
+def _stream_seed(seed: int, stream: str) -> int:
+    """Different data sets with the same seed draw different crystals (no silent overlap)."""
+    return int(seed) * 4_294_967_296 + zlib.crc32(stream.encode())
+
+
+class PrototypesDataset(_RandomCrystals):
+    """The embedded default: pymatgen's 288 AFLOW prototypes and ``per_group`` pyxtal crystals
+    requested in each of the 230 space groups (or ``space_groups``); no download needed."""
+
+    name = "prototypes"
+    provenance = ("AFLOW Library of Crystallographic Prototypes (Mehl et al., Comput. Mater. Sci. 136, S1 "
+                  "(2017)), 288 structures as shipped in pymatgen (analysis/prototypes/"
+                  f"aflow_prototypes.json.gz); plus random crystals from {_PYXTAL}")
+    licence = ("AFLOW prototypes: as distributed with pymatgen (MIT), cite Mehl et al. 2017; "
+               "pyxtal crystals: generated data, no restrictions (CC0)")
+
+    def __init__(self, per_group: int = 2, seed: int = 0, space_groups: Iterable[int] | None = None,
+                 max_atoms: int = MAX_ATOMS, aflow: bool = True, workers: int = 1):
+        if isinstance(per_group, bool) or not isinstance(per_group, int) or per_group < 0:
+            raise ValueError(f"per_group must be a non-negative integer, got {per_group!r}")
+        self.groups = tuple(range(1, 231)) if space_groups is None else tuple(int(g) for g in space_groups)
+        if bad := [g for g in self.groups if not 1 <= g <= 230]:
+            raise ValueError(f"space_groups must be numbers 1-230, got {bad}")
+        self.per_group, self.seed, self.max_atoms = per_group, _seed(seed), int(max_atoms)
+        self.aflow, self.workers = bool(aflow), check_workers(workers)
+        if per_group and self.groups:
+            require_pyxtal("the prototypes data set (per_group > 0; per_group=0 gives the AFLOW part alone)")
+
+    def requests(self) -> Iterator[CrystalRequest]:
+        """The pyxtal crystals of this data set, group by group."""
+        base = _stream_seed(self.seed, self.name)
+        for group in self.groups:
+            for index in range(self.per_group):
+                yield CrystalRequest(f"pyxtal-sg{group:03d}-{index}", group, index,
+                                     structure_seed(base, group, index), self.max_atoms)
+
+    def records(self, limit: int | None = None) -> Iterator[StructureRecord]:
+        self.reset_rejections()
+        remaining = _check_limit(limit)
+        if self.aflow:
+            for ident, data, meta in itertools.islice(aflow_prototypes(), remaining):
+                if remaining is not None:
+                    remaining -= 1
+                try:
+                    structure = structure_from_dict(data)
+                except Exception as exc:
+                    self.reject(ident, f"pymatgen aflow_prototypes.json.gz: cannot build the structure "
+                                       f"({type(exc).__name__}: {exc})", "unreadable")
+                    continue
+                yield StructureRecord(ident, structure, meta)
+        yield from self._generate(itertools.islice(self.requests(), remaining), self.workers)
+
+
+class SyntheticDataset(_RandomCrystals):
+    """``size`` pyxtal crystals balanced over the 230 space groups (requested round-robin),
+    reproducible for a given ``seed`` whatever the number of ``workers``."""
+
+    name = "synthetic"
+    provenance = f"random crystals requested evenly over the 230 space groups from {_PYXTAL}"
+    licence = "generated data, no restrictions (CC0); pyxtal is MIT-licensed"
+
+    def __init__(self, size: int = 2300, seed: int = 0, max_atoms: int = MAX_ATOMS, workers: int = 1):
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ValueError(f"size must be a non-negative integer, got {size!r}")
+        self.size, self.seed, self.max_atoms = size, _seed(seed), int(max_atoms)
+        self.workers = check_workers(workers)
+        require_pyxtal("the synthetic data set")
+
+    def requests(self) -> Iterator[CrystalRequest]:
+        """Crystal i is requested in space group i mod 230 + 1, as its (i div 230)-th of that group."""
+        base = _stream_seed(self.seed, self.name)
+        for i in range(self.size):
+            group, index = i % 230 + 1, i // 230
+            yield CrystalRequest(f"synthetic-{i:07d}", group, index, structure_seed(base, group, index),
+                                 self.max_atoms)
+
+    def records(self, limit: int | None = None) -> Iterator[StructureRecord]:
+        self.reset_rejections()
+        yield from self._generate(itertools.islice(self.requests(), _check_limit(limit)), self.workers)
+
+
+class CoreMOFDataset(_CIFDataset):
+    """CoRE MOF 2019 (``subset`` 2019-ASR by default: 12,020 CIFs) from the core-mof package,
+    streamed from its archive; ids are the CIF names (``ABAVIJ_clean``)."""
+
+    name = "coremof"
+    provenance = ("CoRE MOF 2019 (Chung et al., J. Chem. Eng. Data 64, 5985 (2019)), computation-ready "
+                  "structures from the core-mof PyPI package (import CoRE_MOF)")
+    licence = "data CC-BY-4.0; core-mof package code MIT"
+
+    def __init__(self, subset: str = "2019-ASR", workers: int = 1):
+        coremof_archive(subset)  # fail now, with a clear message, if the package or subset is missing
+        self.subset, self.workers = subset, check_workers(workers)
+
+    def _entries(self) -> Iterable[CIFEntry]:
+        return coremof_cifs(self.subset)
+
+
+class CIFDirectoryDataset(_CIFDataset):
+    """A folder of ``.cif`` files (``recursive`` for sub-folders); ids are file stems."""
+
+    name = "cif-dir"
+    provenance = "a local folder of CIF files"
+    licence = "as set by the owner of the files (unknown to xrdcore)"
+
+    def __init__(self, path: str | Path, recursive: bool = False, workers: int = 1):
+        self.path, self.recursive = check_directory(path), bool(recursive)
+        self.workers = check_workers(workers)
+        self.provenance = f"CIF files in {self.path}"
+
+    def _entries(self) -> Iterable[CIFEntry]:
+        return cif_directory(self.path, self.recursive)
+
+
+class CSVDataset(_CIFDataset):
+    """A CSV table with one CIF per row (``cif_column``) and an id column (``id_column``), such
+    as MP-20's ``material_id, cif, …``; the other columns are kept in ``meta``."""
+
+    name = "csv"
+    provenance = "CIF strings in a local CSV table"
+    licence = "as set by the owner of the table (unknown to xrdcore)"
+
+    def __init__(self, path: str | Path, cif_column: str = "cif", id_column: str = "material_id",
+                 workers: int = 1):
+        self.path = check_csv(path, cif_column, id_column)
+        self.cif_column, self.id_column, self.workers = cif_column, id_column, check_workers(workers)
+        self.provenance = f"CIF strings in column {cif_column!r} of {self.path}"
+
+    def _entries(self) -> Iterable[CIFEntry]:
+        return csv_cifs(self.path, self.cif_column, self.id_column)

@@ -1,0 +1,58 @@
+"""An order-preserving parallel map, so results never depend on the number of workers.
+
+Only a few items per worker are read ahead, so a long stream (a 12,000-file archive) is never
+read into memory at once. Processes are spawned, not forked, because forking a process that
+has started torch or BLAS threads can deadlock; a worker that cannot start (a script without
+the ``if __name__ == "__main__":`` guard that spawning needs) is reported as one clear error
+instead of the endless restarts of ``multiprocessing.Pool``.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class WorkerError(RuntimeError):
+    """The worker processes died or could not start."""
+
+
+def check_workers(workers: int) -> int:
+    """``workers`` as a positive int, or a ValueError saying what was given."""
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive integer, got {workers!r}")
+    return workers
+
+
+def ordered_map(func: Callable[[T], R], items: Iterable[T], workers: int = 1,
+                in_flight: int = 8) -> Iterator[R]:
+    """``map(func, items)`` over ``workers`` processes, results in input order.
+
+    At most ``in_flight`` items per worker are read ahead, so workers stay busy while the
+    caller handles a result. ``func`` must be importable (module level) and should not raise:
+    return failures as values.
+    """
+    if check_workers(workers) == 1:
+        yield from map(func, items)
+        return
+    pending: deque[Future[R]] = deque()
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            for item in items:
+                pending.append(pool.submit(func, item))
+                if len(pending) >= workers * in_flight:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+    except BrokenProcessPool as exc:
+        raise WorkerError(
+            f"worker processes for {getattr(func, '__name__', func)} stopped ({exc}). With workers > 1 "
+            "a script must run its code under `if __name__ == \"__main__\":` (processes are spawned); "
+            "or use workers=1") from None
