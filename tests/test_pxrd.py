@@ -121,7 +121,14 @@ def test_hkl_multiplicity_and_d_of_a_known_pattern():
 
 
 def test_symmetry_reduction_changes_nothing():
+    from xrdcore.diffraction.pxrd import _Cell, _inversion_pairs, _symmetry
+
     mof = core_mofs(("ABESUX_clean",))[0]
+    # this MOF is centrosymmetric: the default path uses the real, half-cell structure factor
+    cell = _Cell.of(mof, {})
+    laue, inversion = _symmetry(cell, 1e-3)
+    assert len(laue) > 2 and inversion is not None
+    assert len(_inversion_pairs(cell, inversion).coords) == len(mof) // 2
     reduced, plain = peak_list(mof), peak_list(mof, symprec=None)
     assert np.array_equal(reduced.two_theta.round(8), plain.two_theta.round(8))
     assert reduced.intensity == pytest.approx(plain.intensity, abs=1e-3)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from xrdcore.data.dedup import Deduplication
+from xrdcore.storage import atomic_write_text
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 DEFAULT_FRACTIONS: tuple[float, float, float] = (0.8, 0.1, 0.1)
@@ -75,11 +76,8 @@ class Split:
                 "ids": {name: list(self.ids[name]) for name in SPLITS}}
 
     def save(self, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         # default=str: options such as paths are stored as their text
-        path.write_text(json.dumps(self.to_dict(), indent=1, default=str) + "\n", encoding="utf-8")
-        return path
+        return atomic_write_text(path, json.dumps(self.to_dict(), indent=1, default=str) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> Split:

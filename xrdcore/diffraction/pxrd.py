@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
 from typing import TYPE_CHECKING
@@ -98,16 +98,22 @@ def peak_list(structure: Structure, *, wavelength: str | float = "CuKa1",
     cell = _Cell.of(structure, debye_waller or {})
     g_min, g_max = (2 * math.sin(math.radians(t / 2)) / lam for t in (low, high))
 
-    rotations = _laue_rotations(cell, symprec, device)
-    hkl = _reflections(cell.lattice, g_min, g_max, device)
-    if len(hkl) == 0:
-        return _empty(lam, cell.lattice, rotations)
-    reps, multiplicity = _orbit_representatives(hkl, rotations)
+    rotations, inversion = _symmetry(cell, symprec)
+    rotations = torch.as_tensor(rotations, dtype=torch.float64, device=device)
+    # symmetric reflections agree in |g| only to rounding: enumerate a slightly wider shell so
+    # that every orbit is whole, then keep the orbits inside the exact range
+    hkl = _reflections(cell.lattice, g_min * (1 - 1e-6), g_max * (1 + 1e-6), device)
+    reps, multiplicity = _orbit_representatives(hkl, rotations) if len(hkl) else (hkl, hkl[:, 0])
     reciprocal = torch.linalg.inv(torch.as_tensor(cell.lattice, device=device)).T
     g = torch.linalg.vector_norm(reps.double() @ reciprocal, dim=1)
+    inside = (g >= g_min) & (g <= g_max)
+    reps, multiplicity, g = reps[inside], multiplicity[inside], g[inside]
+    if len(reps) == 0:
+        return _empty(lam, cell.lattice, rotations)
     sin_theta = (lam * g / 2).clamp(max=1.0)
     theta = torch.asin(sin_theta)
-    f_squared = _structure_factor_squared(cell, reps, (g / 2) ** 2, device)
+    centric = _inversion_pairs(cell, inversion) if inversion is not None else None
+    f_squared = _structure_factor_squared(centric or cell, reps, (g / 2) ** 2, device, real=centric is not None)
     lorentz = (1 + torch.cos(2 * theta) ** 2) / (sin_theta ** 2 * torch.cos(theta))
     intensity = f_squared * lorentz * multiplicity
     return _merge(torch.rad2deg(2 * theta), 1 / g, intensity, reps, multiplicity, lam, cell.lattice, rotations)
@@ -203,25 +209,58 @@ def _reflections(lattice: np.ndarray, g_min: float, g_max: float, device: torch.
     l_values = lo[rows] + torch.arange(len(rows), device=device) - starts[rows]
     hkl = torch.stack([h[rows], k[rows], l_values], 1)
     g2 = ((hkl.double() @ reciprocal) ** 2).sum(1)
-    keep = (g2 <= g_max ** 2 * (1 + 1e-12)) & (g2 >= g_min ** 2 * (1 - 1e-12)) & (g2 > 0)
+    keep = (g2 <= g_max ** 2) & (g2 >= g_min ** 2) & (g2 > 0)
     return hkl[keep]
 
 
-def _laue_rotations(cell: _Cell, symprec: float | None, device: torch.device) -> torch.Tensor:
-    """Distinct rotations of the structure's point group with the inversion added (Friedel),
-    acting on the structure's own fractional basis."""
-    rotations = np.eye(3, dtype=int)[None]
+def _symmetry(cell: _Cell, symprec: float | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The Laue group (point group with the inversion added, Friedel's law) on the structure's own
+    basis, and the translation t of an inversion x → −x + t if the structure has one."""
+    rotations, inversion = np.eye(3, dtype=int)[None], None
     if symprec:
         symmetry = spglib.get_symmetry((cell.lattice, cell.site_coords, cell.site_types), symprec=symprec)
         if symmetry is not None:
             rotations = symmetry["rotations"]
-        # spglib accepts a cell that is symmetric within symprec; reflections are equivalent
-        # only if the rotation keeps the metric exactly, else their 2θ differ (split peaks)
-        metric = cell.lattice @ cell.lattice.T
-        kept = np.einsum("rji,jk,rkl->ril", rotations, metric, rotations)
-        rotations = rotations[np.all(np.abs(kept - metric) <= 1e-9 * np.abs(metric).max(), axis=(1, 2))]
+            is_inversion = np.all(rotations == -np.eye(3, dtype=int), axis=(1, 2))
+            if is_inversion.any():
+                inversion = symmetry["translations"][is_inversion.argmax()]
+        # spglib accepts a cell that is symmetric within symprec; reflections h and h R have the
+        # same 2θ only if R keeps the reciprocal metric G*: the worst relative change of g² over
+        # all directions is ||R G* Rᵀ - G*|| / λmin(G*), kept far below the 1e-5° merge tolerance
+        reciprocal_metric = np.linalg.inv(cell.lattice @ cell.lattice.T)
+        change = np.einsum("rij,jk,rlk->ril", rotations, reciprocal_metric, rotations) - reciprocal_metric
+        worst = np.linalg.norm(change, ord=2, axis=(1, 2)) / np.linalg.eigvalsh(reciprocal_metric)[0]
+        rotations = rotations[worst < 1e-8]
     laue = np.unique(np.concatenate([rotations, -rotations]).reshape(-1, 9), axis=0).reshape(-1, 3, 3)
-    return torch.as_tensor(laue, dtype=torch.float64, device=device)
+    if not _is_group(laue):  # orbits are only defined for a group: fall back to Friedel's law
+        laue = np.stack([np.eye(3, dtype=int), -np.eye(3, dtype=int)])
+    return laue, inversion
+
+
+def _inversion_pairs(cell: _Cell, translation: np.ndarray) -> _Cell | None:
+    """The scatterers of a centrosymmetric structure with the origin on its inversion centre,
+    one of each pair x, −x kept with double weight: F(h) = Σ 2 f cos(2π h·x) is then real, which
+    needs a quarter of the work of the general sum. ``None`` if some scatterer has no partner."""
+    from scipy.spatial import cKDTree
+
+    shifted = np.mod(cell.coords - translation / 2, 1.0)
+    shifted[shifted >= 1.0] = 0.0
+    mirrored = np.mod(-shifted, 1.0)
+    mirrored[mirrored >= 1.0] = 0.0
+    distance, partner = cKDTree(shifted, boxsize=1.0).query(mirrored)
+    same = (cell.element[partner] == cell.element) & np.isclose(cell.occupancy[partner], cell.occupancy)
+    if not np.all(same & (distance < 1e-3)):
+        return None
+    keep = np.arange(len(shifted)) <= partner
+    weight = np.where(partner[keep] == np.arange(len(shifted))[keep], 1.0, 2.0)
+    return replace(cell, coords=shifted[keep], occupancy=cell.occupancy[keep] * weight, element=cell.element[keep])
+
+
+def _is_group(rotations: np.ndarray) -> bool:
+    """Whether a set of integer matrices is closed under multiplication."""
+    members = {r.tobytes() for r in rotations.astype(np.int64)}
+    products = np.einsum("aij,bjk->abik", rotations, rotations).reshape(-1, 3, 3).astype(np.int64)
+    return all(p.tobytes() in members for p in products)
 
 
 def _orbit_representatives(hkl: torch.Tensor, rotations: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -247,9 +286,10 @@ def _orbit_representatives(hkl: torch.Tensor, rotations: torch.Tensor) -> tuple[
     return hkl[is_rep][order], counts
 
 
-def _structure_factor_squared(cell: _Cell, hkl: torch.Tensor, s2: torch.Tensor,
-                              device: torch.device) -> torch.Tensor:
-    """|F(hkl)|², chunked over reflections: per element, Σ occupancy·exp(2πi h·x) as matrix products."""
+def _structure_factor_squared(cell: _Cell, hkl: torch.Tensor, s2: torch.Tensor, device: torch.device,
+                              real: bool = False) -> torch.Tensor:
+    """|F(hkl)|², chunked over reflections: per element, Σ occupancy·exp(2πi h·x) as matrix
+    products; ``real`` (origin on an inversion centre) skips the sine part, which cancels."""
     # phases in float32: |h| < ~100 keeps the error of h·2πx below 1e-4 rad, and float32
     # matmul + cos/sin is several times faster than reducing phases in float64
     coords = torch.as_tensor(2 * math.pi * cell.coords.T, dtype=torch.float32, device=device)  # (3, n)
@@ -272,12 +312,13 @@ def _structure_factor_squared(cell: _Cell, hkl: torch.Tensor, s2: torch.Tensor,
     for start in range(0, len(hkl), step):
         rows = slice(start, start + step)
         phase = hkl[rows].float() @ coords
-        real = (torch.cos(phase) @ weights).double()  # (chunk, n_elements)
-        imag = (torch.sin(phase) @ weights).double()
+        cos_part = (torch.cos(phase) @ weights).double()  # (chunk, n_elements)
         s2_rows = s2[rows, None]
         form = z - 41.78214 * s2_rows * (a * torch.exp(-b * s2_rows[..., None])).sum(-1)
         form = form * torch.exp(-debye_waller * s2_rows)
-        out[rows] = (form * real).sum(1) ** 2 + (form * imag).sum(1) ** 2
+        out[rows] = (form * cos_part).sum(1) ** 2
+        if not real:
+            out[rows] += (form * (torch.sin(phase) @ weights).double()).sum(1) ** 2
     return out
 
 

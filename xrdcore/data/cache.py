@@ -1,0 +1,310 @@
+"""On-disk cache of a built data set: its structures, labels, split and peak lists.
+
+Peak lists are what is expensive and compact, so they are what is stored; profiles are
+rendered (and augmented) at load time on the training device. A build is keyed by a hash of
+its inputs and simulator settings: rerunning with the same ones reuses it, an interrupted build
+resumes at the first missing chunk, and a directory holding another build is never overwritten.
+Every file is written atomically; ``manifest.json`` says ``complete`` only once all are there.
+
+Layout of a cache directory::
+
+    manifest.json            key, inputs, simulator settings, counts, status
+    structures.jsonl.gz      one line per kept structure: id, space group, formula, structure
+    split.json               the frozen, hashed split (xrdcore.data.splits)
+    report.json              entries rejected and why, duplicates removed
+    peaks/00000/*.npy        peak lists of structures 0..chunk-1, memory-mappable
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from xrdcore.data.labels import DEFAULT_SYMPREC
+from xrdcore.data.parallel import check_workers, ordered_map
+from xrdcore.data.splits import DEFAULT_FRACTIONS, Split
+from xrdcore.diffraction.pxrd import PeakList, StructureError, peak_list
+from xrdcore.storage import atomic_write_bytes, atomic_write_json
+
+if TYPE_CHECKING:
+    from pymatgen.core import Structure
+
+CACHE_FORMAT = "xrdcore-cache/1"
+SPLITS = ("train", "val", "test")
+_MAX_ROTATIONS = 48  # the largest Laue group, m-3m
+
+
+class CacheError(ValueError):
+    """A cache directory that cannot be used as asked; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """Everything that determines a build's content; its hash is the cache key."""
+
+    dataset: str
+    options: dict[str, Any] = field(default_factory=dict)
+    limit: int | None = None
+    symprec: float = DEFAULT_SYMPREC
+    disorder: str = "skip"
+    fractions: tuple[float, ...] = DEFAULT_FRACTIONS
+    seed: int = 0
+    wavelength: str | float = "CuKa1"
+    two_theta_range: tuple[float, float] = (5.0, 90.0)
+    debye_waller: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["options"] = {k: v for k, v in data["options"].items() if k != "workers"}  # not content
+        data["fractions"], data["two_theta_range"] = list(self.fractions), list(self.two_theta_range)
+        return data
+
+    @property
+    def key(self) -> str:
+        text = json.dumps({"format": CACHE_FORMAT, **self.to_dict()}, sort_keys=True, default=str)
+        return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+def build_cache(out: str | Path, spec: BuildSpec, *, workers: int = 1, chunk_size: int = 256,
+                progress: bool = True, registry: Any | None = None) -> PeakCache:
+    """Build (or resume, or reuse) the cache of ``spec`` in ``out``; see the module docstring.
+
+    ``workers`` processes parse the data set's files and simulate its peaks; results do not
+    depend on their number.
+    """
+    from xrdcore.data.prepare import prepare
+
+    out, workers = Path(out), check_workers(workers)
+    manifest = _read_manifest(out) if (out / "manifest.json").exists() else None
+    if manifest is not None:
+        if manifest.get("key") != spec.key:
+            raise CacheError(f"{out}: holds a build of other inputs ({manifest.get('spec', {}).get('dataset')!r}, "
+                             f"key {str(manifest.get('key'))[:19]}...); choose another directory or delete it")
+        if manifest.get("status") == "complete":
+            return PeakCache(out)
+    elif out.exists() and any(out.iterdir()):
+        raise CacheError(f"{out}: exists and is not an xrdcore cache; choose an empty or new directory")
+    started = time.perf_counter()
+    atomic_write_json(out / "manifest.json", {"format": CACHE_FORMAT, "key": spec.key, "spec": spec.to_dict(),
+                                              "status": "building"})
+    if not (out / "structures.jsonl.gz").exists():
+        prepared = prepare(spec.dataset, {**spec.options, **({"workers": workers} if workers > 1 else {})},
+                           symprec=spec.symprec, disorder=spec.disorder, limit=spec.limit,
+                           fractions=spec.fractions, seed=spec.seed, registry=registry)
+        prepared.split.save(out / "split.json")
+        atomic_write_json(out / "report.json", {"read": prepared.report.to_dict(),
+                                                "duplicates": prepared.dedup.to_dict()})
+        lines = (json.dumps({"id": r.id, "space_group": r.space_group, "formula": r.formula,
+                             "structure": _compact(r.structure)}) for r in prepared.records)
+        atomic_write_bytes(out / "structures.jsonl.gz", gzip.compress("\n".join(lines).encode(), 6))
+    entries = _read_structures(out)
+    chunks = math.ceil(len(entries) / chunk_size)
+    missing = [k for k in range(chunks) if not (out / "peaks" / f"{k:05d}").is_dir()]
+    settings = {"wavelength": spec.wavelength, "two_theta_range": tuple(spec.two_theta_range),
+                "debye_waller": spec.debye_waller}
+    jobs = ((k, [e["structure"] for e in entries[k * chunk_size:(k + 1) * chunk_size]], settings) for k in missing)
+    from tqdm import tqdm
+
+    with tqdm(total=sum(min(chunk_size, len(entries) - k * chunk_size) for k in missing), unit="pattern",
+              desc=f"simulating {spec.dataset}", disable=not progress) as bar:
+        for k, arrays in ordered_map(_simulate_chunk, jobs, workers):
+            _write_chunk(out / "peaks" / f"{k:05d}", arrays)
+            bar.update(len(arrays["offsets"]) - 1)
+    split = Split.load(out / "split.json")
+    report = json.loads((out / "report.json").read_text())
+    failed = _failed_simulations(out, chunks)
+    atomic_write_json(out / "manifest.json", {
+        "format": CACHE_FORMAT, "key": spec.key, "spec": spec.to_dict(), "status": "complete",
+        "structures": len(entries), "chunk_size": chunk_size, "chunks": chunks, "split_hash": split.hash,
+        "split_counts": split.counts, "duplicates_removed": report["duplicates"].get("removed"),
+        "rejected": len(report["read"]["rejected"]), "simulation_failures": failed,
+        "build_seconds": round(time.perf_counter() - started, 2),
+    })
+    return PeakCache(out)
+
+
+class PeakCache:
+    """A complete cache directory, read lazily: chunk arrays are memory-mapped."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.manifest = _read_manifest(self.path)
+        if self.manifest.get("status") != "complete":
+            raise CacheError(f"{self.path}: the build is not complete; run `xrdcore data build` again to resume it")
+        self.split = Split.load(self.path / "split.json")
+        if self.split.hash != self.manifest["split_hash"]:
+            raise CacheError(f"{self.path}: split.json does not match the manifest's split hash")
+        self.chunk_size = int(self.manifest["chunk_size"])
+        self._chunks: dict[int, dict[str, np.ndarray]] = {}
+
+    @cached_property
+    def _entries(self) -> list[dict[str, Any]]:
+        return _read_structures(self.path)
+
+    @cached_property
+    def ids(self) -> list[str]:
+        return [e["id"] for e in self._entries]
+
+    @cached_property
+    def space_groups(self) -> np.ndarray:
+        return np.array([e["space_group"] for e in self._entries], dtype=np.int64)
+
+    @cached_property
+    def simulated(self) -> np.ndarray:
+        """True for structures whose peaks exist (a failed simulation is listed in the manifest)."""
+        ok = np.zeros(len(self), dtype=bool)
+        for k in range(self.manifest["chunks"]):
+            ok[k * self.chunk_size:(k + 1) * self.chunk_size] = self._chunk(k)["ok"]
+        return ok
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def indices(self, split: str) -> np.ndarray:
+        """Positions of the structures of one split (``train``, ``val``, ``test``) that have peaks."""
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+        wanted = set(self.split.ids[split])
+        return np.array([i for i, id_ in enumerate(self.ids) if id_ in wanted and self.simulated[i]], dtype=np.int64)
+
+    def peaks(self, index: int) -> PeakList:
+        chunk = self._chunk(index // self.chunk_size)
+        j = index % self.chunk_size
+        lo, hi = int(chunk["offsets"][j]), int(chunk["offsets"][j + 1])
+        return PeakList(chunk["two_theta"][lo:hi].astype(np.float64), chunk["d"][lo:hi].astype(np.float64),
+                        chunk["intensity"][lo:hi].astype(np.float64), chunk["hkl"][lo:hi].astype(np.int64),
+                        chunk["multiplicity"][lo:hi].astype(np.int64), float(chunk["wavelength"][j]),
+                        np.array(chunk["lattice"][j]), np.array(chunk["rotations"][j, :chunk["n_rotations"][j]],
+                                                                dtype=np.int64))
+
+    def structure(self, index: int) -> Structure:
+        return _structure(self._entries[index]["structure"])
+
+    def _chunk(self, k: int) -> dict[str, np.ndarray]:
+        if k not in self._chunks:
+            folder = self.path / "peaks" / f"{k:05d}"
+            self._chunks[k] = {p.stem: np.load(p, mmap_mode="r") for p in folder.glob("*.npy")}
+        return self._chunks[k]
+
+
+# --- chunks ------------------------------------------------------------------------------------
+
+
+def _simulate_chunk(job: tuple[int, list[dict], dict]) -> tuple[int, dict[str, np.ndarray]]:
+    """Peak lists of one chunk, as flat arrays (module level: it runs in worker processes)."""
+    k, compact_structures, settings = job
+    lists: list[PeakList | None] = []
+    for data in compact_structures:
+        try:
+            lists.append(peak_list(_structure(data), **settings))
+        except StructureError:
+            lists.append(None)
+    counts = [0 if p is None else len(p) for p in lists]
+    cat = lambda name, dtype, shape=(0,): np.concatenate(  # noqa: E731
+        [np.asarray(getattr(p, name), dtype=dtype) for p in lists if p is not None] or [np.zeros(shape, dtype)])
+    rotations = np.zeros((len(lists), _MAX_ROTATIONS, 3, 3), dtype=np.int8)
+    n_rotations = np.zeros(len(lists), dtype=np.int8)
+    for i, p in enumerate(lists):
+        if p is not None:
+            rotations[i, :len(p.rotations)], n_rotations[i] = p.rotations, len(p.rotations)
+    return k, {
+        "offsets": np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        "two_theta": cat("two_theta", np.float32), "d": cat("d", np.float32),
+        "intensity": cat("intensity", np.float32), "hkl": cat("hkl", np.int16, (0, 3)),
+        "multiplicity": cat("multiplicity", np.int32),
+        "lattice": np.stack([np.zeros((3, 3)) if p is None else p.lattice for p in lists]),
+        "wavelength": np.array([0.0 if p is None else p.wavelength for p in lists]),
+        "rotations": rotations, "n_rotations": n_rotations, "ok": np.array([p is not None for p in lists]),
+    }
+
+
+def _write_chunk(folder: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    """Write every array into a temporary folder, then rename it into place: all or nothing."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        for name, array in arrays.items():
+            with open(tmp / f"{name}.npy", "wb") as handle:
+                np.save(handle, array)
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.rename(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _failed_simulations(out: Path, chunks: int) -> int:
+    return int(sum((~np.load(out / "peaks" / f"{k:05d}" / "ok.npy")).sum() for k in range(chunks)))
+
+
+# --- structures and manifest ---------------------------------------------------------------------
+
+
+def _compact(structure: Structure) -> dict[str, Any]:
+    """A structure as lattice, fractional coordinates and site contents (occupancies kept)."""
+    return {"lattice": np.asarray(structure.lattice.matrix).round(8).tolist(),
+            "coords": np.asarray(structure.frac_coords).round(8).tolist(),
+            "species": [{str(sp): round(float(occ), 6) for sp, occ in site.species.items()} for site in structure]}
+
+
+def _structure(data: Mapping[str, Any]) -> Structure:
+    from pymatgen.core import Lattice, Structure
+
+    return Structure(Lattice(data["lattice"]), data["species"], data["coords"])
+
+
+def _read_structures(out: Path) -> list[dict[str, Any]]:
+    text = gzip.decompress((out / "structures.jsonl.gz").read_bytes()).decode()
+    return [json.loads(line) for line in text.splitlines() if line]
+
+
+def _read_manifest(path: Path) -> dict[str, Any]:
+    file = path / "manifest.json"
+    if not file.is_file():
+        raise CacheError(f"{path}: not an xrdcore cache (no manifest.json)")
+    try:
+        manifest = json.loads(file.read_text())
+    except json.JSONDecodeError as exc:
+        raise CacheError(f"{file}: not valid JSON ({exc})") from None
+    if manifest.get("format") != CACHE_FORMAT:
+        raise CacheError(f"{file}: format {manifest.get('format')!r}, expected {CACHE_FORMAT!r}")
+    return manifest
+
+
+def iter_split(cache: PeakCache, split: str) -> Iterator[tuple[PeakList, int]]:
+    """(peak list, space group) of every structure of one split, in cache order."""
+    for i in cache.indices(split):
+        yield cache.peaks(int(i)), int(cache.space_groups[i])
+
+
+def summarise(cache: PeakCache, levels: Sequence[str] = ("crystal_system", "bravais", "point_group")) -> dict[str, Any]:
+    """Counts per split, space group and level: what `xrdcore data info` prints."""
+    from xrdcore.crystal import level, space_group
+
+    summary: dict[str, Any] = {"path": str(cache.path), "dataset": cache.manifest["spec"]["dataset"],
+                               "structures": len(cache), "split_hash": cache.manifest["split_hash"],
+                               "duplicates_removed": cache.manifest["duplicates_removed"],
+                               "rejected": cache.manifest["rejected"],
+                               "simulation_failures": cache.manifest["simulation_failures"],
+                               "splits": {s: int(len(cache.indices(s))) for s in SPLITS}}
+    numbers, counts = np.unique(cache.space_groups, return_counts=True)
+    summary["space_groups"] = {f"{n} {space_group(int(n)).symbol}": int(c) for n, c in zip(numbers, counts)}
+    for name in levels:
+        lv = level(name)
+        per_class = np.bincount(lv.index(cache.space_groups), minlength=len(lv))
+        summary[name] = {lv.classes[i]: int(c) for i, c in enumerate(per_class) if c}
+    return summary
