@@ -123,7 +123,7 @@ def test_hkl_multiplicity_and_d_of_a_known_pattern():
 def test_symmetry_reduction_changes_nothing():
     from xrdcore.diffraction.pxrd import _Cell, _inversion_pairs, _symmetry
 
-    mof = core_mofs(("ABESUX_clean",))[0]
+    mof = core_mofs(("ABEFUL_clean",))[0]
     # this MOF is centrosymmetric: the default path uses the real, half-cell structure factor
     cell = _Cell.of(mof, {})
     laue, inversion = _symmetry(cell, 1e-3)
