@@ -49,6 +49,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", help="also save a PNG of the profile with the strongest peaks labelled")
     p.set_defaults(run=_simulate)
 
+    data = commands.add_parser("data", help="build and inspect cached data sets").add_subparsers(
+        dest="data_command", required=True, parser_class=_Parser)
+    p = data.add_parser("build", help="read, label, de-duplicate, split and simulate a data set into DIR")
+    p.add_argument("dataset", help="a registered data set (prototypes, coremof, ...), a folder of CIFs or a CSV file")
+    p.add_argument("--out", required=True, help="cache directory (created; an interrupted build resumes)")
+    p.add_argument("--limit", type=int, help="read at most N entries of the source")
+    p.add_argument("--workers", type=int, default=1, help="processes for parsing and simulation")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="data-set argument, e.g. --option per_group=4 (repeatable)")
+    p.add_argument("--symprec", type=float, default=0.1, help="spglib tolerance for labels, Å (default 0.1)")
+    p.add_argument("--disorder", choices=["skip", "keep"], default="skip", help="partially occupied sites")
+    p.add_argument("--seed", type=int, default=0, help="split seed")
+    p.add_argument("--wavelength", default="CuKa1")
+    p.add_argument("--range", nargs=2, type=float, default=(5.0, 90.0), metavar=("START", "STOP"),
+                   help="2θ range of the peak lists, degrees")
+    p.add_argument("--chunk", type=int, default=256, help="structures per cache chunk")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=_data_build)
+    p = data.add_parser("info", help="counts per space group and level, duplicates, split sizes and hash")
+    p.add_argument("dir")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=_data_info)
+
     p = commands.add_parser("levels", help="the hierarchy levels, or the classes of one level")
     p.add_argument("level", nargs="?", help="e.g. extinction_class; omit for all levels")
     p.add_argument("--json", action="store_true")
@@ -187,3 +210,51 @@ def _simulate(args) -> None:
         profile = simulator.render([peaks])[0].cpu().numpy()
         plot_profile(args.plot, simulator.grid.values, profile, peaks,
                      title=f"{structure.composition.reduced_formula}, {simulator.wavelength:.5f} Å")
+
+
+def _data_build(args) -> None:
+    from pathlib import Path
+
+    from xrdcore.data.cache import BuildSpec, build_cache, summarise
+
+    name, options = args.dataset, dict(_option(o) for o in args.option)
+    if Path(name).is_dir():
+        name, options = "cif-dir", {"path": str(Path(name).resolve()), **options}
+    elif Path(name).suffix.lower() == ".csv" and Path(name).is_file():
+        name, options = "csv", {"path": str(Path(name).resolve()), **options}
+    spec = BuildSpec(name, options, limit=args.limit, symprec=args.symprec, disorder=args.disorder,
+                     seed=args.seed, wavelength=args.wavelength, two_theta_range=tuple(args.range))
+    cache = build_cache(args.out, spec, workers=args.workers, chunk_size=args.chunk, progress=not args.quiet)
+    info = summarise(cache)
+    print(f"{args.out}: {info['structures']} structures of {info['dataset']} "
+          f"(train {info['splits']['train']}, val {info['splits']['val']}, test {info['splits']['test']}); "
+          f"{info['rejected']} rejected, {info['duplicates_removed']} duplicates removed, "
+          f"{info['simulation_failures']} simulation failures; split {info['split_hash'][:19]}...; "
+          f"report in {Path(args.out) / 'report.json'}")
+
+
+def _option(text: str) -> tuple[str, object]:
+    """``key=value`` with the value read as JSON when it is JSON (numbers, true, lists), else text."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ValueError(f"--option needs KEY=VALUE, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def _data_info(args) -> None:
+    from xrdcore.data.cache import PeakCache, summarise
+
+    info = summarise(PeakCache(args.dir))
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return
+    print(f"{info['path']}: {info['structures']} structures of {info['dataset']}")
+    print(f"  splits: " + ", ".join(f"{k} {v}" for k, v in info["splits"].items()) + f"  ({info['split_hash']})")
+    print(f"  rejected {info['rejected']}, duplicates removed {info['duplicates_removed']}, "
+          f"simulation failures {info['simulation_failures']}")
+    for name in ("crystal_system", "bravais", "point_group"):
+        print(f"  {name}: " + ", ".join(f"{k} {v}" for k, v in info[name].items()))
+    print("  space groups: " + ", ".join(f"{k} ({v})" for k, v in info["space_groups"].items()))

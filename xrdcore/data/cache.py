@@ -89,13 +89,15 @@ def build_cache(out: str | Path, spec: BuildSpec, *, workers: int = 1, chunk_siz
 
     out, workers = Path(out), check_workers(workers)
     manifest = _read_manifest(out) if (out / "manifest.json").exists() else None
+    if manifest is not None and not (out / "structures.jsonl.gz").exists():
+        manifest = None  # a build that stopped before it produced anything: nothing to keep
     if manifest is not None:
         if manifest.get("key") != spec.key:
             raise CacheError(f"{out}: holds a build of other inputs ({manifest.get('spec', {}).get('dataset')!r}, "
                              f"key {str(manifest.get('key'))[:19]}...); choose another directory or delete it")
         if manifest.get("status") == "complete":
             return PeakCache(out)
-    elif out.exists() and any(out.iterdir()):
+    elif out.exists() and any(p.name != "manifest.json" for p in out.iterdir()):
         raise CacheError(f"{out}: exists and is not an xrdcore cache; choose an empty or new directory")
     started = time.perf_counter()
     atomic_write_json(out / "manifest.json", {"format": CACHE_FORMAT, "key": spec.key, "spec": spec.to_dict(),

@@ -1,0 +1,112 @@
+"""The on-disk peak cache: content, reuse, resume after kill -9, refusals, and the loader."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from xrdcore.cli import main
+from xrdcore.data.cache import BuildSpec, CacheError, PeakCache, build_cache, summarise
+from xrdcore.data.loader import PeakDataset, collate_peaks
+from xrdcore.data.splits import SplitFileError
+from xrdcore.diffraction.profile import render
+from xrdcore.diffraction.pxrd import peak_list
+
+CSV = Path(__file__).with_name("data") / "mp20_sample.csv"
+SPEC = BuildSpec("csv", {"path": str(CSV)}, limit=24)
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    return build_cache(tmp_path_factory.mktemp("cache") / "mp20", SPEC, chunk_size=5, progress=False)
+
+
+def test_cached_peaks_are_the_simulator_s_and_splits_partition_the_data(built):
+    assert built.manifest["status"] == "complete" and len(built) == 24 and built.manifest["chunks"] == 5
+    for i in (0, 7, 23):
+        direct = peak_list(built.structure(i))
+        cached = built.peaks(i)
+        assert cached.two_theta == pytest.approx(direct.two_theta, abs=1e-4)  # stored as float32
+        assert cached.intensity == pytest.approx(direct.intensity, abs=1e-4)
+        assert np.array_equal(cached.hkl, direct.hkl) and np.array_equal(cached.rotations, direct.rotations)
+    parts = [set(built.indices(s).tolist()) for s in ("train", "val", "test")]
+    assert sum(map(len, parts)) == 24 and not (parts[0] & parts[1] or parts[0] & parts[2] or parts[1] & parts[2])
+    assert {built.ids[i] for i in parts[2]} == set(built.split.ids["test"])
+    info = summarise(built)
+    assert sum(info["space_groups"].values()) == 24 and info["splits"]["train"] == len(parts[0])
+
+
+def test_same_inputs_reuse_other_inputs_are_refused(built):
+    started = time.perf_counter()
+    again = build_cache(built.path, SPEC, progress=False)
+    assert time.perf_counter() - started < 1.0 and again.manifest == built.manifest
+    other = BuildSpec("csv", {"path": str(CSV)}, limit=24, seed=1)
+    with pytest.raises(CacheError, match="holds a build of other inputs"):
+        build_cache(built.path, other, progress=False)
+
+
+def test_a_foreign_or_tampered_directory_is_refused(built, tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(CacheError, match="not an xrdcore cache"):
+        build_cache(tmp_path, SPEC, progress=False)
+    copy = tmp_path / "copy"
+    shutil.copytree(built.path, copy)
+    split = json.loads((copy / "split.json").read_text())
+    split["ids"]["test"], split["ids"]["train"] = split["ids"]["train"][:1], split["ids"]["train"][1:] + split["ids"]["test"]
+    (copy / "split.json").write_text(json.dumps(split))
+    with pytest.raises(SplitFileError, match="do not match the stored hash"):
+        PeakCache(copy)
+
+
+def test_a_killed_build_resumes_to_the_same_result(built, tmp_path):
+    out = tmp_path / "killed"
+    code = ("import sys; from xrdcore.cli import main; "
+            f"sys.exit(main(['data', 'build', {str(CSV)!r}, '--out', {str(out)!r}, '--limit', '24', "
+            "'--chunk', '1', '--quiet']))")
+    process = subprocess.Popen([sys.executable, "-c", code])
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "peaks" / "00003").exists() and process.poll() is None:
+        time.sleep(0.005)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "building", "the build finished before it could be killed"
+    kept = {p.name: p.stat().st_mtime_ns for p in (out / "peaks").iterdir() if not p.name.startswith(".")}
+    assert 0 < len(kept) < 24
+    resumed = build_cache(out, BuildSpec("csv", {"path": str(CSV.resolve())}, limit=24), chunk_size=1,
+                          progress=False)
+    assert resumed.manifest["status"] == "complete"
+    # chunks written before the kill were kept, not recomputed
+    assert all((out / "peaks" / name).stat().st_mtime_ns == t for name, t in kept.items())
+    assert resumed.ids == built.ids and resumed.manifest["split_hash"] == built.manifest["split_hash"]
+    for i in range(24):
+        assert np.array_equal(resumed.peaks(i).intensity, built.peaks(i).intensity)
+
+
+def test_loader_batches_peaks_and_labels_for_rendering(built):
+    dataset = PeakDataset(built, "train")
+    loader = torch.utils.data.DataLoader(dataset, batch_size=8, collate_fn=collate_peaks)
+    peaks, labels = next(iter(loader))
+    assert len(peaks) == 8 and labels.dtype == torch.long
+    assert labels.tolist() == [int(built.space_groups[i]) for i in dataset.indices[:8]]
+    profiles = render(peaks)
+    assert profiles.shape == (8, 8500) and torch.allclose(profiles.amax(1), torch.ones(8))
+
+
+def test_cli_build_and_info(capsys, tmp_path):
+    out = tmp_path / "cli"
+    assert main(["data", "build", str(CSV), "--out", str(out), "--limit", "6", "--quiet"]) == 0
+    assert "6 structures of csv" in capsys.readouterr().out
+    assert main(["data", "info", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["structures"] == 6 and info["split_hash"].startswith("sha256:")
+    assert main(["data", "build", "prototypes", "--out", str(tmp_path / "x"), "--option", "per_grup=1"]) == 2
+    assert "it accepts: per_group" in capsys.readouterr().err
