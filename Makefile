@@ -18,10 +18,12 @@ $(VENV)/.installed: pyproject.toml $(PLUGINS)
 	touch $@
 
 # the benchmark harness (`xrdcore bench --plugins all --quick`) lands with the training issue;
-# until then the main job shows the installed plugins and the label levels they train on
+# until then the main job shows the installed plugins and label levels, and builds the default data
 bench: install
 	$(BIN)/xrdcore plugins
 	$(BIN)/xrdcore levels
+	$(BIN)/xrdcore data build prototypes --out data/prototypes --workers 2
+	$(BIN)/xrdcore data info data/prototypes
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -119,5 +119,6 @@ class StructureDataset(abc.ABC):
 
     @abc.abstractmethod
     def records(self, limit: int | None = None) -> Iterator[StructureRecord]:
-        """Yield the structures in a stable order (at most ``limit``)."""
+        """Yield the structures in a stable order; ``limit`` counts source entries, good or bad,
+        so a limited read is always the same prefix of the source."""
 
