@@ -44,13 +44,44 @@ def test_cached_peaks_are_the_simulator_s_and_splits_partition_the_data(built):
     assert sum(info["space_groups"].values()) == 24 and info["splits"]["train"] == len(parts[0])
 
 
-def test_same_inputs_reuse_other_inputs_are_refused(built):
-    started = time.perf_counter()
+def test_same_inputs_reuse_other_inputs_are_refused(built, tmp_path):
+    chunks = {p: p.stat().st_mtime_ns for p in (built.path / "peaks").iterdir()}
     again = build_cache(built.path, SPEC, progress=False)
-    assert time.perf_counter() - started < 1.0 and again.manifest == built.manifest
+    assert again.manifest == built.manifest
+    assert {p: p.stat().st_mtime_ns for p in (built.path / "peaks").iterdir()} == chunks  # nothing redone
+    assert again.manifest["licence"].startswith("as set by the owner")  # provenance travels with the data
     other = BuildSpec("csv", {"path": str(CSV)}, limit=24, seed=1)
     with pytest.raises(CacheError, match="holds a build of other inputs"):
         build_cache(built.path, other, progress=False)
+
+
+def test_an_edited_input_file_is_not_served_from_the_cache(tmp_path):
+    folder = tmp_path / "cifs"
+    folder.mkdir()
+    cif = (Path(__file__).parent / "test_cli.py").read_text().split('NACL_CIF = """')[1].split('"""')[0]
+    (folder / "nacl.cif").write_text(cif)
+    spec = BuildSpec("cif-dir", {"path": str(folder)})
+    build_cache(tmp_path / "c", spec, progress=False)
+    (folder / "nacl.cif").write_text(cif.replace("5.64", "6.40"))
+    with pytest.raises(CacheError, match="holds a build of other inputs"):
+        build_cache(tmp_path / "c", BuildSpec("cif-dir", {"path": str(folder)}), progress=False)
+
+
+def test_bad_simulator_settings_fail_before_reading_and_leave_nothing(tmp_path):
+    with pytest.raises(ValueError, match="low < high"):
+        build_cache(tmp_path / "c", BuildSpec("csv", {"path": str(CSV)}, two_theta_range=(90, 5)), progress=False)
+    assert not (tmp_path / "c").exists()
+
+
+def test_a_resumed_build_keeps_its_chunk_size(built, tmp_path):
+    out = tmp_path / "resume"
+    shutil.copytree(built.path, out)
+    manifest = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps({**manifest, "status": "building"}))
+    shutil.rmtree(out / "peaks" / "00002")
+    resumed = build_cache(out, SPEC, chunk_size=11, progress=False)  # the original layout wins
+    assert resumed.chunk_size == 5 and all(np.array_equal(resumed.peaks(i).intensity, built.peaks(i).intensity)
+                                           for i in range(len(built)))
 
 
 def test_a_foreign_or_tampered_directory_is_refused(built, tmp_path):

@@ -144,9 +144,22 @@ def test_simulate_writes_profile_peaks_and_plot(capsys, tmp_path):
 @pytest.mark.parametrize("text, message", [
     ("", "the file is empty"), ("data_x\n_cell_length_a 4\n", "no atom sites"),
     ("not a cif at all", "no CIF data block"),
-    (NACL_CIF.replace("Cl1 Cl 0.5 0.5 0.5", "Cl1 Cl 0.01 0 0"), "atoms overlap")])
+    (NACL_CIF.replace("Cl1 Cl 0.5 0.5 0.5", "Cl1 Cl 0.01 0 0"), "atoms overlap"),
+    (NACL_CIF.replace("_atom_site_fract_z", "_atom_site_fract_z\n_atom_site_occupancy")
+     .replace("Na1 Na 0 0 0", "Na1 Na 0 0 0 0").replace("Cl1 Cl 0.5 0.5 0.5", "Cl1 Cl 0.5 0.5 0.5 1"),
+     "Missing elements Na"),
+    (NACL_CIF.replace("Na1 Na", "Es1 Es"), "no X-ray scattering factor for Es")])
 def test_simulate_reports_bad_cifs_in_one_line(capsys, tmp_path, text, message):
     cif = tmp_path / "bad file.cif"
     cif.write_text(text)
     code, _, err = run(capsys, "simulate", str(cif))
     assert code == 2 and str(cif) in err and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_registered_data_set_name_wins_over_a_local_folder(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "csv").mkdir()  # a folder called like the registered `csv` data set
+    csv_file = Path(__file__).with_name("data") / "mp20_sample.csv"
+    args = ["data", "build", "csv", "--out", "out", "--option", f"path={csv_file}", "--limit", "3", "--quiet"]
+    assert main(args) == 0 and main(args) == 0  # the same build twice: reused, not "other inputs"
+    assert "3 structures of csv" in capsys.readouterr().out

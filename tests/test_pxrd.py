@@ -19,7 +19,7 @@ from pymatgen.core import Lattice, Structure
 
 import xrdcore
 from xrdcore.diffraction.profile import AngleGrid, PeakBatch, caglioti_fwhm, render
-from xrdcore.diffraction.pxrd import StructureError, peak_list, peak_lists
+from xrdcore.diffraction.pxrd import StructureError, peak_list
 from xrdcore.diffraction.radiation import WAVELENGTHS, wavelength
 
 DATA = Path(__file__).with_name("data")
@@ -34,15 +34,26 @@ def assert_matches_pymatgen(structure, line="CuKa1", debye_waller=None, two_thet
         theirs = XRDCalculator(line, debye_waller_factors=debye_waller).get_pattern(
             structure, two_theta_range=two_theta_range)
     ours = peak_list(structure, wavelength=line, two_theta_range=two_theta_range, debye_waller=debye_waller)
-    their_x, their_y = np.asarray(theirs.x), np.asarray(theirs.y)
-    assert their_y.max() == pytest.approx(100) and ours.intensity.max() == pytest.approx(100)
-    for (x1, y1), (x2, y2) in (((their_x, their_y), (ours.two_theta, ours.intensity)),
-                               ((ours.two_theta, ours.intensity), (their_x, their_y))):
+    assert theirs.y.max() == pytest.approx(100) and ours.intensity.max() == pytest.approx(100)
+    their_x, their_y = merge_close(np.asarray(theirs.x), np.asarray(theirs.y))
+    our_x, our_y = merge_close(ours.two_theta, ours.intensity)
+    for (x1, y1), (x2, y2) in (((their_x, their_y), (our_x, our_y)), ((our_x, our_y), (their_x, their_y))):
         nearest = np.abs(x1[:, None] - x2[None, :]).argmin(1)
         paired = np.abs(x1 - x2[nearest]) <= 1e-3
         assert np.all(np.abs(y1[paired] - y2[nearest[paired]]) <= 0.5), structure.composition
         assert np.all(y1[~paired] <= 0.5), (structure.composition, x1[~paired], y1[~paired])
     return ours
+
+
+def merge_close(x, y, gap=1e-3):
+    """Peaks closer than ``gap`` degrees summed (and rescaled to max 100). The requirement is
+    positions within 1e-3°, so peaks closer than that cannot be told apart by it; and the two
+    codes group near-coincident reflections differently (pymatgen by fixed 1e-5° bins, xrdcore
+    by gaps), e.g. the reflections of a hexagonal cell whose angles were rounded in its CIF,
+    which spread over a few 1e-4°. Both lists are brought to this one rule before comparing."""
+    group = np.concatenate([[0], np.cumsum(np.diff(x) > gap)])
+    merged = np.bincount(group, weights=y)
+    return x[np.unique(group, return_index=True)[1]], 100 * merged / merged.max()
 
 
 def aflow_prototypes():
@@ -76,7 +87,7 @@ def test_aflow_prototypes_shipped_with_pymatgen():
 
 def test_mp20_structures():
     rows = list(csv.DictReader((DATA / "mp20_sample.csv").open()))
-    assert len(rows) == 40
+    assert len(rows) == 46  # every 28th row of MP-20, plus six whose peaks straddle pymatgen's 2θ bins
     for row in rows:
         assert_matches_pymatgen(Structure.from_str(row["cif"], fmt="cif"))
 
@@ -133,13 +144,6 @@ def test_symmetry_reduction_changes_nothing():
     assert np.array_equal(reduced.two_theta.round(8), plain.two_theta.round(8))
     assert reduced.intensity == pytest.approx(plain.intensity, abs=1e-3)
     assert np.array_equal(reduced.multiplicity, plain.multiplicity)
-
-
-def test_batched_equals_one_at_a_time():
-    structures = [s for _, s in aflow_prototypes()[:5]]
-    for batched, single in zip(peak_lists(structures), (peak_list(s) for s in structures)):
-        assert np.array_equal(batched.two_theta, single.two_theta)
-        assert np.array_equal(batched.intensity, single.intensity)
 
 
 @pytest.mark.parametrize("make, message", [

@@ -186,9 +186,15 @@ def _simulate(args) -> None:
     from xrdcore.data.cif import read_structure
     from xrdcore.storage import atomic_write_text
 
+    from xrdcore.diffraction.pxrd import StructureError
+
     structure = read_structure(args.cif)
     simulator = PXRDSimulator(wavelength=args.wavelength, two_theta=args.range, shape=args.shape)
-    (peaks,) = simulator.peaks([structure])
+    try:
+        (peaks,) = simulator.peaks([structure])
+    except StructureError as exc:
+        raise StructureError(f"{args.cif}: {exc}") from None
+    profile = simulator.render([peaks])[0].cpu().numpy()
     header = (f"# {structure.composition.reduced_formula} from {args.cif}; wavelength {simulator.wavelength} Å; "
               f"xrdcore pxrd\n")
     if args.peaks:
@@ -197,7 +203,6 @@ def _simulate(args) -> None:
                   for t, d, i, (h, k, l), m in zip(peaks.two_theta, peaks.d, peaks.intensity, peaks.hkl,
                                                    peaks.multiplicity)]
     else:
-        profile = simulator.render([peaks])[0].cpu().numpy()
         lines = ["# 2theta_deg intensity"] + [f"{t:.4f} {y:.6g}" for t, y in zip(simulator.grid.values, profile)]
     text = header + "\n".join(lines) + "\n"
     if args.out:
@@ -207,7 +212,6 @@ def _simulate(args) -> None:
     if args.plot:
         from xrdcore.diffraction.plot import plot_profile
 
-        profile = simulator.render([peaks])[0].cpu().numpy()
         plot_profile(args.plot, simulator.grid.values, profile, peaks,
                      title=f"{structure.composition.reduced_formula}, {simulator.wavelength:.5f} Å")
 
@@ -217,8 +221,12 @@ def _data_build(args) -> None:
 
     from xrdcore.data.cache import BuildSpec, build_cache, summarise
 
+    from xrdcore import list_datasets
+
     name, options = args.dataset, dict(_option(o) for o in args.option)
-    if Path(name).is_dir():
+    if name in list_datasets():  # a registered name wins over a local folder called the same
+        pass
+    elif Path(name).is_dir():
         name, options = "cif-dir", {"path": str(Path(name).resolve()), **options}
     elif Path(name).suffix.lower() == ".csv" and Path(name).is_file():
         name, options = "csv", {"path": str(Path(name).resolve()), **options}

@@ -25,7 +25,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -35,7 +35,7 @@ import numpy as np
 
 from xrdcore.data.labels import DEFAULT_SYMPREC
 from xrdcore.data.parallel import check_workers, ordered_map
-from xrdcore.data.splits import DEFAULT_FRACTIONS, Split
+from xrdcore.data.splits import DEFAULT_FRACTIONS, SPLITS, Split
 from xrdcore.diffraction.pxrd import PeakList, StructureError, peak_list
 from xrdcore.storage import atomic_write_bytes, atomic_write_json
 
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
     from pymatgen.core import Structure
 
 CACHE_FORMAT = "xrdcore-cache/1"
-SPLITS = ("train", "val", "test")
 _MAX_ROTATIONS = 48  # the largest Laue group, m-3m
 
 
@@ -74,8 +73,31 @@ class BuildSpec:
 
     @property
     def key(self) -> str:
-        text = json.dumps({"format": CACHE_FORMAT, **self.to_dict()}, sort_keys=True, default=str)
+        """Hash of the spec and of the input files it names (so an edited CIF is not served stale)."""
+        content = {"format": CACHE_FORMAT, **self.to_dict(), "inputs": _fingerprint(self.options.get("path"))}
+        text = json.dumps(content, sort_keys=True, default=str)
         return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+    def check(self) -> None:
+        """Fail on bad simulator settings before the expensive reading and labelling."""
+        from xrdcore.diffraction.pxrd import check_two_theta_range, scattering_parameters
+        from xrdcore.diffraction.radiation import wavelength
+
+        wavelength(self.wavelength)
+        check_two_theta_range(self.two_theta_range)
+        unknown = sorted(set(self.debye_waller) - set(scattering_parameters()))
+        if unknown:
+            raise ValueError(f"Debye-Waller factors given for unknown elements: {', '.join(unknown)}")
+
+
+def _fingerprint(path: Any) -> list[tuple[str, int, int]] | None:
+    """(name, size, modification time) of an input file, or of every file under an input folder."""
+    if not isinstance(path, (str, os.PathLike)) or not Path(path).exists():
+        return None
+    root = Path(path)
+    files = [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file())
+    return [(str(p.relative_to(root) if p != root else p.name), p.stat().st_size, p.stat().st_mtime_ns)
+            for p in files]
 
 
 def build_cache(out: str | Path, spec: BuildSpec, *, workers: int = 1, chunk_size: int = 256,
@@ -88,6 +110,7 @@ def build_cache(out: str | Path, spec: BuildSpec, *, workers: int = 1, chunk_siz
     from xrdcore.data.prepare import prepare
 
     out, workers = Path(out), check_workers(workers)
+    spec.check()
     manifest = _read_manifest(out) if (out / "manifest.json").exists() else None
     if manifest is not None and not (out / "structures.jsonl.gz").exists():
         manifest = None  # a build that stopped before it produced anything: nothing to keep
@@ -97,11 +120,13 @@ def build_cache(out: str | Path, spec: BuildSpec, *, workers: int = 1, chunk_siz
                              f"key {str(manifest.get('key'))[:19]}...); choose another directory or delete it")
         if manifest.get("status") == "complete":
             return PeakCache(out)
+        chunk_size = int(manifest.get("chunk_size", chunk_size))  # a resumed build keeps its layout
     elif out.exists() and any(p.name != "manifest.json" for p in out.iterdir()):
         raise CacheError(f"{out}: exists and is not an xrdcore cache; choose an empty or new directory")
     started = time.perf_counter()
+    source = _source(spec.dataset, registry)
     atomic_write_json(out / "manifest.json", {"format": CACHE_FORMAT, "key": spec.key, "spec": spec.to_dict(),
-                                              "status": "building"})
+                                              "status": "building", "chunk_size": chunk_size, **source})
     if not (out / "structures.jsonl.gz").exists():
         prepared = prepare(spec.dataset, {**spec.options, **({"workers": workers} if workers > 1 else {})},
                            symprec=spec.symprec, disorder=spec.disorder, limit=spec.limit,
@@ -129,7 +154,7 @@ def build_cache(out: str | Path, spec: BuildSpec, *, workers: int = 1, chunk_siz
     report = json.loads((out / "report.json").read_text())
     failed = _failed_simulations(out, chunks)
     atomic_write_json(out / "manifest.json", {
-        "format": CACHE_FORMAT, "key": spec.key, "spec": spec.to_dict(), "status": "complete",
+        "format": CACHE_FORMAT, "key": spec.key, "spec": spec.to_dict(), "status": "complete", **source,
         "structures": len(entries), "chunk_size": chunk_size, "chunks": chunks, "split_hash": split.hash,
         "split_counts": split.counts, "duplicates_removed": report["duplicates"].get("removed"),
         "rejected": len(report["read"]["rejected"]), "simulation_failures": failed,
@@ -249,6 +274,16 @@ def _write_chunk(folder: Path, arrays: Mapping[str, np.ndarray]) -> None:
         raise
 
 
+def _source(name: str, registry: Any | None) -> dict[str, str]:
+    """Provenance and licence of a registered data set, for the manifest."""
+    if registry is None:
+        from xrdcore import get_registry
+
+        registry = get_registry()
+    factory = registry.get("dataset", name).load()
+    return {"provenance": str(getattr(factory, "provenance", "")), "licence": str(getattr(factory, "licence", ""))}
+
+
 def _failed_simulations(out: Path, chunks: int) -> int:
     return int(sum((~np.load(out / "peaks" / f"{k:05d}" / "ok.npy")).sum() for k in range(chunks)))
 
@@ -285,12 +320,6 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     if manifest.get("format") != CACHE_FORMAT:
         raise CacheError(f"{file}: format {manifest.get('format')!r}, expected {CACHE_FORMAT!r}")
     return manifest
-
-
-def iter_split(cache: PeakCache, split: str) -> Iterator[tuple[PeakList, int]]:
-    """(peak list, space group) of every structure of one split, in cache order."""
-    for i in cache.indices(split):
-        yield cache.peaks(int(i)), int(cache.space_groups[i])
 
 
 def summarise(cache: PeakCache, levels: Sequence[str] = ("crystal_system", "bravais", "point_group")) -> dict[str, Any]:

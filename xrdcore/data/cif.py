@@ -32,8 +32,8 @@ def parse_cif(text: str, source: str) -> list[Structure]:
 
     if not text.strip():
         raise UnreadableCIF(f"{source}: the file is empty")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         try:
             parser = CifParser.from_str(text)
         except Exception as exc:  # the CIF grammar itself; pymatgen raises many types
@@ -51,6 +51,9 @@ def parse_cif(text: str, source: str) -> list[Structure]:
                                 f"({_one_line(exc)})") from None
     if not structures:
         raise UnreadableCIF(f"{source}: pymatgen found no structure in the file")
+    dropped = [str(w.message) for w in caught if str(w.message).startswith("Missing elements")]
+    if dropped:  # pymatgen leaves out sites with zero or negative occupancy and only warns
+        raise UnreadableCIF(f"{source}: {dropped[0]} (sites with zero or negative occupancy?)")
     return structures
 
 

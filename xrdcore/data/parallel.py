@@ -44,7 +44,8 @@ def ordered_map(func: Callable[[T], R], items: Iterable[T], workers: int = 1,
         return
     pending: deque[Future[R]] = deque()
     try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_one_thread_each) as pool:
             for item in items:
                 pending.append(pool.submit(func, item))
                 if len(pending) >= workers * in_flight:
@@ -56,3 +57,17 @@ def ordered_map(func: Callable[[T], R], items: Iterable[T], workers: int = 1,
             f"worker processes for {getattr(func, '__name__', func)} stopped ({exc}). With workers > 1 "
             "a script must run its code under `if __name__ == \"__main__\":` (processes are spawned); "
             "or use workers=1") from None
+
+
+def _one_thread_each() -> None:
+    """Workers are already one per core: threaded BLAS/torch inside each would oversubscribe it."""
+    import os
+
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[variable] = "1"
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass

@@ -29,6 +29,7 @@ import torch
 
 from xrdcore.diffraction.profile import (DEFAULT_CAGLIOTI, AngleGrid, PeakBatch, PeakShape, caglioti_fwhm,
                                         render)
+from xrdcore.diffraction.pxrd import lorentz_polarisation
 from xrdcore.diffraction.radiation import WAVELENGTHS
 
 Range = tuple[float, float]
@@ -309,12 +310,6 @@ def kalpha2_two_theta(two_theta: torch.Tensor, lambda1: torch.Tensor, lambda2: t
     return torch.rad2deg(2 * torch.asin(sin2))
 
 
-def lorentz_polarisation(two_theta: torch.Tensor) -> torch.Tensor:
-    """(1 + cos² 2θ) / (sin² θ cos θ), the simulator's Lorentz–polarisation factor (2θ in degrees)."""
-    theta = torch.deg2rad(two_theta / 2)
-    return (1 + torch.cos(2 * theta) ** 2) / (torch.sin(theta) ** 2 * torch.cos(theta))
-
-
 def background_profiles(grid: AngleGrid, draw: AugmentationDraw,
                         device: str | torch.device | None = None) -> torch.Tensor | None:
     """Background ``(B, grid.length)`` in fractions of the pattern maximum, or ``None`` if off.
@@ -405,7 +400,8 @@ def _mix_impurity(peaks: PeakBatch, intensity: torch.Tensor, draw: AugmentationD
     same = (ratio == 1).expand_as(other_tt)
     ok = other_mask & (same | (sin_new < 1))
     safe = lambda t: torch.where(ok, t, torch.full_like(t, 90.0))  # noqa: E731  keeps LP finite on padding
-    lp_ratio = lorentz_polarisation(safe(converted_tt)) / lorentz_polarisation(safe(other_tt))
+    lp_ratio = (lorentz_polarisation(torch.deg2rad(safe(converted_tt) / 2))
+                / lorentz_polarisation(torch.deg2rad(safe(other_tt) / 2)))
     other_tt = torch.where(same, other_tt, converted_tt)
     other_int = torch.where(same, other_int, other_int * lp_ratio)
     other_tt, other_int = torch.where(ok, other_tt, 0.0), torch.where(ok, other_int, 0.0)

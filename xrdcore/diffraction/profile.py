@@ -21,7 +21,7 @@ PeakShape = Literal["gaussian", "pseudo-voigt", "lorentzian", "stick"]
 #: Caglioti U, V, W in degrees² (FWHM² = U tan²θ + V tanθ + W): 0.07° FWHM at 30°, 0.11° at 90°,
 #: a laboratory Bragg–Brentano diffractometer
 DEFAULT_CAGLIOTI = (0.01, -0.002, 0.005)
-#: half-width of the window a peak is drawn in, in FWHM; beyond it a Gaussian is < 1e-30 of its
+#: half-width of the window a peak is drawn in, in FWHM; beyond it a Gaussian is < 2e-11 of its
 #: height and a Lorentzian's tails hold < 3% of its area
 _WINDOW_FWHM = {"gaussian": 3.0, "pseudo-voigt": 12.0, "lorentzian": 12.0}
 

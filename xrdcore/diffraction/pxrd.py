@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
 from importlib import resources
@@ -72,15 +72,6 @@ def scattering_parameters() -> dict[str, np.ndarray]:
     return {element: np.asarray(coeffs, dtype=float) for element, coeffs in json.loads(path.read_text()).items()}
 
 
-def peak_lists(structures: Iterable[Structure], *, wavelength: str | float = "CuKa1",
-               two_theta_range: tuple[float, float] = (5.0, 90.0),
-               debye_waller: Mapping[str, float] | None = None, symprec: float | None = 1e-3,
-               device: str | torch.device | None = None) -> list[PeakList]:
-    """Peak lists of several structures (see :func:`peak_list`)."""
-    return [peak_list(s, wavelength=wavelength, two_theta_range=two_theta_range,
-                      debye_waller=debye_waller, symprec=symprec, device=device) for s in structures]
-
-
 def peak_list(structure: Structure, *, wavelength: str | float = "CuKa1",
               two_theta_range: tuple[float, float] = (5.0, 90.0),
               debye_waller: Mapping[str, float] | None = None, symprec: float | None = 1e-3,
@@ -93,7 +84,7 @@ def peak_list(structure: Structure, *, wavelength: str | float = "CuKa1",
     slower on CPU). ``device``: where the tensors live.
     """
     lam = parse_wavelength(wavelength)
-    low, high = _check_range(two_theta_range)
+    low, high = check_two_theta_range(two_theta_range)
     device = torch.device(device or "cpu")
     cell = _Cell.of(structure, debye_waller or {})
     g_min, g_max = (2 * math.sin(math.radians(t / 2)) / lam for t in (low, high))
@@ -114,9 +105,13 @@ def peak_list(structure: Structure, *, wavelength: str | float = "CuKa1",
     theta = torch.asin(sin_theta)
     centric = _inversion_pairs(cell, inversion) if inversion is not None else None
     f_squared = _structure_factor_squared(centric or cell, reps, (g / 2) ** 2, device, real=centric is not None)
-    lorentz = (1 + torch.cos(2 * theta) ** 2) / (sin_theta ** 2 * torch.cos(theta))
-    intensity = f_squared * lorentz * multiplicity
+    intensity = f_squared * lorentz_polarisation(theta) * multiplicity
     return _merge(torch.rad2deg(2 * theta), 1 / g, intensity, reps, multiplicity, lam, cell.lattice, rotations)
+
+
+def lorentz_polarisation(theta: torch.Tensor) -> torch.Tensor:
+    """(1 + cos² 2θ) / (sin² θ cos θ), θ in radians (unpolarised beam, no monochromator)."""
+    return (1 + torch.cos(2 * theta) ** 2) / (torch.sin(theta) ** 2 * torch.cos(theta))
 
 
 @dataclass(frozen=True)
@@ -175,7 +170,8 @@ class _Cell:
                    elements, np.array([float(debye_waller.get(e, 0.0)) for e in elements]))
 
 
-def _check_range(two_theta_range: Sequence[float]) -> tuple[float, float]:
+def check_two_theta_range(two_theta_range: Sequence[float]) -> tuple[float, float]:
+    """(low, high) in degrees, or a ValueError saying what is wrong with them."""
     low, high = (float(t) for t in two_theta_range)
     if not 0 <= low < high <= 180:
         raise ValueError(f"2θ range must satisfy 0 <= low < high <= 180 degrees, got {low}, {high}")
@@ -296,7 +292,6 @@ def _structure_factor_squared(cell: _Cell, hkl: torch.Tensor, s2: torch.Tensor, 
     weights = torch.zeros(len(cell.coords), len(cell.elements), dtype=torch.float32, device=device)
     weights[torch.arange(len(cell.coords)), torch.as_tensor(cell.element)] = torch.as_tensor(
         cell.occupancy, dtype=torch.float32)
-    weights = weights.to(device)
     params = scattering_parameters()
     z = torch.tensor([_atomic_number(e) for e in cell.elements], dtype=torch.float64, device=device)
     width = max(len(params[e]) for e in cell.elements)
@@ -331,11 +326,14 @@ def _atomic_number(symbol: str) -> int:
 
 def _merge(two_theta: torch.Tensor, d: torch.Tensor, intensity: torch.Tensor, hkl: torch.Tensor,
            multiplicity: torch.Tensor, lam: float, lattice: np.ndarray, rotations: torch.Tensor) -> PeakList:
-    """Merge reflections closer than TWO_THETA_TOL, scale to max 100, drop the negligible."""
+    """Merge reflections closer than TWO_THETA_TOL, scale to max 100, drop the negligible.
+
+    A new peak starts wherever sorted 2θ jumps by more than the tolerance; fixed bins (as in
+    pymatgen) would split two reflections 1e-9° apart that happen to straddle a bin edge."""
     order = torch.argsort(two_theta)
     two_theta, d, intensity, hkl, multiplicity = (t[order] for t in (two_theta, d, intensity, hkl, multiplicity))
-    bins = torch.round(two_theta / TWO_THETA_TOL).long()
-    _, group = torch.unique_consecutive(bins, return_inverse=True)
+    gap = torch.diff(two_theta) > TWO_THETA_TOL
+    group = torch.cat([torch.zeros(1, dtype=torch.long, device=gap.device), torch.cumsum(gap.long(), 0)])
     n = int(group[-1]) + 1
     total = torch.zeros(n, dtype=intensity.dtype, device=intensity.device).index_add_(0, group, intensity)
     count = torch.zeros(n, dtype=multiplicity.dtype, device=multiplicity.device).index_add_(0, group, multiplicity)
