@@ -62,10 +62,6 @@ class Deduplication:
     def removed(self) -> int:
         return len(self.duplicate_of)
 
-    def summary(self) -> str:
-        return (f"{len(self.kept) + self.removed} structures, {self.removed} duplicates removed, "
-                f"{len(self.kept)} kept in {len(self.units)} split units")
-
     def to_dict(self) -> dict[str, Any]:
         return {"kept": len(self.kept), "removed": self.removed, "units": len(self.units),
                 "comparisons": self.comparisons, "duplicate_of": dict(sorted(self.duplicate_of.items()))}
