@@ -16,7 +16,7 @@ import xrdcore
 from xrdcore import hookspecs
 from xrdcore.crystal import LabelHierarchy
 from xrdcore.hookspecs import hookimpl
-from xrdcore.interfaces import Encoder, Generator, LossScheduler, Simulator, StructureDataset, StructureRecord
+from xrdcore.interfaces import Encoder, Generator, Simulator, StructureDataset, StructureRecord
 from xrdcore.registry import (BUILTIN_MODULES, KINDS, AmbiguousComponentError, ComponentError,
                               PluginError, Registry, UnknownComponentError)
 

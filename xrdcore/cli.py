@@ -260,7 +260,7 @@ def _data_info(args) -> None:
         print(json.dumps(info, indent=2))
         return
     print(f"{info['path']}: {info['structures']} structures of {info['dataset']}")
-    print(f"  splits: " + ", ".join(f"{k} {v}" for k, v in info["splits"].items()) + f"  ({info['split_hash']})")
+    print("  splits: " + ", ".join(f"{k} {v}" for k, v in info["splits"].items()) + f"  ({info['split_hash']})")
     print(f"  rejected {info['rejected']}, duplicates removed {info['duplicates_removed']}, "
           f"simulation failures {info['simulation_failures']}")
     for name in ("crystal_system", "bravais", "point_group"):
