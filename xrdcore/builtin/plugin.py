@@ -40,3 +40,19 @@ def register_datasets(register):
              description="A folder of .cif files (path, recursive); ids are file stems.")
     register("csv", "xrdcore.builtin.datasets:CSVDataset",
              description="A CSV of CIF strings (path, cif_column='cif', id_column='material_id'), e.g. MP-20.")
+
+
+@hookimpl
+def register_encoders(register):
+    register("mlp", "xrdcore.builtin.encoders:MLPEncoder",
+             description="Salgado et al. 2023 MLP: input_length → 4000 → 3000 → 1000 → 800 (embedding), "
+                         "dropout; fixed input length.")
+    register("cnn", "xrdcore.builtin.encoders:CNNEncoder",
+             description="Salgado et al. 2023 CNN: conv(80,k100,s5) → conv(80,k50,s5) → conv(80,k25,s2) "
+                         "with average pools, then an MLP; fixed input length (≥3500 by default).")
+    register("nopoolcnn", "xrdcore.builtin.encoders:NoPoolCNNEncoder",
+             description="Salgado et al. 2023 NoPoolCNN: the cnn convolutions without pools, then an MLP; "
+                         "fixed input length (≥945 by default).")
+    register("rcnet", "xrdcore.builtin.encoders:RCNetEncoder",
+             description="RCNet-style 1-D pre-activation ResNet (Chen et al. 2024): 16 blocks, kernel 30, "
+                         "stride 2 every other block, global average pooling; any input length.")
