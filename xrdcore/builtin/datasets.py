@@ -10,6 +10,7 @@ assigns spglib's.
 
 from __future__ import annotations
 
+import abc
 import itertools
 import zlib
 from collections.abc import Iterable, Iterator
@@ -42,8 +43,9 @@ class _CIFDataset(ReportingDataset):
 
     workers: int = 1
 
+    @abc.abstractmethod
     def _entries(self) -> Iterable[CIFEntry]:
-        raise NotImplementedError
+        """The source's raw CIF entries (text, id, meta), in a stable order."""
 
     def records(self, limit: int | None = None) -> Iterator[StructureRecord]:
         self.reset_rejections()
