@@ -347,3 +347,16 @@ def test_repeated_ids_and_crashing_structures_do_not_stop_reading():
     records, report = read_dataset(Awkward())
     assert [r.id for r in records] == ["a", "b"]
     assert [(r.id, r.kind) for r in report.rejected] == [("a", "duplicate-id"), ("broken", "error")]
+
+
+def test_synthetic_shards_are_disjoint_and_together_the_whole_set():
+    whole = {r.id: r.structure for r in xrdcore.create_dataset("synthetic", size=6, seed=3).records()}
+    shards = [{r.id: r.structure for r in xrdcore.create_dataset("synthetic", size=6, seed=3, shard=f"{k}/2").records()}
+              for k in (0, 1)]
+    assert not set(shards[0]) & set(shards[1]) and set(shards[0]) | set(shards[1]) == set(whole)
+    for shard in shards:
+        for ident, structure in shard.items():
+            assert structure == whole[ident]  # the same crystal, whichever machine builds it
+    for bad in ("2/2", "1", "a/b", "-1/2"):
+        with pytest.raises(ValueError, match="shard must be 'k/n'"):
+            xrdcore.create_dataset("synthetic", size=6, shard=bad)

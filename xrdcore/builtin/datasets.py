@@ -133,17 +133,21 @@ class SyntheticDataset(_RandomCrystals):
     provenance = f"random crystals requested evenly over the 230 space groups from {_PYXTAL}"
     licence = "generated data, no restrictions (CC0); pyxtal is MIT-licensed"
 
-    def __init__(self, size: int = 2300, seed: int = 0, max_atoms: int = MAX_ATOMS, workers: int = 1):
+    def __init__(self, size: int = 2300, seed: int = 0, max_atoms: int = MAX_ATOMS, workers: int = 1,
+                 shard: str | None = None):
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             raise ValueError(f"size must be a non-negative integer, got {size!r}")
         self.size, self.seed, self.max_atoms = size, _seed(seed), int(max_atoms)
         self.workers = check_workers(workers)
+        self.shard, self.shards = _parse_shard(shard)
         require_pyxtal("the synthetic data set")
 
     def requests(self) -> Iterator[CrystalRequest]:
-        """Crystal i is requested in space group i mod 230 + 1, as its (i div 230)-th of that group."""
+        """Crystal i is requested in space group i mod 230 + 1, as its (i div 230)-th of that group.
+        Shard k of n takes the crystals with i mod n = k: ids and seeds are global, so shards built
+        on different machines are disjoint and together are exactly the unsharded set."""
         base = _stream_seed(self.seed, self.name)
-        for i in range(self.size):
+        for i in range(self.shard, self.size, self.shards):
             group, index = i % 230 + 1, i // 230
             yield CrystalRequest(f"synthetic-{i:07d}", group, index, structure_seed(base, group, index),
                                  self.max_atoms)
@@ -151,6 +155,16 @@ class SyntheticDataset(_RandomCrystals):
     def records(self, limit: int | None = None) -> Iterator[StructureRecord]:
         self.reset_rejections()
         yield from self._generate(itertools.islice(self.requests(), _check_limit(limit)), self.workers)
+
+
+def _parse_shard(shard: str | None) -> tuple[int, int]:
+    """``"k/n"`` (0 <= k < n) as (k, n); ``None`` is the whole set, (0, 1)."""
+    if shard is None:
+        return 0, 1
+    k, sep, n = str(shard).partition("/")
+    if not (sep and k.strip().isdigit() and n.strip().isdigit() and int(k) < int(n)):
+        raise ValueError(f"shard must be 'k/n' with 0 <= k < n, got {shard!r}")
+    return int(k), int(n)
 
 
 class CoreMOFDataset(_CIFDataset):

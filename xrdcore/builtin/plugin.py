@@ -35,7 +35,8 @@ def register_datasets(register):
     register("coremof", "xrdcore.builtin.datasets:CoreMOFDataset",
              description="CoRE MOF 2019-ASR, 12,020 MOF CIFs from the core-mof package (CC-BY-4.0).")
     register("synthetic", "xrdcore.builtin.datasets:SyntheticDataset",
-             description="size pyxtal crystals balanced over the 230 space groups; seeded, any worker count.")
+             description="size pyxtal crystals balanced over the 230 space groups; seeded, any worker "
+                         "count, shard='k/n' for one of n disjoint parts.")
     register("cif-dir", "xrdcore.builtin.datasets:CIFDirectoryDataset",
              description="A folder of .cif files (path, recursive); ids are file stems.")
     register("csv", "xrdcore.builtin.datasets:CSVDataset",
