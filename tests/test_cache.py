@@ -58,7 +58,7 @@ def test_same_inputs_reuse_other_inputs_are_refused(built, tmp_path):
 def test_an_edited_input_file_is_not_served_from_the_cache(tmp_path):
     folder = tmp_path / "cifs"
     folder.mkdir()
-    cif = (Path(__file__).parent / "test_cli.py").read_text().split('NACL_CIF = """')[1].split('"""')[0]
+    cif = (Path(__file__).with_name("data") / "NaCl.cif").read_text()
     (folder / "nacl.cif").write_text(cif)
     spec = BuildSpec("cif-dir", {"path": str(folder)})
     build_cache(tmp_path / "c", spec, progress=False)

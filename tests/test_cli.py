@@ -100,23 +100,7 @@ def test_console_script_is_installed():
     assert "R-3m" in result.stdout and "rhombohedral" in result.stdout and "hR" in result.stdout
 
 
-NACL_CIF = """data_NaCl
-_symmetry_space_group_name_H-M 'F m -3 m'
-_cell_length_a 5.64
-_cell_length_b 5.64
-_cell_length_c 5.64
-_cell_angle_alpha 90
-_cell_angle_beta 90
-_cell_angle_gamma 90
-loop_
-_atom_site_label
-_atom_site_type_symbol
-_atom_site_fract_x
-_atom_site_fract_y
-_atom_site_fract_z
-Na1 Na 0 0 0
-Cl1 Cl 0.5 0.5 0.5
-"""
+NACL_CIF = (Path(__file__).with_name("data") / "NaCl.cif").read_text()  # rock salt, Fm-3m by symbol
 
 
 def test_simulate_writes_profile_peaks_and_plot(capsys, tmp_path):
