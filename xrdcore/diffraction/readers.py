@@ -30,7 +30,7 @@ COMMENT_MARKS = ("#", "!", ";", "%")
 # control characters never found in a text table (tab, line ends, form feeds are allowed)
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")
 # the line end before a blank line or a comment line (line ends made "\n", one put before the text)
-_SKIPPED = re.compile(r"\n[^\S\n]*(?=[\n#!;%]|\Z)")
+_SKIPPED = re.compile(r"\n[^\S\n]*(?=[\n" + re.escape("".join(COMMENT_MARKS)) + r"]|\Z)")
 _DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d+,\d+\s*$")
 
 
