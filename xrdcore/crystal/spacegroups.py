@@ -62,7 +62,12 @@ class SpaceGroup:
     laue_class: str
     arithmetic_class: str
     extinction_class: str  # symbols of every type with the same absences, ", "-joined
-    extinction_class_any_setting: str  # the same, merged over every setting of each type
+
+    @property
+    def extinction_class_any_setting(self) -> str:
+        """The extinction class merged over every setting of each type (computed on first use:
+        it compares 530 settings, which most callers never need)."""
+        return _setting_free_names()[self.number]
 
 
 @dataclass(frozen=True)
@@ -236,8 +241,6 @@ def space_groups() -> tuple[SpaceGroup, ...]:
     # the Laue class is the point group with the inversion added, named as that point group
     point_group_names = {rotation_type_counts(operations(n).rotations): t.pointgroup_international
                          for n, t in enumerate(types, start=1)}
-    any_setting = {n: ", ".join(types[m - 1].international_short for m in group)
-                   for group in setting_free_extinction_groups() for n in group}
     table = []
     for number, (sgtype, key) in enumerate(zip(types, keys), start=1):
         ops = operations(number)
@@ -257,9 +260,14 @@ def space_groups() -> tuple[SpaceGroup, ...]:
             laue_class=point_group_names[rotation_type_counts(centrosymmetric)],
             arithmetic_class=sgtype.arithmetic_crystal_class_symbol,
             extinction_class=", ".join(members[key]),
-            extinction_class_any_setting=any_setting[number],
         ))
     return tuple(table)
+
+
+@cache
+def _setting_free_names() -> dict[int, str]:
+    symbols = [sg.symbol for sg in space_groups()]
+    return {n: ", ".join(symbols[m - 1] for m in group) for group in setting_free_extinction_groups() for n in group}
 
 
 #: symbols of the five types renamed in 2002 when the double glide e was introduced (ITA)
