@@ -72,11 +72,89 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_data_info)
 
+    p = commands.add_parser("train", help="train and score one encoder × hierarchy × scheduler")
+    _data_arguments(p)
+    p.add_argument("--encoder", required=True, help="a registered encoder, e.g. rcnet or xrd-mamba:mamba")
+    p.add_argument("--hierarchy", default="flat", help="label hierarchy (default flat)")
+    p.add_argument("--scheduler", default="sum", help="loss scheduler (default sum)")
+    p.add_argument("--out", required=True, help="run directory (an interrupted run resumes from it)")
+    _training_arguments(p)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tiny", action="store_true", help="the encoder's registered small variant")
+    for kind in ("encoder", "hierarchy", "scheduler"):
+        p.add_argument(f"--{kind}-option", action="append", default=[], metavar="KEY=VALUE",
+                       help=f"{kind} argument, value read as JSON when it is JSON (repeatable)")
+    p.set_defaults(run=_train)
+
+    p = commands.add_parser("bench", help="train and score every valid combination of installed components")
+    _data_arguments(p)
+    p.add_argument("--plugins", default="all", help="'all' or plugin names, comma-separated (built-ins always run)")
+    p.add_argument("--encoders", default="*", help="names or globs, comma-separated (default all)")
+    p.add_argument("--hierarchies", default="*", help="names or globs, comma-separated (default all)")
+    p.add_argument("--schedulers", default="*", help="names or globs, comma-separated (default all)")
+    p.add_argument("--variant", action="append", default=[], metavar="LABEL=ENCODER[:KEY=VALUE,...]",
+                   help="an extra encoder under a new label, e.g. mamba-no-ssm=mamba:ssm=false (repeatable)")
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2; --quick: 0)")
+    p.add_argument("--quick", action="store_true", help="tiny variants, few epochs, 0.05° grid: a smoke run of the "
+                   "whole grid in minutes on a CPU")
+    p.add_argument("--out", required=True, help="benchmark directory")
+    p.add_argument("--resume", action="store_true", help="continue the benchmark in --out, skipping finished runs")
+    p.add_argument("--shard", help="k/n: run only every n-th run of the grid, starting at k (0 <= k < n)")
+    _training_arguments(p)
+    p.set_defaults(run=_bench)
+
+    p = commands.add_parser("predict", help="space group of a measured pattern from a trained run")
+    p.add_argument("run_dir", help="a training run directory (its best checkpoint is used)")
+    p.add_argument("pattern", help="measured pattern: 2θ in degrees and intensity (.xy, .xye, .csv, .txt, .dat)")
+    p.add_argument("--top", type=int, default=5, help="space groups to list (default 5)")
+    p.add_argument("--outside", choices=["zero", "error"], default="zero",
+                   help="grid points the measurement does not reach: 0 (default) or refuse the pattern")
+    p.add_argument("--plot", metavar="PATH", help="also save a PNG of the pattern and the simulated pattern of "
+                   "the nearest training structure of the top space group")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    p.set_defaults(run=_predict)
+
     p = commands.add_parser("levels", help="the hierarchy levels, or the classes of one level")
     p.add_argument("level", nargs="?", help="e.g. extinction_class; omit for all levels")
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=_levels)
     return parser
+
+
+def _data_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dataset", default="prototypes", help="a cache directory, a registered data set "
+                   "(prototypes, coremof, ...), a folder of CIFs or a CSV of CIFs (default prototypes)")
+    p.add_argument("--data-dir", default="data", help="where data sets are built and reused (default ./data)")
+    p.add_argument("--limit", type=int, help="build from at most N entries of the source")
+    p.add_argument("--workers", type=int, default=2, help="processes for building the data (default 2)")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto (default: the GPU if there is one)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _training_arguments(p: argparse.ArgumentParser) -> None:
+    """Training settings; one left out keeps TrainConfig's default (or the harness's, --quick)."""
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--optimizer", choices=["adamw", "adam"])
+    p.add_argument("--patience", type=int,
+                   help="stop after this many epochs without a better validation score")
+    p.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+                   help="auto: bf16 autocast on CUDA, fp32 on the CPU")
+    p.add_argument("--two-theta", nargs=3, type=float, metavar=("START", "STOP", "STEP"),
+                   help="input grid in degrees (default 5 90 0.01)")
+    p.add_argument("--shape", choices=["gaussian", "pseudo-voigt", "lorentzian", "stick"],
+                   help="peak shape of the rendered profiles (default gaussian)")
+    p.add_argument("--augment", choices=["none", "laboratory"], help="augment training profiles (default none)")
+
+
+def _training_settings(args) -> tuple[dict, dict]:
+    names = ("epochs", "batch_size", "lr", "weight_decay", "optimizer", "patience", "precision")
+    training = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    inputs = {"two_theta": tuple(args.two_theta) if args.two_theta else None, "shape": args.shape,
+              "augment": args.augment}
+    return training, {k: v for k, v in inputs.items() if v is not None}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -219,17 +297,9 @@ def _simulate(args) -> None:
 def _data_build(args) -> None:
     from pathlib import Path
 
-    from xrdcore.data.cache import BuildSpec, build_cache, summarise
+    from xrdcore.data.cache import BuildSpec, build_cache, resolve_dataset, summarise
 
-    from xrdcore import list_datasets
-
-    name, options = args.dataset, dict(_option(o) for o in args.option)
-    if name in list_datasets():  # a registered name wins over a local folder called the same
-        pass
-    elif Path(name).is_dir():
-        name, options = "cif-dir", {"path": str(Path(name).resolve()), **options}
-    elif Path(name).suffix.lower() == ".csv" and Path(name).is_file():
-        name, options = "csv", {"path": str(Path(name).resolve()), **options}
+    name, options = resolve_dataset(args.dataset, dict(_option(o) for o in args.option))
     spec = BuildSpec(name, options, limit=args.limit, symprec=args.symprec, disorder=args.disorder,
                      seed=args.seed, wavelength=args.wavelength, two_theta_range=tuple(args.range))
     cache = build_cache(args.out, spec, workers=args.workers, chunk_size=args.chunk, progress=not args.quiet)
@@ -266,3 +336,74 @@ def _data_info(args) -> None:
     for name in ("crystal_system", "bravais", "point_group"):
         print(f"  {name}: " + ", ".join(f"{k} {v}" for k, v in info[name].items()))
     print("  space groups: " + ", ".join(f"{k} ({v})" for k, v in info["space_groups"].items()))
+
+
+def _open_data(args):
+    from xrdcore.data.cache import open_dataset
+
+    return open_dataset(args.dataset, args.data_dir, limit=args.limit, workers=args.workers,
+                        progress=not args.quiet)
+
+
+def _train(args) -> None:
+    from xrdcore import get_registry
+    from xrdcore.train import InputSpec, TrainConfig, train
+
+    training, inputs = _training_settings(args)
+    encoder_options = dict(_option(o) for o in args.encoder_option)
+    if args.tiny:
+        encoder_options = {**get_registry().get("encoder", args.encoder).tiny, **encoder_options}
+    config = TrainConfig(args.encoder, hierarchy=args.hierarchy, scheduler=args.scheduler,
+                         encoder_options=encoder_options,
+                         hierarchy_options=dict(_option(o) for o in args.hierarchy_option),
+                         scheduler_options=dict(_option(o) for o in args.scheduler_option),
+                         input=InputSpec(**inputs), seed=args.seed, **training)
+    result = train(config, _open_data(args), args.out, device=args.device, progress=not args.quiet)
+    test = result["test"]
+    print(f"{args.out}: best epoch {result['best_epoch']} of {result['epochs_run']}; test top-1 {test['top1']:.3f}, "
+          f"top-5 {test['top5']:.3f}, macro-F1 {test['macro_f1']:.3f} ({test['n']} structures); "
+          f"{result['samples_per_s']:.0f} samples/s; metrics in {args.out}/metrics.json")
+
+
+def _variant(text: str) -> tuple[str, tuple[str, dict]]:
+    """``LABEL=ENCODER[:KEY=VALUE,...]``."""
+    label, sep, rest = text.partition("=")
+    if not sep or not label or not rest:
+        raise ValueError(f"--variant needs LABEL=ENCODER[:KEY=VALUE,...], got {text!r}")
+    encoder, _, options = rest.partition(":")
+    return label, (encoder, dict(_option(o) for o in options.split(",") if o))
+
+
+def _bench(args) -> None:
+    from pathlib import Path
+
+    from xrdcore.bench.harness import BenchSettings, run_bench
+    from xrdcore.bench.report import leaderboard
+
+    training, inputs = _training_settings(args)
+    seeds = args.seeds if not (args.quick and args.seeds == "0,1,2") else "0"
+    try:
+        seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
+    except ValueError:
+        raise ValueError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
+    settings = BenchSettings(plugins=args.plugins, encoders=args.encoders, hierarchies=args.hierarchies,
+                             schedulers=args.schedulers, variants=dict(_variant(v) for v in args.variant),
+                             seeds=seed_list, quick=args.quick, training=training, input=inputs)
+    results = run_bench(_open_data(args), args.out, settings, device=args.device, resume=args.resume,
+                        shard=args.shard, progress=not args.quiet, command=sys.argv)
+    board = leaderboard(results)
+    failed = sum(r["status"] == "failed" for r in results["runs"])
+    print(Path(args.out, "results.md").read_text() if board else "no finished runs")
+    print(f"{len(results['runs'])} combinations ({failed} failed, {len(results['skipped'])} skipped); "
+          f"results in {args.out}/results.json, results.md and plots/")
+
+
+def _predict(args) -> None:
+    from xrdcore.predict import format_prediction, plot_prediction, predict
+
+    prediction = predict(args.run_dir, args.pattern, top=args.top, outside=args.outside, device=args.device)
+    if args.plot:
+        plot_prediction(prediction, args.plot)  # first, so the printout names the reference it drew
+    print(format_prediction(prediction))
+    if args.plot:
+        print(f"plot: {args.plot}")

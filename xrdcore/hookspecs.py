@@ -1,9 +1,11 @@
-"""The hooks a plugin implements. Each receives ``register(name, factory, *, description=None)``.
+"""The hooks a plugin implements. Each receives ``register(name, factory, *, description=None, tiny=None)``.
 
 ``factory`` builds the component from keyword arguments: a class, a function, or a
 ``"module:attribute"`` string imported only when the component is first created. Built-ins may
 also pass ``overridable=True`` to let a single third-party component of that name take
-precedence; the flag is ignored for third-party plugins.
+precedence; the flag is ignored for third-party plugins. ``tiny`` gives the keyword arguments
+of a small variant (e.g. ``{"channels": (8, 16)}``) that ``xrdcore bench --quick`` and the
+conformance tests build instead of the full-size default.
 """
 
 import pluggy

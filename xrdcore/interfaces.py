@@ -66,6 +66,11 @@ class LossScheduler(abc.ABC):
                 hierarchy: LabelHierarchy | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         """Return the loss to back-propagate and the weight used for each level (for logging)."""
 
+    def same_as_sum(self, hierarchy: LabelHierarchy) -> bool:
+        """True when, for this hierarchy, training with this scheduler is exactly training with the
+        plain sum (e.g. fixed weights that are all 1): the benchmark then skips the duplicate run."""
+        return False
+
 
 class Simulator(abc.ABC):
     """Structure → a model input of one kind; deterministic, with its physics declared.

@@ -86,6 +86,8 @@ class Component:
     description: str
     builtin: bool
     overridable: bool = False
+    #: keyword arguments of a small variant, used by ``xrdcore bench --quick`` and conformance tests
+    tiny: dict[str, Any] = field(default_factory=dict)
 
     @property
     def qualified_name(self) -> str:
@@ -217,7 +219,7 @@ class Registry:
         added: list[Component] = []
 
         def register(name: str, factory: Any, *, description: str | None = None,
-                     overridable: bool = False) -> None:
+                     overridable: bool = False, tiny: dict[str, Any] | None = None) -> None:
             if not isinstance(name, str) or not _NAME.match(name):
                 raise ValueError(f"invalid {kind} name {name!r}: use lower-case letters, digits, '.', '_', '-'")
             if any(c.kind == kind and c.name == name for c in info.components + added):
@@ -228,8 +230,10 @@ class Registry:
                     raise ValueError(f"{kind} {name!r}: {factory!r} is not an importable 'module:attr'")
             elif not callable(factory):
                 raise TypeError(f"{kind} {name!r}: factory must be callable or 'module:attr', got {factory!r}")
+            if tiny is not None and not (isinstance(tiny, dict) and all(isinstance(k, str) for k in tiny)):
+                raise TypeError(f"{kind} {name!r}: tiny must be a dict of keyword arguments, got {tiny!r}")
             added.append(Component(kind, name, info.name, factory, description or _summary(factory),
-                                   info.builtin, overridable and info.builtin))
+                                   info.builtin, overridable and info.builtin, dict(tiny or {})))
 
         try:
             impl.function(**{arg: register for arg in impl.argnames})

@@ -16,7 +16,7 @@ import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from xrdcore.data.parallel import check_workers, ordered_map
+from xrdcore.data.parallel import check_workers, ordered_map, parse_shard
 from xrdcore.data.random_crystals import MAX_ATOMS, CrystalRequest, generate, require_pyxtal, structure_seed
 from xrdcore.data.report import ReportingDataset
 from xrdcore.data.sources import (CIFEntry, aflow_prototypes, check_csv, check_directory, cif_directory,
@@ -139,7 +139,7 @@ class SyntheticDataset(_RandomCrystals):
             raise ValueError(f"size must be a non-negative integer, got {size!r}")
         self.size, self.seed, self.max_atoms = size, _seed(seed), int(max_atoms)
         self.workers = check_workers(workers)
-        self.shard, self.shards = _parse_shard(shard)
+        self.shard, self.shards = parse_shard(shard)
         require_pyxtal("the synthetic data set")
 
     def requests(self) -> Iterator[CrystalRequest]:
@@ -155,16 +155,6 @@ class SyntheticDataset(_RandomCrystals):
     def records(self, limit: int | None = None) -> Iterator[StructureRecord]:
         self.reset_rejections()
         yield from self._generate(itertools.islice(self.requests(), _check_limit(limit)), self.workers)
-
-
-def _parse_shard(shard: str | None) -> tuple[int, int]:
-    """``"k/n"`` (0 <= k < n) as (k, n); ``None`` is the whole set, (0, 1)."""
-    if shard is None:
-        return 0, 1
-    k, sep, n = str(shard).partition("/")
-    if not (sep and k.strip().isdigit() and n.strip().isdigit() and int(k) < int(n)):
-        raise ValueError(f"shard must be 'k/n' with 0 <= k < n, got {shard!r}")
-    return int(k), int(n)
 
 
 class CoreMOFDataset(_CIFDataset):

@@ -47,13 +47,17 @@ def register_datasets(register):
 def register_encoders(register):
     register("mlp", "xrdcore.builtin.encoders:MLPEncoder",
              description="Salgado et al. 2023 MLP: input_length → 4000 → 3000 → 1000 → 800 (embedding), "
-                         "dropout; fixed input length.")
+                         "dropout; fixed input length.",
+             tiny={"hidden": (256, 128), "dropout": 0.1})
     register("cnn", "xrdcore.builtin.encoders:CNNEncoder",
              description="Salgado et al. 2023 CNN: conv(80,k100,s5) → conv(80,k50,s5) → conv(80,k25,s2) "
-                         "with average pools, then an MLP; fixed input length (≥3500 by default).")
+                         "with average pools, then an MLP; fixed input length (≥3500 by default).",
+             tiny={"channels": 16, "kernels": (20, 10, 5), "strides": (4, 2, 2), "hidden": (128,)})
     register("nopoolcnn", "xrdcore.builtin.encoders:NoPoolCNNEncoder",
              description="Salgado et al. 2023 NoPoolCNN: the cnn convolutions without pools, then an MLP; "
-                         "fixed input length (≥945 by default).")
+                         "fixed input length (≥945 by default).",
+             tiny={"channels": 16, "kernels": (20, 10, 5), "strides": (4, 2, 2), "hidden": (128,)})
     register("rcnet", "xrdcore.builtin.encoders:RCNetEncoder",
              description="RCNet-style 1-D pre-activation ResNet (Chen et al. 2024): 16 blocks, kernel 30, "
-                         "stride 2 every other block, global average pooling; any input length.")
+                         "stride 2 every other block, global average pooling; any input length.",
+             tiny={"blocks": 4, "kernel_size": 9, "channels": (8, 16)})

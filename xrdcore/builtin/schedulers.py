@@ -44,3 +44,6 @@ class WeightedScheduler(LossScheduler):
         used = {name: float(self.weights.get(name, defaults.get(name, 1.0))) for name in losses}
         total = sum(used[name] * loss for name, loss in losses.items())
         return total, used
+
+    def same_as_sum(self, hierarchy: LabelHierarchy) -> bool:
+        return all(self.weights.get(name, hierarchy.weights.get(name, 1.0)) == 1.0 for name in hierarchy.level_names)

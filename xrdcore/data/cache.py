@@ -163,6 +163,39 @@ def build_cache(out: str | Path, spec: BuildSpec, *, workers: int = 1, chunk_siz
     return PeakCache(out)
 
 
+def resolve_dataset(name: str, options: Mapping[str, Any] | None = None,
+                    registry: Any | None = None) -> tuple[str, dict[str, Any]]:
+    """A registered data set name as is; a folder of CIFs or a ``.csv`` file of CIFs as the
+    ``cif-dir`` or ``csv`` data set with its absolute path (a registered name wins over a folder
+    called the same)."""
+    if registry is None:
+        from xrdcore import get_registry
+
+        registry = get_registry()
+    options = dict(options or {})
+    if name in registry.names("dataset"):
+        return name, options
+    path = Path(name)
+    if path.is_dir():
+        return "cif-dir", {"path": str(path.resolve()), **options}
+    if path.suffix.lower() == ".csv" and path.is_file():
+        return "csv", {"path": str(path.resolve()), **options}
+    registry.get("dataset", name)  # unknown: raises with did-you-mean and the list
+    return name, options
+
+
+def open_dataset(dataset: str, data_dir: str | Path = "data", *, limit: int | None = None, workers: int = 1,
+                 progress: bool = True, options: Mapping[str, Any] | None = None) -> PeakCache:
+    """The peak cache of ``dataset``: a cache directory as is, else a registered data set, CIF
+    folder or CSV built (or reused, or resumed) under ``data_dir`` with default settings."""
+    if (Path(dataset) / "manifest.json").is_file():
+        return PeakCache(dataset)
+    name, options = resolve_dataset(dataset, options)
+    spec = BuildSpec(name, options, limit=limit)
+    return build_cache(Path(data_dir) / f"{name}-{spec.key.split(':')[1][:10]}", spec, workers=workers,
+                       progress=progress)
+
+
 class PeakCache:
     """A complete cache directory, read lazily: chunk arrays are memory-mapped."""
 

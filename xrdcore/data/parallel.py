@@ -71,3 +71,14 @@ def _one_thread_each() -> None:
         torch.set_num_threads(1)
     except ImportError:
         pass
+
+
+def parse_shard(shard: str | None) -> tuple[int, int]:
+    """``"k/n"`` (0 <= k < n) as (k, n); ``None`` is the whole, (0, 1). Shard k of n takes items
+    k, k + n, k + 2n, ... of a stable order (crystals of a data set, runs of a benchmark grid)."""
+    if shard is None:
+        return 0, 1
+    k, sep, n = str(shard).partition("/")
+    if not (sep and k.strip().isdigit() and n.strip().isdigit() and int(k) < int(n)):
+        raise ValueError(f"shard must be 'k/n' with 0 <= k < n, got {shard!r}")
+    return int(k), int(n)

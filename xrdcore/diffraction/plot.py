@@ -39,7 +39,17 @@ def plot_profile(path: str | Path, two_theta: np.ndarray, profile: np.ndarray, p
     ax.set_ylim(0, 1.25 * max(float(np.max(profile)), 1e-12))
     ax.set_title(title)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path)
+    path = save_figure(fig, path)
     plt.close(fig)
     return path
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Save a matplotlib figure as PNG atomically (never a half-written picture)."""
+    import io
+
+    from xrdcore.storage import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return atomic_write_bytes(path, buffer.getvalue())

@@ -1,0 +1,1 @@
+"""The benchmark harness behind ``xrdcore bench`` and its reports."""

@@ -1,0 +1,317 @@
+"""The benchmark harness behind ``xrdcore bench``: every valid encoder × label hierarchy × loss
+scheduler of the installed plugins, trained and scored on one frozen split, for each seed.
+
+An output directory holds one benchmark::
+
+    runs/<encoder>__<hierarchy>__<scheduler>/seed<k>/   one training run each (xrdcore.train)
+    runs/.../seed<k>/failed.json                         the error of a run that failed
+    results.json, results.md, plots/                     rewritten (atomically) after every run
+
+Finished runs are never redone: ``--resume`` continues an interrupted benchmark (kill -9
+included), retrying failed runs and resuming the unfinished one from its last checkpoint.
+``--shard k/n`` runs every n-th run of the sorted grid, so a cluster can split it; any shard (or
+a final ``--resume``) writes results from all runs found in the directory.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import time
+import traceback
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xrdcore.data.parallel import parse_shard
+from xrdcore.storage import atomic_write_json
+
+BENCH_FORMAT = "xrdcore-bench/1"
+
+#: training settings of ``--quick``: the whole grid of tiny variants on a 2-core CPU in minutes
+QUICK_TRAINING = {"epochs": 6, "batch_size": 32, "lr": 2e-3, "warmup_epochs": 1.0, "patience": None}
+QUICK_INPUT = {"two_theta": (5.0, 90.0, 0.05)}
+
+
+class BenchError(ValueError):
+    """A benchmark that cannot run as asked (unknown names, an occupied directory, ...)."""
+
+
+@dataclass(frozen=True)
+class Combination:
+    """One cell of the grid; ``encoder`` may be a variant label (see :class:`BenchSettings`)."""
+
+    encoder: str
+    hierarchy: str
+    scheduler: str
+
+    @property
+    def id(self) -> str:
+        return "__".join(part.replace(":", "-") for part in (self.encoder, self.hierarchy, self.scheduler))
+
+
+@dataclass
+class BenchSettings:
+    """What a benchmark runs. Patterns (``*``, ``rcnet,mlp``) select components; ``plugins``
+    limits them to those plugins (built-ins always take part: they are the baselines);
+    ``variants`` adds encoders under new labels with other options, e.g.
+    ``{"mamba-no-ssm": ("mamba", {"ssm": False})}`` for an ablation."""
+
+    plugins: str = "all"
+    encoders: str = "*"
+    hierarchies: str = "*"
+    schedulers: str = "*"
+    variants: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
+    seeds: tuple[int, ...] = (0,)
+    quick: bool = False
+    training: dict[str, Any] = field(default_factory=dict)
+    input: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"plugins": self.plugins, "encoders": self.encoders, "hierarchies": self.hierarchies,
+                "schedulers": self.schedulers, "variants": {k: [n, o] for k, (n, o) in self.variants.items()},
+                "seeds": list(self.seeds), "quick": self.quick, "training": self.training, "input": self.input}
+
+
+def _select(registry: Any, kind: str, pattern: str, plugins: set[str] | None) -> list[str]:
+    """Names matching any comma-separated glob (or exact name, qualified or not) of ``pattern``."""
+    names = registry.names(kind)
+    chosen: list[str] = []
+    for part in (p.strip() for p in pattern.split(",") if p.strip()):
+        if any(ch in part for ch in "*?["):
+            matches = [n for n in names if fnmatch.fnmatchcase(n, part)]
+        else:
+            component = registry.get(kind, part)  # unknown → did-you-mean error
+            matches = [registry.public_name(component)]
+        chosen += [m for m in matches if m not in chosen]
+    if plugins is not None:
+        chosen = [n for n in chosen if registry.get(kind, n).builtin or registry.get(kind, n).plugin in plugins]
+    return chosen
+
+
+def find_combinations(settings: BenchSettings, registry: Any,
+                      input_kinds: Sequence[str] = ("profile", "peaks")) -> tuple[list[Combination], list[dict]]:
+    """The valid cells of the grid, sorted, and the skipped ones with the reason."""
+    plugins = None
+    if settings.plugins.strip() != "all":
+        plugins = {p.strip() for p in settings.plugins.split(",") if p.strip()}
+        unknown = sorted(plugins - set(registry.plugins))
+        if unknown:
+            raise BenchError(f"unknown plugins: {', '.join(unknown)}; installed: {', '.join(registry.plugins)}")
+    encoders = _select(registry, "encoder", settings.encoders, plugins)
+    for label, (name, _) in settings.variants.items():
+        registry.get("encoder", name)
+        encoders.append(label)
+    hierarchies = _select(registry, "label_hierarchy", settings.hierarchies, plugins)
+    schedulers = _select(registry, "loss_scheduler", settings.schedulers, plugins)
+    valid, skipped = [], []
+
+    def skip(combo: Combination, reason: str) -> None:
+        skipped.append({"encoder": combo.encoder, "hierarchy": combo.hierarchy, "scheduler": combo.scheduler,
+                        "reason": reason})
+
+    kinds = {e: _encoder_kind(registry, settings.variants.get(e, (e, {}))[0]) for e in encoders}
+    built = {h: _build(registry, "label_hierarchy", h) for h in hierarchies}
+    built.update({s: _build(registry, "loss_scheduler", s) for s in schedulers})
+    for encoder in encoders:
+        for hierarchy_name in hierarchies:
+            for scheduler_name in schedulers:
+                combo = Combination(encoder, hierarchy_name, scheduler_name)
+                kind, hierarchy, scheduler = kinds[encoder], built[hierarchy_name], built[scheduler_name]
+                is_sum = registry.get("loss_scheduler", scheduler_name).qualified_name == "xrdcore:sum"
+                if kind not in input_kinds:
+                    skip(combo, f"encoder takes {kind!r} inputs; the data provide {', '.join(input_kinds)}")
+                elif isinstance(hierarchy, str) or isinstance(scheduler, str):
+                    skip(combo, hierarchy if isinstance(hierarchy, str) else scheduler)
+                elif "space_group" not in hierarchy:
+                    skip(combo, "hierarchy has no space_group level, which every run is scored on")
+                elif len(hierarchy.levels) == 1 and not is_sum:
+                    skip(combo, "a one-level hierarchy has nothing to balance; only 'sum' runs with it")
+                elif not is_sum and scheduler.same_as_sum(hierarchy):
+                    skip(combo, "the same training as 'sum' for this hierarchy (e.g. all weights 1)")
+                else:
+                    valid.append(combo)
+    return sorted(valid, key=lambda c: c.id), skipped
+
+
+def _build(registry: Any, kind: str, name: str) -> Any:
+    """A component with its default arguments, or the reason it cannot be built (a string)."""
+    try:
+        return registry.create(kind, name)
+    except Exception as exc:  # noqa: BLE001 - a plugin component that cannot be built is skipped
+        return f"{kind.replace('_', ' ')} {name!r} cannot be built: {type(exc).__name__}: {exc}"
+
+
+def _encoder_kind(registry: Any, name: str) -> str:
+    factory = registry.get("encoder", name)
+    try:
+        kind = getattr(factory.load(), "input_kind", None)
+    except Exception as exc:  # noqa: BLE001 - a plugin failing to import is reported, not fatal
+        return f"unknown (cannot import: {exc})"
+    return kind if isinstance(kind, str) else registry.create("encoder", name, **factory.tiny).input_kind
+
+
+def run_config(combo: Combination, seed: int, settings: BenchSettings, registry: Any):
+    """The TrainConfig of one run of the grid."""
+    from xrdcore.train import InputSpec, TrainConfig
+
+    name, options = settings.variants.get(combo.encoder, (combo.encoder, {}))
+    if settings.quick:
+        options = {**registry.get("encoder", name).tiny, **options}
+    training = {**(QUICK_TRAINING if settings.quick else {}), **settings.training}
+    spec = InputSpec(**{**(QUICK_INPUT if settings.quick else {}), **settings.input})
+    return TrainConfig(name, hierarchy=combo.hierarchy, scheduler=combo.scheduler, encoder_options=options,
+                       input=spec, seed=seed, **training)
+
+
+def run_bench(data: Any, out: str | Path, settings: BenchSettings, *, device: str = "auto", resume: bool = False,
+              shard: str | None = None, progress: bool = True, registry: Any | None = None,
+              command: Sequence[str] | None = None) -> dict[str, Any]:
+    """Run (or continue) a benchmark on a peak cache and return the results written to ``out``."""
+    from tqdm import tqdm
+
+    from xrdcore import get_registry
+    from xrdcore.data.cache import PeakCache
+    from xrdcore.train.inputs import SplitInputs
+    from xrdcore.train.trainer import resolve_device, train
+
+    registry = registry or get_registry()
+    cache = data if isinstance(data, PeakCache) else PeakCache(data)
+    out = Path(out)
+    k, n = parse_shard(shard)
+    started = time.perf_counter()
+    if (out / "bench.json").exists():
+        stored = json.loads((out / "bench.json").read_text())
+        if not resume:
+            raise BenchError(f"{out}: holds a benchmark already; add --resume to continue it, or choose another --out")
+        if stored.get("settings") != json.loads(json.dumps(settings.to_dict())) or \
+                stored.get("data_key") != cache.manifest["key"]:
+            raise BenchError(f"{out}: holds a benchmark of other settings or data; choose another --out")
+    elif out.exists() and any(out.iterdir()):
+        raise BenchError(f"{out}: exists and is not a benchmark directory; choose an empty or new --out")
+    atomic_write_json(out / "bench.json", {"format": BENCH_FORMAT, "settings": settings.to_dict(),
+                                           "data_key": cache.manifest["key"], "data": str(cache.path)})
+    combos, skipped = find_combinations(settings, registry)
+    runs = [(c, s) for c in combos for s in settings.seeds][k::n]
+    device = resolve_device(device)
+    shared: dict[Any, dict[str, SplitInputs]] = {}
+    bar = tqdm(runs, desc="bench", unit="run", disable=not progress)
+    for combo, seed in bar:
+        bar.set_postfix_str(f"{combo.id} seed {seed}")
+        run_dir = out / "runs" / combo.id / f"seed{seed}"
+        failed = run_dir / "failed.json"
+        if (run_dir / "metrics.json").exists():
+            continue
+        try:
+            config = run_config(combo, seed, settings, registry)
+            if config.input not in shared:
+                shared[config.input] = {s: SplitInputs(cache, s, config.input, device) for s in ("train", "val", "test")}
+            result = train(config, cache, run_dir, device=str(device), resume=True, progress=False,
+                           registry=registry, inputs=shared[config.input])
+            failed.unlink(missing_ok=True)
+            tqdm.write(f"{combo.id} seed {seed}: test top-1 {result['test']['top1']:.3f} "
+                       f"({result['wall_seconds']:.1f} s)")
+        except Exception as exc:  # noqa: BLE001 - one failing run must not stop the grid
+            atomic_write_json(failed, {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
+            tqdm.write(f"{combo.id} seed {seed}: FAILED: {type(exc).__name__}: {exc}")
+        write_results(out, cache, settings, combos, skipped, device, command,
+                      wall_seconds=time.perf_counter() - started, plots=False, registry=registry)
+    return write_results(out, cache, settings, combos, skipped, device, command,
+                         wall_seconds=time.perf_counter() - started, registry=registry)
+
+
+# --- results ------------------------------------------------------------------------------------
+
+#: metrics summarised over seeds (paths into a run's test metrics)
+SUMMARY_METRICS = ("top1", "top2", "top5", "macro_f1", "balanced.score", "level_accuracy.*", "head_accuracy.*",
+                   "extinction_accuracy.*", "sub_property_confusion.crystal_system",
+                   "sub_property_confusion.centring", "sub_property_confusion.point_group")
+
+
+def _flatten(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, float]:
+    flat: dict[str, float] = {}
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten(value, f"{name}."))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            flat[name] = float(value)
+    return flat
+
+
+def _summary(values: Sequence[float]) -> dict[str, Any]:
+    array = np.asarray(values, dtype=float)
+    return {"mean": float(array.mean()), "std": float(array.std(ddof=1)) if len(array) > 1 else None,
+            "n": len(array), "values": array.tolist()}
+
+
+def collect_runs(out: Path, combos: Sequence[Combination], seeds: Sequence[int]) -> list[dict[str, Any]]:
+    """Per combination: status, every seed's outcome, and metrics as mean ± std over finished seeds."""
+    rows = []
+    for combo in combos:
+        finished, seed_status = [], {}
+        for seed in seeds:
+            run_dir = out / "runs" / combo.id / f"seed{seed}"
+            if (run_dir / "metrics.json").exists():
+                finished.append(json.loads((run_dir / "metrics.json").read_text()))
+                seed_status[str(seed)] = {"status": "complete"}
+            elif (run_dir / "failed.json").exists():
+                seed_status[str(seed)] = {"status": "failed",
+                                          "error": json.loads((run_dir / "failed.json").read_text())["error"]}
+            else:
+                seed_status[str(seed)] = {"status": "pending"}
+        statuses = {s["status"] for s in seed_status.values()}
+        row: dict[str, Any] = {"id": combo.id, "encoder": combo.encoder, "hierarchy": combo.hierarchy,
+                               "scheduler": combo.scheduler, "seeds": seed_status,
+                               "status": "complete" if statuses == {"complete"} else
+                               "failed" if "failed" in statuses and not finished else "partial"
+                               if finished else "pending"}
+        if finished:
+            flats = [_flatten({k: v for k, v in r["test"].items() if k not in ("confusion", "predictions")})
+                     for r in finished]
+            keys = [k for k in flats[0] if any(fnmatch.fnmatchcase(k, p) for p in SUMMARY_METRICS)]
+            row["metrics"] = {k: _summary([f[k] for f in flats if k in f]) for k in keys}
+            row["val_top1"] = _summary([r["val"]["top1"] for r in finished])
+            for key in ("samples_per_s", "wall_seconds", "train_seconds", "best_epoch", "epochs_run"):
+                values = [r[key] for r in finished if r.get(key) is not None]
+                row[key] = _summary(values) if values else None
+            row["parameters"] = finished[0]["parameters"]
+        rows.append(row)
+    return rows
+
+
+def write_results(out: Path, cache: Any, settings: BenchSettings, combos: Sequence[Combination],
+                  skipped: Sequence[dict], device: Any, command: Sequence[str] | None,
+                  wall_seconds: float, plots: bool = True, registry: Any | None = None) -> dict[str, Any]:
+    """results.json, results.md (and plots) from every run found in ``out``, written atomically."""
+    from xrdcore.bench.report import write_markdown, write_plots
+    from xrdcore.environment import environment
+    from xrdcore.metrics import EXTINCTION_LEVELS, extinction_ceiling
+
+    train_sg = cache.space_groups[cache.indices("train")]
+    test_sg = cache.space_groups[cache.indices("test")]
+    results = {
+        "format": BENCH_FORMAT,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": list(command) if command else None,
+        "settings": settings.to_dict(),
+        "environment": environment(device, registry),
+        "data": {"path": str(cache.path), "dataset": cache.manifest["spec"]["dataset"],
+                 "key": cache.manifest["key"], "split_hash": cache.manifest["split_hash"],
+                 "split_counts": {s: len(cache.indices(s)) for s in ("train", "val", "test")},
+                 "provenance": cache.manifest.get("provenance"), "licence": cache.manifest.get("licence")},
+        "seeds": list(settings.seeds),
+        "ceiling": {name: extinction_ceiling(train_sg, test_sg, name) for name in EXTINCTION_LEVELS},
+        "runs": collect_runs(out, combos, settings.seeds),
+        "skipped": list(skipped),
+        "wall_seconds": round(wall_seconds, 2),
+    }
+    atomic_write_json(out / "results.json", results)
+    write_markdown(out / "results.md", results)
+    if plots:
+        write_plots(out / "plots", out, results)
+    return results
+

@@ -1,0 +1,338 @@
+"""``xrdcore predict``: the space group of a measured powder pattern from a trained run, what every
+head of the run's label hierarchy says on its own, where those heads disagree with the top space
+group, and the nearest training structure of that group to compare the pattern with.
+
+The pattern is preprocessed like the run's training inputs: put on the run's 2θ grid (degrees) and
+divided by its maximum; grid points the measurement does not reach are 0 (``outside="zero"``) and
+the output says how much of the grid was measured. Training profiles were rendered from simulated
+peak lists with the run's peak shape; a measured pattern also has background, noise, preferred
+orientation and its instrument's peak shapes, none of which is removed here. The probabilities are
+the model's answer for this input, not calibrated confidences about the sample.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import textwrap
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from xrdcore.crystal import space_group
+from xrdcore.data.cache import CacheError, PeakCache
+from xrdcore.diffraction.profile import PeakBatch
+from xrdcore.diffraction.readers import read_pattern, resample
+from xrdcore.storage import atomic_write_bytes
+from xrdcore.train.checkpoint import CheckpointError
+from xrdcore.train.inputs import InputSpec
+from xrdcore.train.trainer import RunError, load_run
+
+#: below this fraction of the model's 2θ grid measured, the prediction carries a warning
+MIN_COVERAGE = 0.5
+#: a measured maximum this close (degrees 2θ, about two lab peak widths) to where the measurement
+#: stops short of the grid may be the flank of a stronger peak that was not measured
+EDGE_WINDOW = 0.2
+#: training profiles rendered at a time when searching the nearest reference
+RENDER_BATCH = 256
+#: how a class of each level reads after "has": "has crystal system monoclinic"
+_NOUNS = {"crystal_system": "crystal system", "lattice_system": "lattice system", "centring": "centring",
+          "bravais": "Bravais lattice", "point_group": "point group", "laue_class": "Laue class",
+          "arithmetic_class": "arithmetic class", "extinction_class": "the absences of",
+          "extinction_class_any_setting": "the absences (in any setting) of"}
+
+
+@dataclass(frozen=True)
+class SpaceGroupScore:
+    number: int
+    symbol: str
+    probability: float
+
+
+@dataclass(frozen=True)
+class LevelPrediction:
+    """One head: its own most probable class, and the class the top-1 space group has on this level
+    with the probability this head gives that class."""
+
+    level: str
+    predicted: str
+    probability: float
+    of_top_space_group: str
+    top_space_group_probability: float
+
+    @property
+    def agrees(self) -> bool:
+        return self.predicted == self.of_top_space_group
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """How much of the model's 2θ grid the measurement covers (degrees); the rest is 0."""
+
+    fraction: float
+    measured: tuple[float, float]  # first and last measured 2θ
+    grid: tuple[float, float]  # first and last grid point
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The training structure of a space group whose rendered profile is most similar (cosine, on the
+    measured part of the grid) to the measured profile."""
+
+    index: int  # position in the training cache
+    id: str
+    formula: str
+    space_group: int
+    similarity: float
+    candidates: int  # training structures of the group compared
+    profile: np.ndarray = field(repr=False)  # rendered on the model's grid, maximum 1
+
+
+@dataclass
+class Prediction:
+    """What :func:`predict` found; ``reference`` and ``reference_note`` (why there is none) are set by
+    :func:`plot_prediction`, and stay None until a reference is searched."""
+
+    run_dir: Path
+    pattern: Path
+    encoder: str
+    hierarchy: str
+    space_groups: list[SpaceGroupScore]
+    levels: list[LevelPrediction]
+    disagreements: list[str]
+    coverage: Coverage
+    warnings: list[str]
+    input: InputSpec
+    two_theta: np.ndarray = field(repr=False)  # the model's grid, degrees
+    profile: np.ndarray = field(repr=False)  # the measured pattern as the model saw it, maximum 1
+    data_path: Path | None  # the run's training cache, as config.json records it
+    data_key: str | None
+    reference: Reference | None = None
+    reference_note: str | None = None
+
+
+def predict(run_dir: str | Path, pattern_path: str | Path, top: int = 5, outside: str = "zero",
+            device: str = "cpu") -> Prediction:
+    """Predict the space group of the pattern in ``pattern_path`` (2θ in degrees, intensity) with the
+    best checkpoint of ``run_dir``: the ``top`` most probable space groups and every head's answer.
+
+    ``outside="error"`` refuses a pattern that does not cover the whole grid (PatternError).
+    Only runs on ``profile`` inputs are supported: ``peaks`` runs would need a peak finder.
+    """
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise ValueError(f"top must be a positive integer, got {top!r}")
+    if outside not in ("zero", "error"):
+        raise ValueError(f"outside must be 'zero' or 'error', got {outside!r}")
+    run_dir = Path(run_dir)
+    model, config, record = _load(run_dir, device)
+    pattern = read_pattern(pattern_path)
+    grid = config.input.grid
+    profile = resample(pattern, grid, outside=outside)
+    two_theta = grid.values
+    measured = (float(pattern.two_theta[0]), float(pattern.two_theta[-1]))
+    coverage = Coverage(float(_covered(two_theta, measured, grid.step).mean()), measured,
+                        (float(two_theta[0]), float(two_theta[-1])))
+
+    with torch.no_grad():
+        _, logits = model(torch.from_numpy(profile)[None].to(next(model.parameters()).device))
+    probabilities = {name: torch.softmax(v[0].float(), dim=0).cpu().numpy() for name, v in logits.items()}
+
+    sg_level = model.hierarchy["space_group"]
+    sg_probability = probabilities["space_group"]
+    scores = []
+    for i in np.argsort(-sg_probability, kind="stable")[:top]:
+        number = sg_level.members(int(i))[0]
+        scores.append(SpaceGroupScore(number, space_group(number).symbol, float(sg_probability[i])))
+    best = scores[0]
+
+    levels, disagreements = [], []
+    for lv in model.hierarchy.levels:
+        probability = probabilities[lv.name]
+        own, of_best = int(np.argmax(probability)), int(lv.index(best.number))
+        row = LevelPrediction(lv.name, lv.classes[own], float(probability[own]), lv.classes[of_best],
+                              float(probability[of_best]))
+        levels.append(row)
+        if not row.agrees:
+            members = np.array(lv.members(own))
+            alternative = int(members[np.argmax(sg_probability[sg_level.index(members)])])
+            noun = _NOUNS.get(lv.name, lv.name.replace("_", " "))
+            disagreements.append(
+                f"{lv.name} head says {_class(row.predicted)} ({row.probability:.2f}), but the top space "
+                f"group {best.symbol} (No. {best.number}) has {noun} {_class(row.of_top_space_group)} "
+                f"({row.top_space_group_probability:.2f} by this head); the most probable space group with "
+                f"{noun} {_class(row.predicted)} is {space_group(alternative).symbol} (No. {alternative}, "
+                f"{sg_probability[sg_level.index(alternative)]:.2f})")
+
+    warnings = _coverage_warnings(coverage, two_theta, profile, grid.step)
+    if not (run_dir / "metrics.json").is_file():
+        warnings.append("the run has not finished (no metrics.json): these are the weights of its best "
+                        "epoch so far")
+    data, encoder = record.get("data", {}), record["encoder"]["qualified_name"]
+    return Prediction(run_dir, pattern.source, encoder, record["hierarchy"]["name"], scores, levels,
+                      disagreements, coverage, warnings, config.input, two_theta, profile,
+                      Path(data["path"]) if data.get("path") else None, data.get("key"))
+
+
+def _load(run_dir: Path, device: str):
+    """load_run, after refusing runs on peak lists and naming an unfinished run as such."""
+    try:
+        kind = json.loads((run_dir / "config.json").read_text())["config"].get("input", {}).get("kind")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        kind = None  # load_run says what is wrong with the directory
+    if kind == "peaks":
+        raise RunError(f"{run_dir}: the run's encoder takes peak lists ('peaks' inputs); predicting from a "
+                       "measured profile would need a peak finder, which xrdcore does not have: only runs on "
+                       "'profile' inputs can predict")
+    try:
+        return load_run(run_dir, "best", device)
+    except CheckpointError:
+        if (run_dir / "checkpoints" / "best.safetensors").exists():
+            raise
+        raise RunError(f"{run_dir}: unfinished run, no checkpoints/best.safetensors yet (written after the "
+                       "first epoch); train or resume it first") from None
+
+
+def _covered(two_theta: np.ndarray, measured: tuple[float, float], step: float) -> np.ndarray:
+    """Grid points within half a step of the measured range: those ``resample`` does not set to 0."""
+    return (two_theta >= measured[0] - step / 2) & (two_theta <= measured[1] + step / 2)
+
+
+def _coverage_warnings(coverage: Coverage, two_theta: np.ndarray, profile: np.ndarray,
+                       step: float) -> list[str]:
+    warnings = []
+    (low, high), (first, last) = coverage.measured, coverage.grid
+    if coverage.fraction < MIN_COVERAGE:
+        warnings.append(f"the measurement covers only {coverage.fraction:.0%} of the model's 2θ grid; the "
+                        "rest is 0, unlike any training pattern, so expect a poorer answer")
+    strongest = float(two_theta[np.argmax(profile)])
+    if low > first + step / 2 and strongest - low < EDGE_WINDOW:
+        warnings.append(f"the measured intensity is highest at {strongest:.2f}°, where the measurement "
+                        f"starts: the strongest peaks may lie below {low:.2f}°, which was not measured")
+    if high < last - step / 2 and high - strongest < EDGE_WINDOW:
+        warnings.append(f"the measured intensity is highest at {strongest:.2f}°, where the measurement ends: "
+                        f"the strongest peaks may lie above {high:.2f}°, which was not measured")
+    return warnings
+
+
+def _class(name: str) -> str:
+    """A class name, bracketed when it lists several symbols (extinction classes)."""
+    return f"[{name}]" if ", " in name else name
+
+
+def nearest_reference(p: Prediction, number: int | None = None) -> tuple[Reference | None, str | None]:
+    """The training structure of space group ``number`` (default: the top-1 prediction) nearest to the
+    measured profile, rendered as in training; or None and why there is none."""
+    number = p.space_groups[0].number if number is None else number
+    symbol = space_group(number).symbol
+    if p.data_path is None:
+        return None, "the run does not record its training data"
+    if not p.data_path.exists():
+        return None, f"the run's training data {p.data_path} no longer exists"
+    try:
+        cache = PeakCache(p.data_path)
+    except CacheError as exc:
+        return None, f"the run's training data cannot be used ({exc})"
+    if p.data_key is not None and cache.manifest.get("key") != p.data_key:
+        return None, f"{p.data_path} now holds other data than the run was trained on"
+    train = cache.indices("train")
+    rows = train[cache.space_groups[train] == number]
+    if not len(rows):
+        return None, f"no training structure in {p.data_path} has space group {symbol} (No. {number})"
+    mask = _covered(p.two_theta, p.coverage.measured, p.input.grid.step)
+    measured = p.profile[mask].astype(np.float64)
+    best: tuple[float, int, np.ndarray] | None = None
+    for start in range(0, len(rows), RENDER_BATCH):
+        chunk = rows[start:start + RENDER_BATCH]
+        profiles = p.input.make(PeakBatch.from_peak_lists([cache.peaks(int(i)) for i in chunk])).cpu().numpy()
+        part = profiles[:, mask].astype(np.float64)
+        norms = np.linalg.norm(part, axis=1) * np.linalg.norm(measured)
+        similarity = np.divide(part @ measured, norms, out=np.zeros(len(chunk)), where=norms > 0)
+        j = int(np.argmax(similarity))
+        if best is None or similarity[j] > best[0]:
+            best = (float(similarity[j]), int(chunk[j]), profiles[j])
+    similarity, index, profile = best
+    formula = cache.structure(index).composition.reduced_formula
+    return Reference(index, cache.ids[index], formula, number, similarity, len(rows), profile), None
+
+
+def plot_prediction(p: Prediction, path: str | Path) -> Reference | None:
+    """Save a PNG of the measured profile as the model saw it, mirrored below by the simulated profile
+    of the nearest training structure of the top-1 space group where the training data is at hand;
+    records that reference (or why there is none) in ``p`` and returns it."""
+    from matplotlib.figure import Figure
+
+    p.reference, p.reference_note = nearest_reference(p)
+    best, reference = p.space_groups[0], p.reference
+    fig = Figure(figsize=(10, 4.5), dpi=120)
+    ax = fig.add_subplot()
+    (low, high), (first, last) = p.coverage.measured, p.coverage.grid
+    for start, stop in ((first, low), (high, last)):
+        if stop > start:
+            ax.axvspan(start, stop, color="0.92", lw=0)
+    ax.plot(p.two_theta, p.profile, lw=0.8, color="#1f4e79", label=_plain(f"measured: {p.pattern.name}"))
+    title = f"{p.pattern.name}: top space group {best.symbol} (No. {best.number}), p = {best.probability:.2f}"
+    if reference is not None:
+        ax.plot(p.two_theta, -reference.profile, lw=0.8, color="#c55a11",
+                label=_plain(f"simulated: {reference.id} {reference.formula}"))
+        ax.axhline(0, color="black", lw=0.5)
+        title += (f"\nnearest training structure of {best.symbol}: {reference.id} {reference.formula}, "
+                  f"cosine similarity {reference.similarity:.2f} ({reference.candidates} compared)")
+    else:
+        title += f"\nmeasured pattern only: {p.reference_note}"
+    ax.set_xlabel("2θ (degrees)" + ("; grey: not measured, set to 0" if p.coverage.fraction < 1 else ""))
+    ax.set_ylabel("relative intensity" + (" (reference mirrored)" if reference is not None else ""))
+    ax.set_xlim(first, last)
+    ax.set_ylim(-1.1 if reference is not None else 0, 1.15)
+    ax.set_title(_plain("\n".join(textwrap.fill(line, 120) for line in title.splitlines())), fontsize=9)
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    atomic_write_bytes(path, buffer.getvalue())
+    return reference
+
+
+def _plain(text: str) -> str:
+    """Text shown as written: matplotlib reads $...$ as mathematics."""
+    return text.replace("$", r"\$")
+
+
+def format_prediction(p: Prediction) -> str:
+    """The printout of ``xrdcore predict``."""
+    best, coverage = p.space_groups[0], p.coverage
+    (low, high), (first, last) = coverage.measured, coverage.grid
+    lines = [f"run:      {p.run_dir} ({p.encoder}, hierarchy {p.hierarchy})",
+             f"pattern:  {p.pattern}",
+             f"coverage: {coverage.fraction:.0%} of the model's 2θ grid {first:.2f}-{last:.2f}° (measured "
+             f"{low:.2f}-{high:.2f}°" + ("; unmeasured points set to 0)" if coverage.fraction < 1 else ")")]
+    lines += [f"warning:  {w}" for w in p.warnings]
+    lines.append(f"top {len(p.space_groups)} space groups:")
+    lines += [f"  {k:>3}. {s.symbol:<12} No. {s.number:<4} {s.probability:.3f}"
+              for k, s in enumerate(p.space_groups, 1)]
+    own = [f"{_short(row.predicted)} ({row.probability:.2f})" for row in p.levels]
+    width, own_width = max(len(row.level) for row in p.levels), max(len(text) for text in own)
+    lines.append(f"each head's own prediction, and the class of the top space group {best.symbol} "
+                 "where it differs:")
+    for row, text in zip(p.levels, own):
+        line = f"  {row.level:<{width}}  {text:<{own_width}}"
+        if not row.agrees:
+            line += f"  differs: {_short(row.of_top_space_group)} ({row.top_space_group_probability:.2f})"
+        lines.append(line.rstrip())
+    if p.disagreements:
+        lines.append("disagreements:")
+        lines += [f"  - {d}" for d in p.disagreements]
+    else:
+        lines.append(f"every head agrees with the top space group {best.symbol}")
+    if p.reference is not None:
+        r = p.reference
+        lines.append(f"reference: {r.id} {r.formula}, the nearest of {r.candidates} training structures of "
+                     f"{best.symbol} (cosine similarity {r.similarity:.2f} on the measured range)")
+    elif p.reference_note is not None:
+        lines.append(f"reference: none, {p.reference_note}")
+    return "\n".join(lines)
+
+
+def _short(name: str, width: int = 40) -> str:
+    return name if len(name) <= width else name[:width - 1] + "…"

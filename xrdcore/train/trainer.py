@@ -1,0 +1,475 @@
+"""The training loop: one encoder × label hierarchy × loss scheduler on a cached data set.
+
+Plain PyTorch: AdamW or Adam, linear warm-up then cosine decay per step, bf16 autocast on CUDA,
+gradient clipping, model selection and early stopping on the validation split, and one final
+score on the test split. A run lives in one directory::
+
+    config.json                 what was trained, on which data, with which software
+    checkpoints/last.safetensors  weights, optimiser moments and history after the last epoch
+    checkpoints/best.safetensors  weights of the epoch with the best validation score
+    metrics.json                written once, at the end: validation and test metrics
+
+Every epoch draws its shuffling, dropout and augmentation from ``(seed, epoch)``, so a run
+resumed from ``last`` continues exactly as if never stopped (bit for bit on CPU). Under
+``torchrun`` each process takes its share of every batch (DistributedDataParallel, gloo on CPU,
+NCCL on CUDA); rank 0 writes the files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from xrdcore.data.cache import PeakCache
+from xrdcore.metrics import evaluate
+from xrdcore.storage import atomic_write_json
+from xrdcore.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from xrdcore.train.inputs import InputSpec, SplitInputs
+from xrdcore.train.model import HierarchicalClassifier, count_parameters
+
+RUN_FORMAT = "xrdcore-run/1"
+OPTIMIZERS = ("adamw", "adam")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+class RunError(ValueError):
+    """A run that cannot start or continue as asked; the message names the run directory."""
+
+
+class TrainingError(RuntimeError):
+    """Training itself failed (a non-finite loss, a component raising during a step)."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a run besides the data. Component options are keyword
+    arguments of the registered factories; the encoder also gets ``input_length`` (and
+    ``two_theta`` if it takes it) from :class:`InputSpec`."""
+
+    encoder: str
+    hierarchy: str = "flat"
+    scheduler: str = "sum"
+    encoder_options: dict[str, Any] = field(default_factory=dict)
+    hierarchy_options: dict[str, Any] = field(default_factory=dict)
+    scheduler_options: dict[str, Any] = field(default_factory=dict)
+    input: InputSpec = field(default_factory=InputSpec)
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    epochs: int = 30
+    warmup_epochs: float = 2.0
+    batch_size: int = 64
+    grad_clip: float | None = 1.0
+    patience: int | None = 10
+    seed: int = 0
+    precision: str = "auto"
+
+    def __post_init__(self):
+        if isinstance(self.input, Mapping):
+            self.input = InputSpec.from_dict(self.input)
+        problems = []
+        if self.optimizer not in OPTIMIZERS:
+            problems.append(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                problems.append(f"{name} must be a positive integer, got {value!r}")
+        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
+            problems.append(f"patience must be a positive integer or None, got {self.patience!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            problems.append(f"seed must be a non-negative integer, got {self.seed!r}")
+        if not (isinstance(self.lr, (int, float)) and 0 < self.lr < 10):
+            problems.append(f"lr must be a positive learning rate, got {self.lr!r}")
+        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
+            problems.append(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        if not (isinstance(self.warmup_epochs, (int, float)) and self.warmup_epochs >= 0):
+            problems.append(f"warmup_epochs must be >= 0, got {self.warmup_epochs!r}")
+        if self.grad_clip is not None and not (isinstance(self.grad_clip, (int, float)) and self.grad_clip > 0):
+            problems.append(f"grad_clip must be positive or None, got {self.grad_clip!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["input"] = self.input.to_dict()
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown training settings: {', '.join(unknown)}")
+        return cls(**data)
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``auto`` is the GPU when there is one; asking for CUDA without one is a clear error."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RunError("device 'cuda' was asked for, but torch sees no GPU (use --device cpu)")
+    return device
+
+
+def build_model(config: TrainConfig, registry: Any | None = None) -> tuple[HierarchicalClassifier, dict[str, Any]]:
+    """The model of a configuration (fresh weights) and a JSON description of its components."""
+    if registry is None:
+        from xrdcore import get_registry
+
+        registry = get_registry()
+    encoder_component = registry.get("encoder", config.encoder)
+    kwargs = {**config.input.encoder_kwargs(encoder_component.load()), **config.encoder_options}
+    encoder = registry.create("encoder", config.encoder, **kwargs)
+    if encoder.input_kind != config.input.kind:
+        raise RunError(f"encoder {encoder_component.qualified_name!r} takes {encoder.input_kind!r} inputs, "
+                       f"but the run feeds {config.input.kind!r}")
+    hierarchy = registry.create("label_hierarchy", config.hierarchy, **config.hierarchy_options)
+    if "space_group" not in hierarchy:
+        raise RunError(f"hierarchy {config.hierarchy!r} has no space_group level, which every run is scored on")
+    plugin = registry.plugins[encoder_component.plugin]
+    description = {
+        "encoder": {"name": config.encoder, "qualified_name": encoder_component.qualified_name,
+                    "plugin": plugin.name, "version": plugin.version, "kwargs": kwargs,
+                    "embed_dim": encoder.embed_dim, "input_kind": encoder.input_kind},
+        "hierarchy": hierarchy.to_dict(),
+        "scheduler": {"name": config.scheduler,
+                      "qualified_name": registry.get("loss_scheduler", config.scheduler).qualified_name},
+    }
+    return HierarchicalClassifier(encoder, hierarchy), description
+
+
+@dataclass
+class _Distributed:
+    rank: int = 0
+    world: int = 1
+    started_here: bool = False
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _distributed(device: torch.device) -> _Distributed:
+    """Join the process group ``torchrun`` set up (WORLD_SIZE > 1), else run alone."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Distributed()
+    started = False
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        started = True
+    return _Distributed(dist.get_rank(), dist.get_world_size(), started)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7_919 + 17) % (2 ** 63)
+
+
+def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """A shuffled epoch in batches; a final batch of one joins the previous (batch norm needs 2)."""
+    order = torch.randperm(n, generator=generator)
+    batches = list(torch.split(order, batch_size))
+    if len(batches) > 1 and len(batches[-1]) == 1:
+        batches[-2:] = [torch.cat(batches[-2:])]
+    return batches
+
+
+def _learning_rate(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
+    """Linear warm-up over ``warmup_epochs`` (at most all epochs), then cosine decay to 1% of ``lr``
+    at the last step."""
+    total = config.epochs * steps_per_epoch
+    warmup = round(min(config.warmup_epochs, config.epochs) * steps_per_epoch)
+    if step < warmup:
+        return config.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return config.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+@torch.no_grad()
+def predict_scores(model: HierarchicalClassifier, data: SplitInputs, batch_size: int = 256,
+                   autocast: Any = contextlib.nullcontext) -> dict[str, torch.Tensor]:
+    """Softmax probabilities of every level for a whole split, in split order, on the CPU."""
+    was_training = model.training
+    model.eval()
+    out: dict[str, list[torch.Tensor]] = {name: [] for name in model.heads}
+    for rows in torch.split(torch.arange(len(data)), batch_size):
+        inputs, _ = data.batch(rows)
+        with autocast():
+            _, logits = model(inputs)
+        for name, value in logits.items():
+            out[name].append(torch.softmax(value.float(), dim=1).cpu())
+    model.train(was_training)
+    return {name: torch.cat(parts) if parts else torch.zeros(0, len(model.hierarchy[name]))
+            for name, parts in out.items()}
+
+
+def score_split(model: HierarchicalClassifier, data: SplitInputs, train_space_groups: np.ndarray, seed: int,
+                autocast: Any = contextlib.nullcontext) -> dict[str, Any]:
+    """Every metric of :func:`xrdcore.metrics.evaluate` on one split, each head's own predictions
+    included, plus the mean space-group cross-entropy."""
+    scores = predict_scores(model, data, autocast=autocast)
+    true = data.space_groups.cpu().numpy()
+    metrics = evaluate(scores["space_group"].numpy(), true, train_sg=train_space_groups, seed=seed,
+                       level_predictions={k: v.numpy() for k, v in scores.items() if k != "space_group"})
+    probability = scores["space_group"][torch.arange(len(true)), torch.as_tensor(true - 1)]
+    metrics["loss"] = float(-torch.log(probability.clamp(min=1e-12)).mean()) if len(true) else None
+    metrics["predictions"] = {"true": true.tolist(), "top1": (scores["space_group"].argmax(1) + 1).tolist()}
+    return metrics
+
+
+def _selection_key(metrics: Mapping[str, Any]) -> tuple[float, float]:
+    """Validation top-1 first; lower validation loss breaks ties (small validation sets tie often)."""
+    return (metrics["top1"], -(metrics["loss"] if metrics["loss"] is not None else math.inf))
+
+
+def _parameter_digest(model: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _describe_data(cache: PeakCache) -> dict[str, Any]:
+    return {"path": str(cache.path.resolve()), "dataset": cache.manifest["spec"]["dataset"],
+            "key": cache.manifest["key"], "split_hash": cache.manifest["split_hash"],
+            "split_counts": {s: len(cache.indices(s)) for s in ("train", "val", "test")}}
+
+
+def train(config: TrainConfig, data: str | Path | PeakCache, out: str | Path, *, device: str = "auto",
+          resume: bool = True, progress: bool = True, registry: Any | None = None,
+          inputs: Mapping[str, SplitInputs] | None = None) -> dict[str, Any]:
+    """Train and score one run in ``out`` and return its ``metrics.json`` content.
+
+    A finished run (``metrics.json`` present) is returned as is; an interrupted one continues from
+    its last checkpoint when ``resume``; a directory holding a run of other settings or data is
+    refused. ``inputs`` may pass the three splits already rendered (the benchmark harness shares
+    them between runs with the same input settings).
+    """
+    out = Path(out)
+    cache = data if isinstance(data, PeakCache) else PeakCache(data)
+    config.input.check_cache(cache)
+    device = resolve_device(device)
+    dist = _distributed(device)
+    try:
+        return _train(config, cache, out, device, dist, resume, progress and dist.main, registry, inputs)
+    finally:
+        if dist.started_here:
+            import torch.distributed
+
+            torch.distributed.destroy_process_group()
+
+
+def _train(config, cache, out, device, dist, resume, progress, registry, inputs) -> dict[str, Any]:
+    from xrdcore import get_registry
+    from xrdcore.environment import environment
+
+    registry = registry or get_registry()
+    metrics_file = out / "metrics.json"
+    torch.manual_seed(config.seed)  # the initial weights
+    model, description = build_model(config, registry)
+    record = {"format": RUN_FORMAT, "config": config.to_dict(), **description, "data": _describe_data(cache)}
+    config_file = out / "config.json"
+    if config_file.exists():
+        stored = _read_json(config_file)
+        for key in ("config", "data"):
+            if _comparable(stored.get(key), key) != _comparable(record[key], key):
+                raise RunError(f"{out}: holds a run with other {'settings' if key == 'config' else 'data'}; "
+                               f"choose another directory or delete it")
+        if metrics_file.exists():
+            return _read_json(metrics_file)
+        if not resume:
+            raise RunError(f"{out}: holds an unfinished run; resume it or delete the directory")
+    elif out.exists() and any(out.iterdir()):
+        raise RunError(f"{out}: exists and is not an xrdcore run directory")
+    if dist.main:
+        atomic_write_json(config_file, {**record, "environment": environment(device, registry)})
+
+    started = time.perf_counter()
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        return _fit(config, cache, out, device, dist, progress, registry, inputs, model, started)
+    finally:
+        torch.use_deterministic_algorithms(deterministic)
+
+
+def _fit(config, cache, out, device, dist, progress, registry, inputs, model, started) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    last, best = out / "checkpoints" / "last.safetensors", out / "checkpoints" / "best.safetensors"
+    model.to(device)
+    hierarchy = model.hierarchy
+    scheduler = registry.create("loss_scheduler", config.scheduler, **config.scheduler_options)
+    splits = dict(inputs) if inputs is not None else {
+        name: SplitInputs(cache, name, config.input, device) for name in ("train", "val", "test")}
+    train_data = splits["train"]
+    if len(train_data) < 2 or len(splits["val"]) < 1:
+        raise RunError(f"{cache.path}: needs at least 2 training and 1 validation structure, has "
+                       f"{len(train_data)} and {len(splits['val'])}")
+    train_sg = train_data.space_groups.cpu().numpy()
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = (torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam)(
+        parameters, lr=config.lr, weight_decay=config.weight_decay)
+    use_bf16 = device.type == "cuda" and config.precision in ("auto", "bf16")
+    if config.precision == "bf16" and device.type != "cuda":
+        raise RunError("precision bf16 is for CUDA devices; use fp32 or auto on the CPU")
+    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
+
+    state: dict[str, Any] = {"epoch": 0, "step": 0, "history": [], "best": None, "best_epoch": None,
+                             "train_seconds": 0.0, "train_samples": 0}
+    if last.exists():
+        state = {**state, **load_checkpoint(last, model, optimizer)}
+        state.pop("optimizer_groups", None)
+    elif best.exists():  # stopped between the two checkpoint writes of the first epoch
+        best.unlink()
+    network = model
+    if dist.world > 1:
+        network = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+
+    steps_per_epoch = len(_batches(len(train_data), config.batch_size, torch.Generator().manual_seed(0)))
+    while state["epoch"] < config.epochs and not _stopped_early(config, state):
+        epoch = state["epoch"]
+        seed = _epoch_seed(config.seed, epoch)
+        torch.manual_seed(seed)
+        generator = torch.Generator().manual_seed(seed)
+        augment_generator = torch.Generator(device=device).manual_seed(seed) if not config.input.static else None
+        network.train()
+        losses, level_weights, seen, tic = [], {}, 0, time.perf_counter()
+        batches = _batches(len(train_data), config.batch_size, generator)
+        bar = tqdm(batches, desc=f"{config.encoder} epoch {epoch + 1}/{config.epochs}", unit="batch",
+                   disable=not progress, leave=False)
+        for rows in bar:
+            mine = rows[dist.rank::dist.world] if dist.world > 1 else rows
+            lr = _learning_rate(config, state["step"], steps_per_epoch)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x, labels = train_data.batch(mine, augment_generator)
+            targets = hierarchy.targets(labels)
+            with autocast():
+                shared, logits = network(x)
+            level_losses = {name: F.cross_entropy(logits[name].float(), targets[name]) for name in logits}
+            loss, weights = scheduler.combine(level_losses, shared.float() if scheduler.needs_shared else None,
+                                              hierarchy)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"the loss became {float(loss)} at epoch {epoch + 1}, step {state['step'] + 1} "
+                                    f"(levels: {', '.join(f'{k}={float(v):.3g}' for k, v in level_losses.items())})")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
+            optimizer.step()
+            state["step"] += 1
+            losses.append(float(loss.detach()))
+            for name, w in weights.items():
+                level_weights.setdefault(name, []).append(float(w))
+            seen += len(rows)
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", samples_s=f"{seen / (time.perf_counter() - tic):.0f}")
+        seconds = time.perf_counter() - tic
+        state["train_seconds"] += seconds
+        state["train_samples"] += seen
+        val = score_split(model, splits["val"], train_sg, config.seed, autocast)
+        row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_loss": val["loss"],
+               "val_top1": val["top1"], "lr": lr, "seconds": round(seconds, 3),
+               "samples_per_s": seen / seconds if seconds > 0 else None,
+               "loss_weights": {k: float(np.mean(v)) for k, v in level_weights.items()}}
+        state["history"].append(row)
+        state["epoch"] = epoch + 1
+        if state["best"] is None or _selection_key(val) > tuple(state["best"]):
+            state["best"], state["best_epoch"] = list(_selection_key(val)), epoch + 1
+            if dist.main:
+                save_checkpoint(best, model, {"epoch": epoch + 1, "val_top1": val["top1"]})
+        if dist.main:
+            save_checkpoint(last, model, state, optimizer)
+        if progress:
+            tqdm.write(f"{config.encoder} × {config.hierarchy} × {config.scheduler} seed {config.seed}: "
+                       f"epoch {epoch + 1} loss {row['train_loss']:.4f} val top-1 {val['top1']:.3f} "
+                       f"({row['samples_per_s'] or 0:.0f} samples/s)")
+        if dist.world > 1:
+            torch.distributed.barrier()
+
+    if dist.world > 1:
+        torch.distributed.barrier()
+    load_checkpoint(best, model)
+    val = score_split(model, splits["val"], train_sg, config.seed, autocast)
+    test = score_split(model, splits["test"], train_sg, config.seed, autocast)
+    result = {
+        "status": "complete", "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
+        "stopped_early": _stopped_early(config, state), "val": val, "test": test,
+        "history": state["history"], "parameters": count_parameters(model),
+        "samples_per_s": state["train_samples"] / state["train_seconds"] if state["train_seconds"] else None,
+        "train_seconds": round(state["train_seconds"], 3),
+        "wall_seconds": round(time.perf_counter() - started, 3),
+        "parameter_digest": _parameter_digest(model), "world_size": dist.world,
+    }
+    if dist.world > 1:
+        atomic_write_json(out / "ranks" / f"rank{dist.rank}.json",
+                          {"rank": dist.rank, "parameter_digest": result["parameter_digest"],
+                           "val_top1": val["top1"], "test_top1": test["top1"]})
+        torch.distributed.barrier()
+    if dist.main:
+        atomic_write_json(out / "metrics.json", result)
+    return result
+
+
+def _stopped_early(config: TrainConfig, state: Mapping[str, Any]) -> bool:
+    return (config.patience is not None and state["best_epoch"] is not None
+            and state["epoch"] - state["best_epoch"] >= config.patience and state["epoch"] < config.epochs)
+
+
+def _comparable(value: Any, key: str) -> Any:
+    """Settings as stored (JSON), without the data path, which may move with the cache."""
+    value = json.loads(json.dumps(value))
+    if key == "data" and isinstance(value, dict):
+        value.pop("path", None)
+    return value
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise RunError(f"{path}: cannot be read ({exc})") from None
+
+
+def load_run(run_dir: str | Path, which: str = "best", device: str = "cpu",
+             registry: Any | None = None) -> tuple[HierarchicalClassifier, TrainConfig, dict[str, Any]]:
+    """A trained model from a run directory (its ``best`` or ``last`` weights), its configuration
+    and ``config.json``; the encoder's plugin must be installed."""
+    run_dir = Path(run_dir)
+    record = _read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else None
+    if record is None or record.get("format") != RUN_FORMAT:
+        raise RunError(f"{run_dir}: not an xrdcore run directory (no {RUN_FORMAT} config.json)")
+    config = TrainConfig.from_dict(record["config"])
+    try:
+        model, _ = build_model(config, registry)
+    except KeyError as exc:
+        encoder = record.get("encoder", {})
+        raise RunError(f"{run_dir}: the run needs encoder {encoder.get('qualified_name')!r} of plugin "
+                       f"{encoder.get('plugin')} {encoder.get('version')}, which is not installed ({exc})") from None
+    load_checkpoint(run_dir / "checkpoints" / f"{which}.safetensors", model)
+    model.to(resolve_device(device)).eval()
+    return model, config, record
+
+
+__all__ = ["CheckpointError", "RunError", "TrainConfig", "TrainingError", "build_model", "load_run",
+           "predict_scores", "resolve_device", "score_split", "train"]
