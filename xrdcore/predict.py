@@ -12,7 +12,6 @@ the model's answer for this input, not calibrated confidences about the sample.
 
 from __future__ import annotations
 
-import io
 import json
 import textwrap
 from dataclasses import dataclass, field
@@ -24,8 +23,8 @@ import torch
 from xrdcore.crystal import space_group
 from xrdcore.data.cache import CacheError, PeakCache
 from xrdcore.diffraction.profile import PeakBatch
+from xrdcore.diffraction.plot import save_figure
 from xrdcore.diffraction.readers import read_pattern, resample
-from xrdcore.storage import atomic_write_bytes
 from xrdcore.train.checkpoint import CheckpointError
 from xrdcore.train.inputs import InputSpec
 from xrdcore.train.trainer import RunError, load_run
@@ -288,9 +287,7 @@ def plot_prediction(p: Prediction, path: str | Path) -> Reference | None:
     ax.set_title(_plain("\n".join(textwrap.fill(line, 120) for line in title.splitlines())), fontsize=9)
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    atomic_write_bytes(path, buffer.getvalue())
+    save_figure(fig, path)
     return reference
 
 

@@ -1,0 +1,211 @@
+"""xrdcore.predict on the tiny trained run: a simulated pattern of one of its training structures, real
+PV-Lab thin-film patterns that cover part of the grid, the plot with and without the training data,
+and the refusals."""
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from xrdcore.crystal import level, space_group
+from xrdcore.diffraction.profile import AngleGrid, PeakBatch, render
+from xrdcore.diffraction.readers import PatternError, read_pattern, resample
+from xrdcore.predict import format_prediction, nearest_reference, plot_prediction, predict
+from xrdcore.train import RunError, load_run
+
+PVLAB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pvlab_thinfilm_xy"
+FILM = PVLAB / "I4Imcm" / "0% Sn 100%Pb Perovskite at 0.5M 4to1 dmftodmso.xy"  # 10.000-80.014°
+CLOSE_UP = PVLAB / "pm-3m" / "0.65M DT perovskite 14 deg peak.xy"  # 13.75-14.40°
+needs_pvlab = pytest.mark.skipif(not FILM.is_file(), reason=f"shared data folder {PVLAB} is absent")
+PNG = b"\x89PNG\r\n\x1a\n"
+FINE = AngleGrid(5.0, 90.0, 0.01)  # finer than the run's 0.05° grid, as a measurement would be
+
+
+def write_xy(path: Path, two_theta: np.ndarray, intensity: np.ndarray) -> Path:
+    np.savetxt(path, np.column_stack([two_theta, intensity]), fmt="%.4f %.6g", header="2theta intensity")
+    return path
+
+
+def record(run_dir: Path) -> dict:
+    return json.loads((run_dir / "config.json").read_text())
+
+
+def copy_run(run_dir: Path, to: Path, *, skip: tuple[str, ...] = (), **changes) -> Path:
+    """A copy of the run without the files named in ``skip``, with config.json entries replaced
+    (``data_path``, ``input_kind``)."""
+    shutil.copytree(run_dir, to, ignore=shutil.ignore_patterns(*skip))
+    data = record(to)
+    if "data_path" in changes:
+        data["data"]["path"] = str(changes["data_path"])
+    if "input_kind" in changes:
+        data["config"]["input"]["kind"] = changes["input_kind"]
+    (to / "config.json").write_text(json.dumps(data))
+    return to
+
+
+@pytest.fixture(scope="module")
+def simulated(tiny_run, mp20_cache, tmp_path_factory):
+    """The profile of the first training structure rendered with the run's peak shape on a 0.01° grid,
+    as an .xy file, and that structure's index in the cache."""
+    spec = load_run(tiny_run)[1].input
+    index = int(mp20_cache.indices("train")[0])
+    profile = render(PeakBatch.from_peak_lists([mp20_cache.peaks(index)]), FINE, shape=spec.shape,
+                     caglioti=spec.caglioti, eta=spec.eta)[0].numpy()
+    return write_xy(tmp_path_factory.mktemp("predict") / "simulated.xy", FINE.values, profile), index
+
+
+@pytest.fixture(scope="module")
+def prediction(tiny_run, simulated):
+    return predict(tiny_run, simulated[0], top=5)
+
+
+def test_simulated_training_pattern(tiny_run, mp20_cache, simulated, prediction):
+    p, (path, index) = prediction, simulated
+    model, config, run = load_run(tiny_run)
+    # preprocessed like training: on the run's grid, maximum 1, and close to the training input itself
+    np.testing.assert_array_equal(p.profile, resample(read_pattern(path), config.input.grid))
+    np.testing.assert_array_equal(p.two_theta, config.input.grid.values)
+    training = config.input.make(PeakBatch.from_peak_lists([mp20_cache.peaks(index)]))[0].numpy()
+    assert p.profile.dot(training) / np.linalg.norm(p.profile) / np.linalg.norm(training) > 0.98
+    assert p.coverage.fraction == 1.0 and p.warnings == []
+    assert (p.encoder, p.hierarchy) == (run["encoder"]["qualified_name"], "multilevel")
+
+    with torch.no_grad():
+        logits = model(torch.from_numpy(p.profile)[None])[1]
+    sg = torch.softmax(logits["space_group"][0], 0)
+    expected = torch.topk(sg, 5)
+    assert [s.number for s in p.space_groups] == [int(i) + 1 for i in expected.indices]
+    np.testing.assert_allclose([s.probability for s in p.space_groups], expected.values.numpy(), rtol=1e-5)
+    probabilities = [s.probability for s in p.space_groups]
+    assert probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1 + 1e-6
+    assert all(s.symbol == space_group(s.number).symbol for s in p.space_groups)
+
+    top1 = p.space_groups[0].number
+    assert [row.level for row in p.levels] == run["hierarchy"]["levels"]
+    disagreeing = []
+    for row in p.levels:
+        lv = level(row.level)
+        own = int(logits[row.level][0].argmax())
+        of_top1 = int(lv.index(np.array([top1]))[0])
+        assert (row.predicted, row.of_top_space_group) == (lv.classes[own], lv.classes[of_top1])
+        if own != of_top1:
+            disagreeing.append(row.level)
+    assert "space_group" not in disagreeing
+    assert [d.split()[0] for d in p.disagreements] == disagreeing
+    for message, name in zip(p.disagreements, disagreeing):
+        row = next(r for r in p.levels if r.level == name)
+        assert f"top space group {space_group(top1).symbol} (No. {top1})" in message
+        assert row.predicted in message and row.of_top_space_group in message
+
+
+def test_top_is_capped_at_the_number_of_space_groups(tiny_run, simulated):
+    p = predict(tiny_run, simulated[0], top=500)
+    assert len(p.space_groups) == 230 and len({s.number for s in p.space_groups}) == 230
+    assert sum(s.probability for s in p.space_groups) == pytest.approx(1, abs=1e-4)
+
+
+def test_format_names_the_top_space_group_and_every_level(prediction):
+    text = format_prediction(prediction)
+    assert prediction.space_groups[0].symbol in text and "coverage: 100%" in text
+    assert all(row.level in text for row in prediction.levels)
+    assert all(d in text for d in prediction.disagreements)
+    assert "reference" not in text  # none was searched
+
+
+@needs_pvlab
+def test_measured_film_covering_part_of_the_grid(tiny_run):
+    p = predict(tiny_run, FILM, top=3)
+    assert p.pattern == FILM and len(p.space_groups) == 3
+    assert p.coverage.measured == (10.0, 80.014) and 0.8 < p.coverage.fraction < 0.85
+    assert (p.profile[p.two_theta < 10 - 0.025] == 0).all() and p.profile.max() == 1
+    assert p.warnings == []  # its strongest peak, at 14°, is well inside the measurement
+    assert f"coverage: {p.coverage.fraction:.0%} of the model's 2θ grid" in format_prediction(p)
+    with pytest.raises(PatternError) as caught:
+        predict(tiny_run, FILM, outside="error")
+    assert str(caught.value).startswith(f"{FILM}: pattern covers 10.00-80.01 deg")
+
+
+@needs_pvlab
+def test_a_close_up_of_one_peak_is_flagged(tiny_run):
+    p = predict(tiny_run, CLOSE_UP)
+    assert p.coverage.fraction < 0.01
+    assert len(p.warnings) == 1 and "covers only 1% of the model's 2θ grid" in p.warnings[0]
+    assert "warning:  the measurement covers only" in format_prediction(p)
+
+
+@pytest.mark.parametrize("side", ["low", "high"])
+def test_a_measurement_cut_at_its_strongest_peak_is_flagged(tiny_run, simulated, tmp_path, side):
+    table = np.loadtxt(simulated[0])
+    strongest = table[np.argmax(table[:, 1]), 0]
+    keep = table[:, 0] >= strongest if side == "low" else table[:, 0] <= strongest
+    p = predict(tiny_run, write_xy(tmp_path / "cut.xy", table[keep, 0], table[keep, 1]))
+    where = "starts" if side == "low" else "ends"
+    assert [w for w in p.warnings if "strongest peaks may lie" in w and f"the measurement {where}" in w]
+
+
+def test_plot_with_the_training_data(mp20_cache, simulated, prediction, tmp_path):
+    index = simulated[1]
+    own = nearest_reference(prediction, int(mp20_cache.space_groups[index]))[0]
+    assert own.index == index and own.id == mp20_cache.ids[index] and own.similarity > 0.98
+    assert own.formula == mp20_cache.structure(index).composition.reduced_formula
+    assert own.profile.shape == prediction.profile.shape and own.profile.max() == pytest.approx(1)
+
+    top1 = prediction.space_groups[0].number
+    train = mp20_cache.indices("train")
+    reference = plot_prediction(prediction, tmp_path / "plot.png")
+    assert (tmp_path / "plot.png").read_bytes().startswith(PNG)
+    assert prediction.reference is reference
+    if top1 in mp20_cache.space_groups[train]:
+        assert prediction.reference_note is None and reference.index in train
+        assert mp20_cache.space_groups[reference.index] == reference.space_group == top1
+        assert reference.candidates == int((mp20_cache.space_groups[train] == top1).sum())
+        assert -1e-6 <= reference.similarity <= 1 + 1e-6
+        assert f"reference: {reference.id} {reference.formula}" in format_prediction(prediction)
+    else:
+        assert reference is None and "no training structure" in prediction.reference_note
+
+    absent = min(set(range(1, 231)) - set(mp20_cache.space_groups[train].tolist()))
+    none, why = nearest_reference(prediction, absent)
+    assert none is None and f"has space group {space_group(absent).symbol} (No. {absent})" in why
+
+
+def test_plot_without_the_training_data(tiny_run, simulated, tmp_path):
+    moved = copy_run(tiny_run, tmp_path / "run", data_path=tmp_path / "moved-cache")
+    p = predict(moved, simulated[0])
+    assert plot_prediction(p, tmp_path / "plots" / "plot.png") is None
+    assert (tmp_path / "plots" / "plot.png").read_bytes().startswith(PNG)
+    assert p.reference is None and p.reference_note == (f"the run's training data {tmp_path / 'moved-cache'} "
+                                                        "no longer exists")
+    assert f"reference: none, {p.reference_note}" in format_prediction(p)
+
+
+def test_refusals(tiny_run, simulated, tmp_path):
+    pattern = simulated[0]
+    with pytest.raises(RunError, match=f"^{re.escape(str(tmp_path))}: not an xrdcore run directory"):
+        predict(tmp_path, pattern)
+    unfinished = copy_run(tiny_run, tmp_path / "unfinished", skip=("best.safetensors", "metrics.json"))
+    with pytest.raises(RunError, match=f"^{re.escape(str(unfinished))}: unfinished run, no checkpoints/best"):
+        predict(unfinished, pattern)
+    peaks = copy_run(tiny_run, tmp_path / "peaks", input_kind="peaks")
+    with pytest.raises(RunError, match=f"^{re.escape(str(peaks))}: .*would need a peak finder"):
+        predict(peaks, pattern)
+    for bad in (tmp_path / "missing.xy", write_xy(tmp_path / "flat.xy", FINE.values[:10], np.ones(10))):
+        with pytest.raises(PatternError) as caught:
+            predict(tiny_run, bad)
+        assert str(caught.value).startswith(f"{bad}: ")
+    for top in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="top must be a positive integer"):
+            predict(tiny_run, pattern, top=top)
+    with pytest.raises(ValueError, match="outside must be 'zero' or 'error'"):
+        predict(tiny_run, pattern, outside="pad")
+
+
+def test_a_run_still_training_predicts_with_a_warning(tiny_run, simulated, tmp_path):
+    running = copy_run(tiny_run, tmp_path / "running", skip=("metrics.json",))
+    p = predict(running, simulated[0])
+    assert p.warnings == [("the run has not finished (no metrics.json): these are the weights of its best "
+                           "epoch so far")]
