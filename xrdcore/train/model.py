@@ -26,8 +26,9 @@ class HierarchicalClassifier(nn.Module):
                                     for name, n in hierarchy.num_classes.items()})
 
     def forward(self, inputs: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """The embedding ``(B, embed_dim)`` and logits ``(B, classes)`` for every level."""
-        embedding = self.encoder(inputs)
+        """The embedding ``(B, embed_dim)``, in float32 even under autocast (it is what a scheduler
+        such as MGDA differentiates), and logits ``(B, classes)`` for every level."""
+        embedding = self.encoder(inputs).float()
         return embedding, {name: head(embedding) for name, head in self.heads.items()}
 
 

@@ -368,7 +368,7 @@ def _fit(config, cache, out, device, dist, progress, registry, inputs, model, st
             with autocast():
                 shared, logits = network(x)
             level_losses = {name: F.cross_entropy(logits[name].float(), targets[name]) for name in logits}
-            loss, weights = scheduler.combine(level_losses, shared.float() if scheduler.needs_shared else None,
+            loss, weights = scheduler.combine(level_losses, shared if scheduler.needs_shared else None,
                                               hierarchy)
             if not torch.isfinite(loss):
                 raise TrainingError(f"the loss became {float(loss)} at epoch {epoch + 1}, step {state['step'] + 1} "

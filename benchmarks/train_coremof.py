@@ -1,0 +1,84 @@
+"""Train every built-in baseline (mlp, cnn, nopoolcnn, rcnet) on the CoRE MOF split and report test
+accuracy, throughput (samples/s) and peak memory, through the same harness as `xrdcore bench`.
+
+On a GPU this is the full benchmark: all 12,020 CoRE MOF 2019-ASR entries, full-size models, the
+0.01° grid, three seeds (`--device cuda`). On a CPU the same script runs a reduced version that fits
+a small machine (`--limit`, `--tiny`, `--epochs`), and says so in its output. Results go to
+benchmarks/results/coremof-<device>/ (results.json, results.md, plots/) and a summary with the peak
+memory to benchmarks/results/train_coremof-<device>.json.
+
+Run on a GPU:  python benchmarks/train_coremof.py --device cuda
+Run on a CPU:  python benchmarks/train_coremof.py --device cpu --limit 1500 --tiny --epochs 15 --seeds 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+from pathlib import Path
+
+import torch
+
+from xrdcore.bench.harness import BenchSettings, run_bench
+from xrdcore.bench.report import leaderboard
+from xrdcore.data.cache import open_dataset
+from xrdcore.storage import atomic_write_json
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--limit", type=int, help="read only the first N CoRE MOF entries")
+    parser.add_argument("--workers", type=int, default=2, help="processes for building the data")
+    parser.add_argument("--data-dir", default=str(ROOT / "data"))
+    parser.add_argument("--encoders", default="mlp,cnn,nopoolcnn,rcnet")
+    parser.add_argument("--hierarchies", default="flat")
+    parser.add_argument("--schedulers", default="sum")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--tiny", action="store_true", help="the registered small variants (CPU)")
+    parser.add_argument("--step", type=float, default=0.01, help="2θ step of the input grid, degrees")
+    parser.add_argument("--out", help="benchmark directory (default benchmarks/results/coremof-<device>)")
+    args = parser.parse_args()
+
+    from xrdcore.train.trainer import resolve_device
+
+    device = resolve_device(args.device)
+    started = time.perf_counter()
+    cache = open_dataset("coremof", args.data_dir, limit=args.limit, workers=args.workers)
+    build_seconds = time.perf_counter() - started
+    out = Path(args.out or ROOT / "benchmarks" / "results" / f"coremof-{device.type}")
+    settings = BenchSettings(encoders=args.encoders, hierarchies=args.hierarchies, schedulers=args.schedulers,
+                             seeds=tuple(int(s) for s in args.seeds.split(",")), quick=args.tiny,
+                             training={"epochs": args.epochs, "batch_size": args.batch_size},
+                             input={"two_theta": (5.0, 90.0, args.step)})
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    results = run_bench(cache, out, settings, device=str(device), resume=True,
+                        command=["benchmarks/train_coremof.py", *__import__("sys").argv[1:]])
+    summary = {
+        "device": results["environment"]["device_name"],
+        "reduced": {"limit": args.limit, "tiny_models": args.tiny, "epochs": args.epochs, "step_deg": args.step}
+        if (args.limit or args.tiny or device.type == "cpu") else None,
+        "data": results["data"], "data_seconds": round(build_seconds, 1),
+        "peak_memory_mb": {"cuda_allocated": round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+                           if device.type == "cuda" else None,
+                           "process_rss": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)},
+        "ceiling": results["ceiling"],
+        "leaderboard": [{"encoder": r["encoder"], "hierarchy": r["hierarchy"], "scheduler": r["scheduler"],
+                         "top1": r["metrics"]["top1"], "top5": r["metrics"]["top5"],
+                         "macro_f1": r["metrics"]["macro_f1"], "samples_per_s": r["samples_per_s"],
+                         "parameters": r["parameters"]} for r in leaderboard(results)],
+        "results_dir": str(out.relative_to(ROOT)) if out.is_relative_to(ROOT) else str(out),
+    }
+    atomic_write_json(ROOT / "benchmarks" / "results" / f"train_coremof-{device.type}.json", summary)
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
