@@ -209,3 +209,14 @@ def test_a_run_still_training_predicts_with_a_warning(tiny_run, simulated, tmp_p
     p = predict(running, simulated[0])
     assert p.warnings == [("the run has not finished (no metrics.json): these are the weights of its best "
                            "epoch so far")]
+
+
+def test_cli_predict_prints_the_top_groups_and_writes_the_plot(tiny_run, simulated, tmp_path, capsys):
+    from xrdcore.cli import main
+
+    assert main(["predict", str(tiny_run), str(simulated[0]), "--top", "3", "--plot", str(tmp_path / "p.png")]) == 0
+    out = capsys.readouterr().out
+    assert "top 3 space groups:" in out and "crystal_system" in out and f"plot: {tmp_path / 'p.png'}" in out
+    assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["predict", str(tmp_path), str(simulated[0])]) == 2
+    assert "not an xrdcore run directory" in capsys.readouterr().err

@@ -10,7 +10,8 @@ score on the test split. A run lives in one directory::
     metrics.json                written once, at the end: validation and test metrics
 
 Every epoch draws its shuffling, dropout and augmentation from ``(seed, epoch)``, so a run
-resumed from ``last`` continues exactly as if never stopped (bit for bit on CPU). Under
+resumed from ``last`` continues exactly as if never stopped (bit for bit on the CPU with the same
+number of threads; CUDA kernels may reorder sums). Under
 ``torchrun`` each process takes its share of every batch (DistributedDataParallel, gloo on CPU,
 NCCL on CUDA); rank 0 writes the files.
 """
@@ -303,14 +304,7 @@ def _train(config, cache, out, device, dist, resume, progress, registry, inputs)
     if dist.main:
         atomic_write_json(config_file, {**record, "environment": environment(device, registry)})
 
-    started = time.perf_counter()
-    deterministic = torch.are_deterministic_algorithms_enabled()
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        return _fit(config, cache, out, device, dist, progress, registry, inputs, model, started)
-    finally:
-        torch.use_deterministic_algorithms(deterministic)
+    return _fit(config, cache, out, device, dist, progress, registry, inputs, model, time.perf_counter())
 
 
 def _fit(config, cache, out, device, dist, progress, registry, inputs, model, started) -> dict[str, Any]:
