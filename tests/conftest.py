@@ -1,9 +1,13 @@
 """Shared fixtures: a small real data set (46 MP-20 structures) built into a peak cache once per
 test session, and a tiny model trained on it, for the training, benchmark and predict tests."""
 
+import os
 from pathlib import Path
 
 import pytest
+
+# spinning OpenMP threads slow small models 30-50x on a busy machine (set before torch loads)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 DATA = Path(__file__).with_name("data")
 

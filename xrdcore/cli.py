@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import re
 import sys
 import traceback
 from collections.abc import Sequence
@@ -92,10 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoders", default="*", help="names or globs, comma-separated (default all)")
     p.add_argument("--hierarchies", default="*", help="names or globs, comma-separated (default all)")
     p.add_argument("--schedulers", default="*", help="names or globs, comma-separated (default all)")
-    p.add_argument("--variant", action="append", default=[], metavar="LABEL=ENCODER[:KEY=VALUE,...]",
-                   help="an extra encoder under a new label, e.g. mamba-no-ssm=mamba:ssm=false (repeatable)")
+    p.add_argument("--variant", action="append", default=[], metavar="LABEL=ENCODER[,KEY=VALUE...]",
+                   help="an extra encoder under a new label, e.g. mamba-no-ssm=mamba,ssm=false (repeatable)")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2; --quick: 0)")
-    p.add_argument("--quick", action="store_true", help="tiny variants, few epochs, 0.05° grid: a smoke run of the "
+    p.add_argument("--quick", action="store_true", help="tiny variants, 5 epochs, 0.1° grid: a smoke run of the "
                    "whole grid in minutes on a CPU")
     p.add_argument("--out", required=True, help="benchmark directory")
     p.add_argument("--resume", action="store_true", help="continue the benchmark in --out, skipping finished runs")
@@ -137,6 +139,7 @@ def _training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--weight-decay", type=float)
+    p.add_argument("--warmup-epochs", type=float, help="linear warm-up before the cosine decay")
     p.add_argument("--optimizer", choices=["adamw", "adam"])
     p.add_argument("--patience", type=int,
                    help="stop after this many epochs without a better validation score")
@@ -150,7 +153,7 @@ def _training_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _training_settings(args) -> tuple[dict, dict]:
-    names = ("epochs", "batch_size", "lr", "weight_decay", "optimizer", "patience", "precision")
+    names = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "optimizer", "patience", "precision")
     training = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
     inputs = {"two_theta": tuple(args.two_theta) if args.two_theta else None, "shape": args.shape,
               "augment": args.augment}
@@ -158,6 +161,9 @@ def _training_settings(args) -> tuple[dict, dict]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # OpenMP threads that spin while waiting make small-op models 30-50x slower on a busy machine;
+    # must be set before torch is imported (every command imports it lazily, after this line)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
@@ -366,12 +372,13 @@ def _train(args) -> None:
 
 
 def _variant(text: str) -> tuple[str, tuple[str, dict]]:
-    """``LABEL=ENCODER[:KEY=VALUE,...]``."""
+    """``LABEL=ENCODER[,KEY=VALUE...]``; the encoder may be qualified (``xrd-mamba:mamba``) and a
+    value may be JSON with commas (``channels=[8,16]``): items split only before ``KEY=``."""
     label, sep, rest = text.partition("=")
     if not sep or not label or not rest:
-        raise ValueError(f"--variant needs LABEL=ENCODER[:KEY=VALUE,...], got {text!r}")
-    encoder, _, options = rest.partition(":")
-    return label, (encoder, dict(_option(o) for o in options.split(",") if o))
+        raise ValueError(f"--variant needs LABEL=ENCODER[,KEY=VALUE...], got {text!r}")
+    encoder, *options = re.split(r",(?=[A-Za-z_]\w*=)", rest)
+    return label, (encoder, dict(_option(o) for o in options))
 
 
 def _bench(args) -> None:

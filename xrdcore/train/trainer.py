@@ -322,8 +322,13 @@ def _fit(config, cache, out, device, dist, progress, registry, inputs, model, st
                        f"{len(train_data)} and {len(splits['val'])}")
     train_sg = train_data.space_groups.cpu().numpy()
     parameters = [p for p in model.parameters() if p.requires_grad]
+    # an encoder may name parameters that must not decay (e.g. Mamba's A_log and D), as in timm
+    exempt = {f"encoder.{name}" for name in getattr(model.encoder, "no_weight_decay", lambda: ())()}
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = [{"params": [p for n, p in named if n not in exempt]},
+              {"params": [p for n, p in named if n in exempt], "weight_decay": 0.0}]
     optimizer = (torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam)(
-        parameters, lr=config.lr, weight_decay=config.weight_decay)
+        [g for g in groups if g["params"]], lr=config.lr, weight_decay=config.weight_decay)
     use_bf16 = device.type == "cuda" and config.precision in ("auto", "bf16")
     if config.precision == "bf16" and device.type != "cuda":
         raise RunError("precision bf16 is for CUDA devices; use fp32 or auto on the CPU")
