@@ -189,3 +189,52 @@ def test_a_disk_full_during_the_results_write_leaves_the_previous_file_whole(mp2
     monkeypatch.undo()
     assert (tmp_path / "results.json").read_bytes() == before
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+class ScaledEncoder(Encoder):
+    """A linear profile encoder with a scale that must not decay (named by no_weight_decay)."""
+
+    input_kind = "profile"
+
+    def __init__(self, input_length: int = 100):
+        super().__init__()
+        self.embed_dim = 4
+        self.linear = torch.nn.Linear(input_length, 4)
+        self.scale = torch.nn.Parameter(torch.ones(4))
+
+    def forward(self, batch):
+        return self.linear(batch) * self.scale
+
+    def no_weight_decay(self):
+        return ["scale"]
+
+
+class ScaledPlugin:
+    @hookimpl
+    def register_encoders(self, register):
+        register("scaled", ScaledEncoder)
+
+
+def test_variants_run_as_extra_encoders_and_no_weight_decay_is_honoured(mp20_cache, tmp_path):
+    from safetensors import safe_open
+
+    from xrdcore.cli import main
+
+    assert main(["bench", "--dataset", str(mp20_cache.path), "--encoders", "mlp", "--hierarchies", "flat",
+                 "--variant", "mlp-small=xrdcore:mlp,hidden=[16,8],dropout=0.0", "--quick", "--epochs", "1",
+                 "--two-theta", "5", "90", "0.05", "--device", "cpu", "--quiet", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert sorted(r["encoder"] for r in results["runs"]) == ["mlp", "mlp-small"]
+    record = json.loads((tmp_path / "runs" / "mlp-small__flat__sum" / "seed0" / "config.json").read_text())
+    assert record["config"]["encoder_options"] == {"hidden": [16, 8], "dropout": 0.0}
+    assert record["encoder"]["embed_dim"] == 8
+
+    registry = Registry(entry_points=[])
+    registry.add_plugin("scaled", ScaledPlugin())
+    from xrdcore.train import InputSpec, TrainConfig, train
+
+    config = TrainConfig("scaled", input=InputSpec(**TINY_INPUT), epochs=1, batch_size=8, weight_decay=0.5)
+    train(config, mp20_cache, tmp_path / "scaled", device="cpu", progress=False, registry=registry)
+    with safe_open(str(tmp_path / "scaled" / "checkpoints" / "last.safetensors"), "pt") as handle:
+        groups = json.loads(handle.metadata()["state"])["optimizer_groups"]
+    assert [(g["weight_decay"], len(g["params"])) for g in groups] == [(0.5, 4), (0.0, 1)]

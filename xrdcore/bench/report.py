@@ -110,7 +110,8 @@ def write_plots(folder: Path, out: Path, results: Mapping[str, Any]) -> list[Pat
         ax.bar(np.arange(len(levels)) + i * width, means, width, label=f"{row['encoder']} × {row['hierarchy']} × "
                                                                       f"{row['scheduler']}")
     ax.set_xticks(np.arange(len(levels)) + 0.4 - width / 2, levels, rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("test accuracy (space-group prediction mapped to the level)")
+    ax.set_ylabel("test accuracy")
+    ax.set_xlabel("hierarchy level (the space-group prediction mapped to it)")
     ax.set_ylim(0, 1)
     ax.legend(fontsize=6, loc="upper left")
     ax.set_title("Accuracy per hierarchy level")
