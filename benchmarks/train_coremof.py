@@ -4,8 +4,10 @@ accuracy, throughput (samples/s) and peak memory, through the same harness as `x
 On a GPU this is the full benchmark: all 12,020 CoRE MOF 2019-ASR entries, full-size models, the
 0.01° grid, three seeds (`--device cuda`). On a CPU the same script runs a reduced version that fits
 a small machine (`--limit`, `--tiny`, `--epochs`), and says so in its output. Results go to
-benchmarks/results/coremof-<device>/ (results.json, results.md, plots/) and a summary with the peak
-memory to benchmarks/results/train_coremof-<device>.json.
+benchmarks/results/<name>/ (results.json, results.md, plots/; name coremof-<device> by default) and
+a summary with the peak memory to benchmarks/results/train_<name>.json. With --encoders,
+--hierarchies, --schedulers and --variant it also runs the plugins' CoRE MOF tables (see the
+plugins' READMEs).
 
 Run on a GPU:  python benchmarks/train_coremof.py --device cuda
 Run on a CPU:  python benchmarks/train_coremof.py --device cpu --limit 1500 --tiny --epochs 15 --seeds 0
@@ -23,6 +25,7 @@ import torch
 
 from xrdcore.bench.harness import BenchSettings, run_bench
 from xrdcore.bench.report import leaderboard
+from xrdcore.cli import parse_variant
 from xrdcore.data.cache import open_dataset
 from xrdcore.storage import atomic_write_json
 
@@ -43,7 +46,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--tiny", action="store_true", help="the registered small variants (CPU)")
     parser.add_argument("--step", type=float, default=0.01, help="2θ step of the input grid, degrees")
-    parser.add_argument("--out", help="benchmark directory (default benchmarks/results/coremof-<device>)")
+    parser.add_argument("--variant", action="append", default=[], metavar="LABEL=ENCODER[,KEY=VALUE...]",
+                        help="an extra encoder with other options (ablations), as in xrdcore bench")
+    parser.add_argument("--name", help="results name (default coremof-<device>): benchmarks/results/NAME/ "
+                        "and benchmarks/results/train_NAME.json")
     args = parser.parse_args()
 
     from xrdcore.train.trainer import resolve_device
@@ -52,8 +58,10 @@ def main() -> None:
     started = time.perf_counter()
     cache = open_dataset("coremof", args.data_dir, limit=args.limit, workers=args.workers)
     build_seconds = time.perf_counter() - started
-    out = Path(args.out or ROOT / "benchmarks" / "results" / f"coremof-{device.type}")
+    name = args.name or f"coremof-{device.type}"
+    out = ROOT / "benchmarks" / "results" / name
     settings = BenchSettings(encoders=args.encoders, hierarchies=args.hierarchies, schedulers=args.schedulers,
+                             variants=dict(parse_variant(v) for v in args.variant),
                              seeds=tuple(int(s) for s in args.seeds.split(",")), quick=args.tiny,
                              training={"epochs": args.epochs, "batch_size": args.batch_size},
                              input={"two_theta": (5.0, 90.0, args.step)})
@@ -74,9 +82,9 @@ def main() -> None:
                          "top1": r["metrics"]["top1"], "top5": r["metrics"]["top5"],
                          "macro_f1": r["metrics"]["macro_f1"], "samples_per_s": r["samples_per_s"],
                          "parameters": r["parameters"]} for r in leaderboard(results)],
-        "results_dir": str(out.relative_to(ROOT)) if out.is_relative_to(ROOT) else str(out),
+        "results_dir": str(out.relative_to(ROOT)),
     }
-    atomic_write_json(ROOT / "benchmarks" / "results" / f"train_coremof-{device.type}.json", summary)
+    atomic_write_json(ROOT / "benchmarks" / "results" / f"train_{name}.json", summary)
     print(json.dumps(summary, indent=2))
 
 

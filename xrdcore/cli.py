@@ -371,9 +371,10 @@ def _train(args) -> None:
           f"{result['samples_per_s']:.0f} samples/s; metrics in {args.out}/metrics.json")
 
 
-def _variant(text: str) -> tuple[str, tuple[str, dict]]:
-    """``LABEL=ENCODER[,KEY=VALUE...]``; the encoder may be qualified (``xrd-mamba:mamba``) and a
-    value may be JSON with commas (``channels=[8,16]``): items split only before ``KEY=``."""
+def parse_variant(text: str) -> tuple[str, tuple[str, dict]]:
+    """``LABEL=ENCODER[,KEY=VALUE...]`` as (label, (encoder, options)); the encoder may be qualified
+    (``xrd-mamba:mamba``) and a value may be JSON with commas (``channels=[8,16]``): items are split
+    only before ``KEY=``."""
     label, sep, rest = text.partition("=")
     if not sep or not label or not rest:
         raise ValueError(f"--variant needs LABEL=ENCODER[,KEY=VALUE...], got {text!r}")
@@ -394,7 +395,7 @@ def _bench(args) -> None:
     except ValueError:
         raise ValueError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
     settings = BenchSettings(plugins=args.plugins, encoders=args.encoders, hierarchies=args.hierarchies,
-                             schedulers=args.schedulers, variants=dict(_variant(v) for v in args.variant),
+                             schedulers=args.schedulers, variants=dict(parse_variant(v) for v in args.variant),
                              seeds=seed_list, quick=args.quick, training=training, input=inputs)
     results = run_bench(_open_data(args), args.out, settings, device=args.device, resume=args.resume,
                         shard=args.shard, progress=not args.quiet, command=sys.argv)
