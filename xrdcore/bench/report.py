@@ -49,7 +49,7 @@ def write_markdown(path: Path, results: Mapping[str, Any]) -> Path:
         f"Device: {env['device_name']} · torch {env['torch']} (CUDA {env['cuda']}) · xrdcore {env['xrdcore']} "
         f"(git {str(git.get('commit', 'unknown'))[:10]}{' dirty' if git.get('dirty') else ''})"
         + "".join(f" · {name} {version}" for name, version in env["plugins"].items())
-        + (" · quick mode: tiny models, few epochs" if results["settings"]["quick"] else ""),
+        + (" · tiny variants (quick mode)" if results["settings"]["quick"] else ""),
         "",
         "| # | encoder | hierarchy | scheduler | " + " | ".join(h for h, _ in COLUMNS) + " | parameters | samples/s |",
         "|---|---|---|---|" + "---|" * len(COLUMNS) + "---|---|",
