@@ -16,7 +16,7 @@ from conftest import TINY_INPUT
 from xrdcore.bench.harness import BenchError, BenchSettings, find_combinations, run_bench
 from xrdcore.crystal.hierarchy import LabelHierarchy
 from xrdcore.hookspecs import hookimpl
-from xrdcore.interfaces import Encoder
+from xrdcore.interfaces import Encoder, LossScheduler
 from xrdcore.registry import Registry
 
 FAST = {"epochs": 2, "batch_size": 8, "warmup_epochs": 1.0}
@@ -238,3 +238,36 @@ def test_variants_run_as_extra_encoders_and_no_weight_decay_is_honoured(mp20_cac
     with safe_open(str(tmp_path / "scaled" / "checkpoints" / "last.safetensors"), "pt") as handle:
         groups = json.loads(handle.metadata()["state"])["optimizer_groups"]
     assert [(g["weight_decay"], len(g["params"])) for g in groups] == [(0.5, 4), (0.0, 1)]
+
+
+class AlternatingScheduler(LossScheduler):
+    """Weights that change every step, as an adaptive scheduler's do."""
+
+    def __init__(self):
+        self.step = 0
+
+    def combine(self, losses, shared=None, hierarchy=None):
+        self.step += 1
+        first = 0.25 if self.step % 2 else 0.75
+        weights = {name: (first if i == 0 else 1.0) for i, name in enumerate(losses)}
+        return sum(weights[n] * loss for n, loss in losses.items()), weights
+
+
+class AlternatingPlugin:
+    @hookimpl
+    def register_loss_schedulers(self, register):
+        register("alternating", AlternatingScheduler)
+
+
+def test_adaptive_loss_weights_are_logged_for_every_step(mp20_cache, tmp_path):
+    from xrdcore.train import InputSpec, TrainConfig, train
+
+    registry = Registry(entry_points=[])
+    registry.add_plugin("alternating", AlternatingPlugin())
+    config = TrainConfig("mlp", hierarchy="multilevel", scheduler="alternating", encoder_options={"hidden": (8,)},
+                         input=InputSpec(**TINY_INPUT), epochs=1, batch_size=8)
+    history = train(config, mp20_cache, tmp_path, device="cpu", progress=False, registry=registry)["history"]
+    steps = history[0]["loss_weights_per_step"]
+    assert steps["space_group"] == [0.25, 0.75, 0.25, 0.75, 0.25][:len(steps["space_group"])]
+    assert len(steps["space_group"]) == 5 and set(steps["crystal_system"]) == {1.0}
+    assert history[0]["loss_weights"]["space_group"] == pytest.approx(sum(steps["space_group"]) / 5)

@@ -391,6 +391,8 @@ def _fit(config, cache, out, device, dist, progress, registry, inputs, model, st
                "val_top1": val["top1"], "lr": lr, "seconds": round(seconds, 3),
                "samples_per_s": seen / seconds if seconds > 0 else None,
                "loss_weights": {k: float(np.mean(v)) for k, v in level_weights.items()}}
+        if any(len(set(v)) > 1 for v in level_weights.values()):  # a scheduler that adapts (MGDA): every step
+            row["loss_weights_per_step"] = {k: [round(w, 6) for w in v] for k, v in level_weights.items()}
         state["history"].append(row)
         state["epoch"] = epoch + 1
         if state["best"] is None or _selection_key(val) > tuple(state["best"]):
