@@ -94,8 +94,11 @@ def _select(registry: Any, kind: str, pattern: str, plugins: set[str] | None) ->
 
 
 def find_combinations(settings: BenchSettings, registry: Any,
-                      input_kinds: Sequence[str] = ("profile", "peaks")) -> tuple[list[Combination], list[dict]]:
-    """The valid cells of the grid, sorted, and the skipped ones with the reason."""
+                      input_kinds: Sequence[str] | None = None) -> tuple[list[Combination], list[dict]]:
+    """The valid cells of the grid, sorted, and the skipped ones with the reason; ``input_kinds``
+    are those the data can feed (default: what a peak cache feeds)."""
+    if input_kinds is None:
+        from xrdcore.train.inputs import PEAK_CACHE_KINDS as input_kinds
     plugins = None
     if settings.plugins.strip() != "all":
         plugins = {p.strip() for p in settings.plugins.split(",") if p.strip()}
