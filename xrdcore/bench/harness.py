@@ -287,6 +287,16 @@ def collect_runs(out: Path, combos: Sequence[Combination], seeds: Sequence[int])
     return rows
 
 
+def _training_settings(out: Path) -> dict[str, Any] | None:
+    """The optimiser, schedule and input settings the runs used (from any run's config.json; only
+    the encoder and its options differ between runs of one benchmark)."""
+    for config in sorted(out.glob("runs/*/seed*/config.json")):
+        trained = json.loads(config.read_text())["config"]
+        return {k: v for k, v in trained.items()
+                if k not in ("encoder", "hierarchy", "scheduler", "encoder_options", "seed")}
+    return None
+
+
 def write_results(out: Path, cache: Any, settings: BenchSettings, combos: Sequence[Combination],
                   skipped: Sequence[dict], device: Any, command: Sequence[str] | None,
                   wall_seconds: float, plots: bool = True, registry: Any | None = None) -> dict[str, Any]:
@@ -310,6 +320,7 @@ def write_results(out: Path, cache: Any, settings: BenchSettings, combos: Sequen
         "seeds": list(settings.seeds),
         "ceiling": {name: extinction_ceiling(train_sg, test_sg, name) for name in EXTINCTION_LEVELS},
         "runs": collect_runs(out, combos, settings.seeds),
+        "training": _training_settings(out),
         "skipped": list(skipped),
         "wall_seconds": round(wall_seconds, 2),
     }

@@ -36,6 +36,17 @@ def leaderboard(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (-r["metrics"]["top1"]["mean"], r["id"]))
 
 
+def _training_line(training: Mapping[str, Any] | None) -> str:
+    if not training:
+        return ""
+    grid = training["input"]["two_theta"]
+    return (f"Training: {training['optimizer']} lr {training['lr']:g}, weight decay {training['weight_decay']:g}, "
+            f"{training['epochs']} epochs ({training['warmup_epochs']:g} warm-up, cosine), batch "
+            f"{training['batch_size']}, patience {training['patience']}; input {training['input']['kind']} on "
+            f"{grid[0]:g}-{grid[1]:g}° at {grid[2]:g}°, {training['input']['shape']} peaks, augmentation "
+            f"{training['input']['augment']}.")
+
+
 def write_markdown(path: Path, results: Mapping[str, Any]) -> Path:
     data, env = results["data"], results["environment"]
     git = env.get("git") or {}
@@ -50,6 +61,7 @@ def write_markdown(path: Path, results: Mapping[str, Any]) -> Path:
         f"(git {str(git.get('commit', 'unknown'))[:10]}{' dirty' if git.get('dirty') else ''})"
         + "".join(f" · {name} {version}" for name, version in env["plugins"].items())
         + (" · tiny variants (quick mode)" if results["settings"]["quick"] else ""),
+        _training_line(results.get("training")),
         "",
         "| # | encoder | hierarchy | scheduler | " + " | ".join(h for h, _ in COLUMNS) + " | parameters | samples/s |",
         "|---|---|---|---|" + "---|" * len(COLUMNS) + "---|---|",
