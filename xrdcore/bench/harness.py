@@ -201,6 +201,7 @@ def run_bench(data: Any, out: str | Path, settings: BenchSettings, *, device: st
     combos, skipped = find_combinations(settings, registry)
     runs = [(c, s) for c in combos for s in settings.seeds][k::n]
     device = resolve_device(device)
+    header = results_header(cache, settings, skipped, device, command, registry)
     shared: dict[Any, dict[str, SplitInputs]] = {}
     bar = tqdm(runs, desc="bench", unit="run", disable=not progress)
     for combo, seed in bar:
@@ -221,10 +222,8 @@ def run_bench(data: Any, out: str | Path, settings: BenchSettings, *, device: st
         except Exception as exc:  # noqa: BLE001 - one failing run must not stop the grid
             atomic_write_json(failed, {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
             tqdm.write(f"{combo.id} seed {seed}: FAILED: {type(exc).__name__}: {exc}")
-        write_results(out, cache, settings, combos, skipped, device, command,
-                      wall_seconds=time.perf_counter() - started, plots=False, registry=registry)
-    return write_results(out, cache, settings, combos, skipped, device, command,
-                         wall_seconds=time.perf_counter() - started, registry=registry)
+        write_results(out, header, combos, settings.seeds, time.perf_counter() - started, plots=False)
+    return write_results(out, header, combos, settings.seeds, time.perf_counter() - started)
 
 
 # --- results ------------------------------------------------------------------------------------
@@ -297,36 +296,38 @@ def _training_settings(out: Path) -> dict[str, Any] | None:
     return None
 
 
-def write_results(out: Path, cache: Any, settings: BenchSettings, combos: Sequence[Combination],
-                  skipped: Sequence[dict], device: Any, command: Sequence[str] | None,
-                  wall_seconds: float, plots: bool = True, registry: Any | None = None) -> dict[str, Any]:
-    """results.json, results.md (and plots) from every run found in ``out``, written atomically."""
-    from xrdcore.bench.report import write_markdown, write_plots
+def results_header(cache: Any, settings: BenchSettings, skipped: Sequence[dict], device: Any,
+                   command: Sequence[str] | None, registry: Any | None = None) -> dict[str, Any]:
+    """The parts of results.json that do not change while the grid runs: settings, environment,
+    data, seeds, the extinction-class ceiling and the skipped combinations."""
     from xrdcore.environment import environment
     from xrdcore.metrics import EXTINCTION_LEVELS, extinction_ceiling
 
     train_sg = cache.space_groups[cache.indices("train")]
     test_sg = cache.space_groups[cache.indices("test")]
-    results = {
+    return {
         "format": BENCH_FORMAT,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "command": list(command) if command else None,
         "settings": settings.to_dict(),
         "environment": environment(device, registry),
-        "data": {"path": str(cache.path), "dataset": cache.manifest["spec"]["dataset"],
-                 "key": cache.manifest["key"], "split_hash": cache.manifest["split_hash"],
-                 "split_counts": {s: len(cache.indices(s)) for s in ("train", "val", "test")},
-                 "provenance": cache.manifest.get("provenance"), "licence": cache.manifest.get("licence")},
+        "data": {**cache.describe(), "provenance": cache.manifest.get("provenance"),
+                 "licence": cache.manifest.get("licence")},
         "seeds": list(settings.seeds),
         "ceiling": {name: extinction_ceiling(train_sg, test_sg, name) for name in EXTINCTION_LEVELS},
-        "runs": collect_runs(out, combos, settings.seeds),
-        "training": _training_settings(out),
         "skipped": list(skipped),
-        "wall_seconds": round(wall_seconds, 2),
     }
+
+
+def write_results(out: Path, header: Mapping[str, Any], combos: Sequence[Combination], seeds: Sequence[int],
+                  wall_seconds: float, plots: bool = True) -> dict[str, Any]:
+    """results.json, results.md (and plots) from every run found in ``out``, written atomically."""
+    from xrdcore.bench.report import write_markdown, write_plots
+
+    results = {**header, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "runs": collect_runs(out, combos, seeds), "training": _training_settings(out),
+               "wall_seconds": round(wall_seconds, 2)}
     atomic_write_json(out / "results.json", results)
     write_markdown(out / "results.md", results)
     if plots:
         write_plots(out / "plots", out, results)
     return results
-

@@ -240,6 +240,12 @@ class PeakCache:
         wanted = set(self.split.ids[split])
         return np.array([i for i, id_ in enumerate(self.ids) if id_ in wanted and self.simulated[i]], dtype=np.int64)
 
+    def describe(self) -> dict[str, Any]:
+        """What runs and results record about the data they used: where, which build, which split."""
+        return {"path": str(self.path.resolve()), "dataset": self.manifest["spec"]["dataset"],
+                "key": self.manifest["key"], "split_hash": self.manifest["split_hash"],
+                "split_counts": {s: len(self.indices(s)) for s in SPLITS}}
+
     def peaks(self, index: int) -> PeakList:
         chunk = self._chunk(index // self.chunk_size)
         j = index % self.chunk_size

@@ -6,14 +6,14 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import torch
 
 from xrdcore.data.cache import PeakCache
 from xrdcore.diffraction.augment import Augmentations, augment
-from xrdcore.diffraction.profile import DEFAULT_CAGLIOTI, AngleGrid, PeakBatch, render
+from xrdcore.diffraction.profile import DEFAULT_CAGLIOTI, AngleGrid, PeakBatch, PeakShape, render
 
 #: input kinds a peak cache can feed; ``images`` need a simulator of their own
 PEAK_CACHE_KINDS = ("profile", "peaks")
@@ -46,8 +46,8 @@ class InputSpec:
             raise ValueError(f"two_theta needs (start, stop, step) and caglioti (U, V, W); got "
                              f"{self.two_theta} and {self.caglioti}")
         AngleGrid(*self.two_theta)  # checks the grid
-        if self.shape not in ("gaussian", "pseudo-voigt", "lorentzian", "stick"):
-            raise ValueError(f"unknown peak shape {self.shape!r}; use gaussian, pseudo-voigt, lorentzian or stick")
+        if self.shape not in get_args(PeakShape):
+            raise ValueError(f"unknown peak shape {self.shape!r}; use one of {', '.join(get_args(PeakShape))}")
         if self.augment not in AUGMENTATIONS:
             raise ValueError(f"augment must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}")
 

@@ -249,12 +249,6 @@ def _parameter_digest(model: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
-def _describe_data(cache: PeakCache) -> dict[str, Any]:
-    return {"path": str(cache.path.resolve()), "dataset": cache.manifest["spec"]["dataset"],
-            "key": cache.manifest["key"], "split_hash": cache.manifest["split_hash"],
-            "split_counts": {s: len(cache.indices(s)) for s in ("train", "val", "test")}}
-
-
 def train(config: TrainConfig, data: str | Path | PeakCache, out: str | Path, *, device: str = "auto",
           resume: bool = True, progress: bool = True, registry: Any | None = None,
           inputs: Mapping[str, SplitInputs] | None = None) -> dict[str, Any]:
@@ -269,6 +263,8 @@ def train(config: TrainConfig, data: str | Path | PeakCache, out: str | Path, *,
     cache = data if isinstance(data, PeakCache) else PeakCache(data)
     config.input.check_cache(cache)
     device = resolve_device(device)
+    if config.precision == "bf16" and device.type != "cuda":
+        raise RunError("precision bf16 is for CUDA devices; use fp32 or auto on the CPU")
     dist = _distributed(device)
     try:
         return _train(config, cache, out, device, dist, resume, progress and dist.main, registry, inputs)
@@ -287,7 +283,7 @@ def _train(config, cache, out, device, dist, resume, progress, registry, inputs)
     metrics_file = out / "metrics.json"
     torch.manual_seed(config.seed)  # the initial weights
     model, description = build_model(config, registry)
-    record = {"format": RUN_FORMAT, "config": config.to_dict(), **description, "data": _describe_data(cache)}
+    record = {"format": RUN_FORMAT, "config": config.to_dict(), **description, "data": cache.describe()}
     config_file = out / "config.json"
     if config_file.exists():
         stored = _read_json(config_file)
@@ -321,17 +317,15 @@ def _fit(config, cache, out, device, dist, progress, registry, inputs, model, st
         raise RunError(f"{cache.path}: needs at least 2 training and 1 validation structure, has "
                        f"{len(train_data)} and {len(splits['val'])}")
     train_sg = train_data.space_groups.cpu().numpy()
-    parameters = [p for p in model.parameters() if p.requires_grad]
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    parameters = [p for _, p in named]
     # an encoder may name parameters that must not decay (e.g. Mamba's A_log and D), as in timm
     exempt = {f"encoder.{name}" for name in getattr(model.encoder, "no_weight_decay", lambda: ())()}
-    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     groups = [{"params": [p for n, p in named if n not in exempt]},
               {"params": [p for n, p in named if n in exempt], "weight_decay": 0.0}]
     optimizer = (torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam)(
         [g for g in groups if g["params"]], lr=config.lr, weight_decay=config.weight_decay)
     use_bf16 = device.type == "cuda" and config.precision in ("auto", "bf16")
-    if config.precision == "bf16" and device.type != "cuda":
-        raise RunError("precision bf16 is for CUDA devices; use fp32 or auto on the CPU")
     autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
 
     state: dict[str, Any] = {"epoch": 0, "step": 0, "history": [], "best": None, "best_epoch": None,
