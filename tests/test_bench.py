@@ -18,6 +18,7 @@ from xrdcore.crystal.hierarchy import LabelHierarchy
 from xrdcore.hookspecs import hookimpl
 from xrdcore.interfaces import Encoder, LossScheduler
 from xrdcore.registry import Registry
+from xrdcore.storage import TEMPORARY_SUFFIX
 
 FAST = {"epochs": 2, "batch_size": 8, "warmup_epochs": 1.0}
 
@@ -190,7 +191,7 @@ def test_a_disk_full_during_the_results_write_leaves_the_previous_file_whole(mp2
         run_bench(mp20_cache, tmp_path, settings, device="cpu", progress=False, resume=True)
     monkeypatch.undo()
     assert (tmp_path / "results.json").read_bytes() == before
-    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(TEMPORARY_SUFFIX)]
 
 
 class ScaledEncoder(Encoder):

@@ -18,6 +18,7 @@ from conftest import TINY_INPUT, TINY_RCNET
 from xrdcore.cli import main
 from xrdcore.train import (CheckpointError, InputSpec, RunError, TrainConfig, build_model, load_checkpoint,
                            load_run, save_checkpoint, train)
+from xrdcore.storage import TEMPORARY_SUFFIX
 
 
 def tiny_config(**changes):
@@ -80,6 +81,13 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_to_the_same_result(mp20_c
     resumed = train(config, mp20_cache, tmp_path / "killed", device="cpu", progress=False)
     assert resumed["parameter_digest"] == reference["parameter_digest"]
     assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in reference["history"]]
+
+
+def test_a_run_killed_while_writing_its_config_starts_again(mp20_cache, tmp_path):
+    """kill -9 between creating the temporary config file and renaming it leaves only that file."""
+    (tmp_path / f".config.json.k1ll3d{TEMPORARY_SUFFIX}").write_text('{"form')
+    result = train(tiny_config(hierarchy="flat", epochs=1), mp20_cache, tmp_path, device="cpu", progress=False)
+    assert result["status"] == "complete" and (tmp_path / "config.json").is_file()
 
 
 def test_early_stopping_ends_a_run_that_stops_improving(mp20_cache, tmp_path):

@@ -8,13 +8,23 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+TEMPORARY_SUFFIX = ".xrdcore-tmp"
+
+
+def holds_other_files(directory: str | os.PathLike, ours: tuple[str, ...] = ()) -> bool:
+    """Whether ``directory`` holds anything but the files named in ``ours`` and temporaries that a
+    write killed with -9 left behind: such a directory belongs to someone else and is left alone."""
+    directory = Path(directory)
+    return directory.exists() and any(p.name not in ours and not p.name.endswith(TEMPORARY_SUFFIX)
+                                      for p in directory.iterdir())
+
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to a temporary file beside ``path``, flush it to disk, then rename it over
     ``path``: readers see the old file or the new one, never a truncated one (disk full included)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)

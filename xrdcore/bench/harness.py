@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from xrdcore.data.parallel import parse_shard
-from xrdcore.storage import atomic_write_json
+from xrdcore.storage import atomic_write_json, holds_other_files
 
 BENCH_FORMAT = "xrdcore-bench/1"
 
@@ -194,7 +194,7 @@ def run_bench(data: Any, out: str | Path, settings: BenchSettings, *, device: st
         if stored.get("settings") != json.loads(json.dumps(settings.to_dict())) or \
                 stored.get("data_key") != cache.manifest["key"]:
             raise BenchError(f"{out}: holds a benchmark of other settings or data; choose another --out")
-    elif out.exists() and any(out.iterdir()):
+    elif holds_other_files(out):
         raise BenchError(f"{out}: exists and is not a benchmark directory; choose an empty or new --out")
     atomic_write_json(out / "bench.json", {"format": BENCH_FORMAT, "settings": settings.to_dict(),
                                            "data_key": cache.manifest["key"], "data": str(cache.path)})

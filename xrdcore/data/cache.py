@@ -37,7 +37,7 @@ from xrdcore.data.labels import DEFAULT_SYMPREC
 from xrdcore.data.parallel import check_workers, ordered_map
 from xrdcore.data.splits import DEFAULT_FRACTIONS, SPLITS, Split
 from xrdcore.diffraction.pxrd import PeakList, StructureError, peak_list
-from xrdcore.storage import atomic_write_bytes, atomic_write_json
+from xrdcore.storage import atomic_write_bytes, atomic_write_json, holds_other_files
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -121,7 +121,7 @@ def build_cache(out: str | Path, spec: BuildSpec, *, workers: int = 1, chunk_siz
         if manifest.get("status") == "complete":
             return PeakCache(out)
         chunk_size = int(manifest.get("chunk_size", chunk_size))  # a resumed build keeps its layout
-    elif out.exists() and any(p.name != "manifest.json" for p in out.iterdir()):
+    elif holds_other_files(out, ours=("manifest.json",)):
         raise CacheError(f"{out}: exists and is not an xrdcore cache; choose an empty or new directory")
     started = time.perf_counter()
     source = _source(spec.dataset, registry)

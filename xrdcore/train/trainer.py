@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from xrdcore.data.cache import PeakCache
 from xrdcore.metrics import evaluate
-from xrdcore.storage import atomic_write_json
+from xrdcore.storage import atomic_write_json, holds_other_files
 from xrdcore.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from xrdcore.train.inputs import InputSpec, SplitInputs
 from xrdcore.train.model import HierarchicalClassifier, count_parameters
@@ -295,7 +295,7 @@ def _train(config, cache, out, device, dist, resume, progress, registry, inputs)
             return _read_json(metrics_file)
         if not resume:
             raise RunError(f"{out}: holds an unfinished run; resume it or delete the directory")
-    elif out.exists() and any(out.iterdir()):
+    elif holds_other_files(out):
         raise RunError(f"{out}: exists and is not an xrdcore run directory")
     if dist.main:
         atomic_write_json(config_file, {**record, "environment": environment(device, registry)})
