@@ -117,7 +117,7 @@ def test_a_bench_writes_results_with_seeds_a_leaderboard_and_plots_and_survives_
     assert saved["runs"] == json.loads(json.dumps(results["runs"]))
     markdown = (tmp_path / "results.md").read_text()
     assert "extinction-class ceiling" in markdown and "## Failed runs" in markdown
-    assert results["training"]["epochs"] == 2 and results["training"]["input"]["two_theta"] == [5.0, 90.0, 0.05]
+    assert results["training"]["epochs"] == 2 and results["training"]["inputs"][0]["two_theta"] == [5.0, 90.0, 0.05]
     assert "2 epochs (1 warm-up, cosine), batch 8" in markdown and "at 0.05°" in markdown
     assert "flaky plugin exploded" in markdown
     table = [line for line in markdown.splitlines() if line.startswith("| ") and "nopoolcnn" in line]

@@ -13,6 +13,7 @@ import xrdcore
 
 L = 1000  # 10-60 deg at 0.05 deg
 GRID = (10.0, 60.0, 0.05)
+IMAGES = {"views": 3, "channels": 3, "image_size": 32}
 #: expected parameter-count ranges at default sizes (input_length 8500)
 DEFAULT_PARAMS = {
     "mlp": (45e6, 55e6),        # 8500*4000 + 4000*3000 + 3000*1000 + 1000*800 ≈ 49.8M
@@ -31,8 +32,12 @@ def _factory(name):
 def _build(name, length=L, **overrides):
     """The encoder's registered small variant (``tiny``) at ``length`` points."""
     kwargs = dict(xrdcore.get_registry().get("encoder", name).tiny, **overrides)
-    if "input_length" in inspect.signature(_factory(name)).parameters:
+    parameters = inspect.signature(_factory(name)).parameters
+    if "input_length" in parameters:
         kwargs.setdefault("input_length", length)
+    for key, value in IMAGES.items():
+        if key in parameters:
+            kwargs.setdefault(key, value)
     return xrdcore.create_encoder(name, **kwargs)
 
 
@@ -44,6 +49,8 @@ def _batch(encoder, b=3, length=L):
         p = 12
         return {"two_theta": torch.sort(torch.rand(b, p) * 50 + 10).values,
                 "intensity": torch.rand(b, p), "mask": torch.arange(p).expand(b, p) < 8}
+    if encoder.input_kind == "images":
+        return torch.rand(b, IMAGES["views"], IMAGES["channels"], IMAGES["image_size"], IMAGES["image_size"])
     pytest.skip(f"no generic test input for input kind {encoder.input_kind!r}")
 
 
@@ -114,6 +121,9 @@ def test_forward_backward_and_determinism(name):
     encoder.eval()
     with torch.no_grad():
         assert torch.equal(encoder(x), encoder(x))
+        views = encoder.view_embeddings(x)  # one per view; their concatenation is the embedding
+        assert views.dim() == 3 and views.shape[0] == 3 and views.shape[1] * views.shape[2] == encoder.embed_dim
+        assert torch.allclose(views.flatten(1), encoder(x), atol=1e-6)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -49,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--peaks", action="store_true", help="write the peak list instead of the profile")
     p.add_argument("--out", help="file to write (default: standard output)")
     p.add_argument("--plot", help="also save a PNG of the profile with the strongest peaks labelled")
+    p.add_argument("--images", metavar="PNG", help="save the views of an images simulator side by side instead "
+                   "(e.g. xrd-msdn's zone-axis: shaped spot patterns along x, y, z)")
+    p.add_argument("--simulator", help="images simulator (default: the one installed)")
+    p.add_argument("--simulator-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="images simulator argument, e.g. size=224 or representation=spots (repeatable)")
     p.set_defaults(run=_simulate)
 
     data = commands.add_parser("data", help="build and inspect cached data sets").add_subparsers(
@@ -150,14 +155,33 @@ def _training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shape", choices=["gaussian", "pseudo-voigt", "lorentzian", "stick"],
                    help="peak shape of the rendered profiles (default gaussian)")
     p.add_argument("--augment", choices=["none", "laboratory"], help="augment training profiles (default none)")
+    p.add_argument("--simulator", help="images simulator for encoders that take images (default: the one installed)")
+    p.add_argument("--simulator-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="images simulator argument, e.g. size=64 or representation=spots (repeatable)")
+    p.add_argument("--heads", choices=["shared", "per-view"],
+                   help="per-view: a head per view of a multistream encoder, losses summed (MSDN)")
+    p.add_argument("--holdout-space-groups", metavar="N|SG,SG,...",
+                   help="keep N space groups (or these) out of training; score them against reference embeddings")
 
 
-def _training_settings(args) -> tuple[dict, dict]:
-    names = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "optimizer", "patience", "precision")
+def _training_settings(args) -> tuple[dict, dict, dict]:
+    """Training settings, profile/peaks input settings, and images settings (simulator, options)."""
+    names = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "optimizer", "patience", "precision",
+             "heads")
     training = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    if args.holdout_space_groups:
+        try:
+            held = [int(v) for v in args.holdout_space_groups.split(",") if v.strip()]
+        except ValueError:
+            raise ValueError(f"--holdout-space-groups takes a count or space-group numbers, "
+                             f"got {args.holdout_space_groups!r}") from None
+        training["holdout_space_groups"] = held[0] if "," not in args.holdout_space_groups else held
     inputs = {"two_theta": tuple(args.two_theta) if args.two_theta else None, "shape": args.shape,
               "augment": args.augment}
-    return training, {k: v for k, v in inputs.items() if v is not None}
+    images = dict(_option(o) for o in args.simulator_option)
+    if args.simulator:
+        images["simulator"] = args.simulator
+    return training, {k: v for k, v in inputs.items() if v is not None}, images
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -273,6 +297,10 @@ def _simulate(args) -> None:
     from xrdcore.diffraction.pxrd import StructureError
 
     structure = read_structure(args.cif)
+    if args.images:
+        _simulate_images(args, structure)
+        if not (args.out or args.plot or args.peaks):
+            return
     simulator = PXRDSimulator(wavelength=args.wavelength, two_theta=args.range, shape=args.shape)
     try:
         (peaks,) = simulator.peaks([structure])
@@ -298,6 +326,27 @@ def _simulate(args) -> None:
 
         plot_profile(args.plot, simulator.grid.values, profile, peaks,
                      title=f"{structure.composition.reduced_formula}, {simulator.wavelength:.5f} Å")
+
+
+def _simulate_images(args, structure) -> None:
+    from xrdcore import get_registry
+    from xrdcore.bench.harness import images_input
+    from xrdcore.diffraction.plot import plot_images
+
+    images = dict(_option(o) for o in args.simulator_option)
+    if args.simulator:
+        images["simulator"] = args.simulator
+    spec = images_input(get_registry(), images)
+    simulator = spec.create_simulator()
+    try:
+        (views,) = simulator.simulate([structure])
+    except Exception as exc:
+        raise ValueError(f"{args.cif}: simulator {spec.simulator!r} failed: {exc}") from exc
+    titles = getattr(simulator, "view_titles", None) or [f"view {v + 1}" for v in range(len(views))]
+    plot_images(args.images, views.cpu().numpy() if hasattr(views, "cpu") else views, titles=list(titles),
+                title=f"{structure.composition.reduced_formula}: {spec.simulator} "
+                      + ", ".join(f"{k}={v}" for k, v in spec.simulator_options))
+    print(f"images: {args.images}")
 
 
 def _data_build(args) -> None:
@@ -355,15 +404,20 @@ def _train(args) -> None:
     from xrdcore import get_registry
     from xrdcore.train import InputSpec, TrainConfig, train
 
-    training, inputs = _training_settings(args)
+    from xrdcore.bench.harness import images_input
+
+    training, inputs, images = _training_settings(args)
+    registry = get_registry()
     encoder_options = dict(_option(o) for o in args.encoder_option)
     if args.tiny:
-        encoder_options = {**get_registry().get("encoder", args.encoder).tiny, **encoder_options}
+        encoder_options = {**registry.get("encoder", args.encoder).tiny, **encoder_options}
+    kind = getattr(registry.get("encoder", args.encoder).load(), "input_kind", "profile")
+    spec = images_input(registry, images) if kind == "images" else InputSpec(kind=kind, **inputs)
     config = TrainConfig(args.encoder, hierarchy=args.hierarchy, scheduler=args.scheduler,
                          encoder_options=encoder_options,
                          hierarchy_options=dict(_option(o) for o in args.hierarchy_option),
                          scheduler_options=dict(_option(o) for o in args.scheduler_option),
-                         input=InputSpec(**inputs), seed=args.seed, **training)
+                         input=spec, seed=args.seed, **training)
     result = train(config, _open_data(args), args.out, device=args.device, progress=not args.quiet)
     test = result["test"]
     print(f"{args.out}: best epoch {result['best_epoch']} of {result['epochs_run']}; test top-1 {test['top1']:.3f}, "
@@ -378,7 +432,7 @@ def parse_variant(text: str) -> tuple[str, tuple[str, dict]]:
     label, sep, rest = text.partition("=")
     if not sep or not label or not rest:
         raise ValueError(f"--variant needs LABEL=ENCODER[,KEY=VALUE...], got {text!r}")
-    encoder, *options = re.split(r",(?=[A-Za-z_]\w*=)", rest)
+    encoder, *options = re.split(r",(?=[A-Za-z_][\w.]*=)", rest)
     return label, (encoder, dict(_option(o) for o in options))
 
 
@@ -388,7 +442,7 @@ def _bench(args) -> None:
     from xrdcore.bench.harness import BenchSettings, run_bench
     from xrdcore.bench.report import leaderboard
 
-    training, inputs = _training_settings(args)
+    training, inputs, images = _training_settings(args)
     seeds = args.seeds if not (args.quick and args.seeds == "0,1,2") else "0"
     try:
         seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
@@ -396,7 +450,7 @@ def _bench(args) -> None:
         raise ValueError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
     settings = BenchSettings(plugins=args.plugins, encoders=args.encoders, hierarchies=args.hierarchies,
                              schedulers=args.schedulers, variants=dict(parse_variant(v) for v in args.variant),
-                             seeds=seed_list, quick=args.quick, training=training, input=inputs)
+                             seeds=seed_list, quick=args.quick, training=training, input=inputs, images=images)
     results = run_bench(_open_data(args), args.out, settings, device=args.device, resume=args.resume,
                         shard=args.shard, progress=not args.quiet, command=sys.argv)
     board = leaderboard(results)

@@ -43,6 +43,14 @@ class Encoder(nn.Module, abc.ABC):
     def forward(self, batch: Any) -> torch.Tensor:
         """Embed a batch of the declared input kind into a ``(B, embed_dim)`` tensor."""
 
+    def view_embeddings(self, batch: Any) -> torch.Tensor:
+        """``(B, V, D)``: one embedding per view for multistream encoders (e.g. one per zone axis,
+        with ``forward`` their concatenation, ``embed_dim = V * D``); others are one view.
+
+        Per-view heads (``TrainConfig(heads="per-view")``) and reference scoring of unseen space
+        groups (cosine similarity summed over views) use it."""
+        return self(batch).unsqueeze(1)
+
     def contract_errors(self) -> list[str]:
         """What this instance gets wrong about the contract above (empty if nothing)."""
         errors = []
@@ -80,6 +88,9 @@ class Simulator(abc.ABC):
     """
 
     output_kind: ClassVar[InputKind]
+    #: the shape of one structure's output when it is fixed, e.g. (V, C, H, W) for images: encoders
+    #: are sized from it before anything is simulated
+    output_shape: tuple[int, ...] | None = None
 
     @property
     @abc.abstractmethod

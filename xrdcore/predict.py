@@ -27,6 +27,7 @@ from xrdcore.diffraction.plot import save_figure
 from xrdcore.diffraction.readers import read_pattern, resample
 from xrdcore.train.checkpoint import CheckpointError
 from xrdcore.train.inputs import InputSpec
+from xrdcore.train.model import class_logits
 from xrdcore.train.trainer import RunError, load_run
 
 #: below this fraction of the model's 2θ grid measured, the prediction carries a warning
@@ -136,7 +137,7 @@ def predict(run_dir: str | Path, pattern_path: str | Path, top: int = 5, outside
 
     with torch.no_grad():
         _, logits = model(torch.from_numpy(profile)[None].to(next(model.parameters()).device))
-    probabilities = {name: torch.softmax(v[0].float(), dim=0).cpu().numpy() for name, v in logits.items()}
+    probabilities = {name: torch.softmax(class_logits(v)[0].float(), dim=0).cpu().numpy() for name, v in logits.items()}
 
     sg_level = model.hierarchy["space_group"]
     sg_probability = probabilities["space_group"]
@@ -184,6 +185,9 @@ def _load(run_dir: Path, device: str):
         raise RunError(f"{run_dir}: the run's encoder takes peak lists ('peaks' inputs); predicting from a "
                        "measured profile would need a peak finder, which xrdcore does not have: only runs on "
                        "'profile' inputs can predict")
+    if kind == "images":
+        raise RunError(f"{run_dir}: the run's encoder takes simulated diffraction images ('images' inputs), "
+                       "not a measured powder profile: only runs on 'profile' inputs can predict")
     try:
         return load_run(run_dir, "best", device)
     except CheckpointError:

@@ -59,7 +59,12 @@ class BenchSettings:
     """What a benchmark runs. Patterns (``*``, ``rcnet,mlp``) select components; ``plugins``
     limits them to those plugins (built-ins always take part: they are the baselines);
     ``variants`` adds encoders under new labels with other options, e.g.
-    ``{"mamba-no-ssm": ("mamba", {"ssm": False})}`` for an ablation."""
+    ``{"mamba-no-ssm": ("mamba", {"ssm": False})}`` for an ablation; options named ``input.X`` set
+    the input instead (an :class:`InputSpec` field, or for images an option of the simulator:
+    ``{"msdn-spots": ("msdn", {"input.representation": "spots"})}``) and ``train.X`` a training
+    setting (``{"msdn-paper": ("msdn", {"train.heads": "per-view"})}``). ``images`` chooses the
+    images simulator (``simulator``, default: the one installed) and its options for encoders
+    that take images."""
 
     plugins: str = "all"
     encoders: str = "*"
@@ -70,11 +75,13 @@ class BenchSettings:
     quick: bool = False
     training: dict[str, Any] = field(default_factory=dict)
     input: dict[str, Any] = field(default_factory=dict)
+    images: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"plugins": self.plugins, "encoders": self.encoders, "hierarchies": self.hierarchies,
                 "schedulers": self.schedulers, "variants": {k: [n, o] for k, (n, o) in self.variants.items()},
-                "seeds": list(self.seeds), "quick": self.quick, "training": self.training, "input": self.input}
+                "seeds": list(self.seeds), "quick": self.quick, "training": self.training, "input": self.input,
+                "images": self.images}
 
 
 def _select(registry: Any, kind: str, pattern: str, plugins: set[str] | None) -> list[str]:
@@ -96,9 +103,12 @@ def _select(registry: Any, kind: str, pattern: str, plugins: set[str] | None) ->
 def find_combinations(settings: BenchSettings, registry: Any,
                       input_kinds: Sequence[str] | None = None) -> tuple[list[Combination], list[dict]]:
     """The valid cells of the grid, sorted, and the skipped ones with the reason; ``input_kinds``
-    are those the data can feed (default: what a peak cache feeds)."""
+    are those the data can feed (default: what a peak cache feeds, and images when an images
+    simulator is installed)."""
     if input_kinds is None:
-        from xrdcore.train.inputs import PEAK_CACHE_KINDS as input_kinds
+        from xrdcore.train.inputs import PEAK_CACHE_KINDS
+
+        input_kinds = PEAK_CACHE_KINDS + (("images",) if images_simulators(registry) else ())
     plugins = None
     if settings.plugins.strip() != "all":
         plugins = {p.strip() for p in settings.plugins.split(",") if p.strip()}
@@ -158,17 +168,53 @@ def _encoder_kind(registry: Any, name: str) -> str:
     return kind if isinstance(kind, str) else registry.create("encoder", name, **factory.tiny).input_kind
 
 
+def images_simulators(registry: Any) -> list[str]:
+    """Names of the installed simulators that make images."""
+    names = []
+    for name in registry.names("simulator"):
+        try:
+            if getattr(registry.get("simulator", name).load(), "output_kind", None) == "images":
+                names.append(name)
+        except Exception:  # noqa: BLE001 - a simulator that cannot be imported feeds nothing
+            continue
+    return names
+
+
 def run_config(combo: Combination, seed: int, settings: BenchSettings, registry: Any):
     """The TrainConfig of one run of the grid."""
     from xrdcore.train import InputSpec, TrainConfig
 
-    name, options = settings.variants.get(combo.encoder, (combo.encoder, {}))
+    name, variant = settings.variants.get(combo.encoder, (combo.encoder, {}))
+    options = {k: v for k, v in variant.items() if not k.startswith(("input.", "train."))}
     if settings.quick:
         options = {**registry.get("encoder", name).tiny, **options}
-    training = {**(QUICK_TRAINING if settings.quick else {}), **settings.training}
-    spec = InputSpec(**{**(QUICK_INPUT if settings.quick else {}), **settings.input})
+    training = {**(QUICK_TRAINING if settings.quick else {}), **settings.training,
+                **{k[6:]: v for k, v in variant.items() if k.startswith("train.")}}
+    changes = {k[6:]: v for k, v in variant.items() if k.startswith("input.")}
+    if _encoder_kind(registry, name) == "images":
+        spec = images_input(registry, {**settings.images, **changes}, tiny=settings.quick)
+    else:
+        spec = InputSpec(**{**(QUICK_INPUT if settings.quick else {}), **settings.input, **changes})
     return TrainConfig(name, hierarchy=combo.hierarchy, scheduler=combo.scheduler, encoder_options=options,
                        input=spec, seed=seed, **training)
+
+
+def images_input(registry: Any, images: Mapping[str, Any], tiny: bool = False):
+    """The images InputSpec of ``{"simulator": name, **options}``; without a name, the one images
+    simulator installed; ``tiny``: the simulator's small variant under the options."""
+    from xrdcore.train import InputSpec
+
+    options = dict(images)
+    simulator = options.pop("simulator", None)
+    if simulator is None:
+        names = images_simulators(registry)
+        if not names:
+            raise BenchError("images inputs need an images simulator, and none is installed (e.g. pip install xrd-msdn)")
+        if len(names) > 1:
+            raise BenchError(f"several images simulators are installed ({', '.join(names)}); choose one with --simulator")
+        simulator = names[0]
+    small = registry.get("simulator", simulator).tiny if tiny else {}
+    return InputSpec(kind="images", simulator=simulator, simulator_options={**small, **options})
 
 
 def run_bench(data: Any, out: str | Path, settings: BenchSettings, *, device: str = "auto", resume: bool = False,
@@ -179,8 +225,9 @@ def run_bench(data: Any, out: str | Path, settings: BenchSettings, *, device: st
 
     from xrdcore import get_registry
     from xrdcore.data.cache import PeakCache
-    from xrdcore.train.inputs import SplitInputs
+    from xrdcore.train.inputs import SplitInputs, split_inputs
     from xrdcore.train.trainer import resolve_device, train
+    from xrdcore.train.unseen import choose_holdout
 
     registry = registry or get_registry()
     cache = data if isinstance(data, PeakCache) else PeakCache(data)
@@ -212,10 +259,11 @@ def run_bench(data: Any, out: str | Path, settings: BenchSettings, *, device: st
             continue
         try:
             config = run_config(combo, seed, settings, registry)
-            if config.input not in shared:
-                shared[config.input] = {s: SplitInputs(cache, s, config.input, device) for s in ("train", "val", "test")}
+            holdout = tuple(choose_holdout(cache, config.holdout_space_groups))
+            if (config.input, holdout) not in shared:
+                shared[config.input, holdout] = split_inputs(cache, config.input, device, holdout, registry)
             result = train(config, cache, run_dir, device=str(device), resume=True, progress=False,
-                           registry=registry, inputs=shared[config.input])
+                           registry=registry, inputs=shared[config.input, holdout])
             failed.unlink(missing_ok=True)
             tqdm.write(f"{combo.id} seed {seed}: test top-1 {result['test']['top1']:.3f} "
                        f"({result['wall_seconds']:.1f} s)")
@@ -278,6 +326,11 @@ def collect_runs(out: Path, combos: Sequence[Combination], seeds: Sequence[int])
             keys = [k for k in flats[0] if any(fnmatch.fnmatchcase(k, p) for p in SUMMARY_METRICS)]
             row["metrics"] = {k: _summary([f[k] for f in flats if k in f]) for k in keys}
             row["val_top1"] = _summary([r["val"]["top1"] for r in finished])
+            unseen = [r["unseen"] for r in finished if r.get("unseen")]
+            if unseen:
+                row["unseen"] = {"space_groups": unseen[0]["space_groups"], "queries": unseen[0]["queries"],
+                                 "references": unseen[0]["references"], "chance_top1": unseen[0]["chance_top1"],
+                                 **{k: _summary([u[k] for u in unseen]) for k in ("top1", "top5")}}
             for key in ("samples_per_s", "wall_seconds", "train_seconds", "best_epoch", "epochs_run"):
                 values = [r[key] for r in finished if r.get(key) is not None]
                 row[key] = _summary(values) if values else None
@@ -287,13 +340,18 @@ def collect_runs(out: Path, combos: Sequence[Combination], seeds: Sequence[int])
 
 
 def _training_settings(out: Path) -> dict[str, Any] | None:
-    """The optimiser, schedule and input settings the runs used (from any run's config.json; only
-    the encoder and its options differ between runs of one benchmark)."""
-    for config in sorted(out.glob("runs/*/seed*/config.json")):
-        trained = json.loads(config.read_text())["config"]
-        return {k: v for k, v in trained.items()
-                if k not in ("encoder", "hierarchy", "scheduler", "encoder_options", "seed")}
-    return None
+    """The optimiser, schedule and input settings the runs used: those of the first run, with the
+    distinct inputs of all of them (profiles and images differ by encoder; variants may change one)."""
+    configs = [json.loads(c.read_text())["config"] for c in sorted(out.glob("runs/*/seed*/config.json"))]
+    if not configs:
+        return None
+    inputs = []
+    for config in configs:
+        if config["input"] not in inputs:
+            inputs.append(config["input"])
+    settings = {k: v for k, v in configs[0].items()
+                if k not in ("encoder", "hierarchy", "scheduler", "encoder_options", "seed", "input")}
+    return {**settings, "inputs": inputs}
 
 
 def results_header(cache: Any, settings: BenchSettings, skipped: Sequence[dict], device: Any,
@@ -303,8 +361,10 @@ def results_header(cache: Any, settings: BenchSettings, skipped: Sequence[dict],
     from xrdcore.environment import environment
     from xrdcore.metrics import EXTINCTION_LEVELS, extinction_ceiling
 
-    train_sg = cache.space_groups[cache.indices("train")]
-    test_sg = cache.space_groups[cache.indices("test")]
+    from xrdcore.train.unseen import choose_holdout, holdout_indices
+
+    seen = holdout_indices(cache, choose_holdout(cache, settings.training.get("holdout_space_groups", 0)))
+    train_sg, test_sg = cache.space_groups[seen["train"]], cache.space_groups[seen["test"]]
     return {
         "format": BENCH_FORMAT,
         "command": list(command) if command else None,

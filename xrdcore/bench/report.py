@@ -39,12 +39,36 @@ def leaderboard(results: Mapping[str, Any]) -> list[dict[str, Any]]:
 def _training_line(training: Mapping[str, Any] | None) -> str:
     if not training:
         return ""
-    grid = training["input"]["two_theta"]
     return (f"Training: {training['optimizer']} lr {training['lr']:g}, weight decay {training['weight_decay']:g}, "
             f"{training['epochs']} epochs ({training['warmup_epochs']:g} warm-up, cosine), batch "
-            f"{training['batch_size']}, patience {training['patience']}; input {training['input']['kind']} on "
-            f"{grid[0]:g}-{grid[1]:g}° at {grid[2]:g}°, {training['input']['shape']} peaks, augmentation "
-            f"{training['input']['augment']}.")
+            f"{training['batch_size']}, patience {training['patience']}; input "
+            + "; ".join(_input_text(spec) for spec in training["inputs"]) + ".")
+
+
+def _input_text(spec: Mapping[str, Any]) -> str:
+    if spec["kind"] == "images":
+        options = ", ".join(f"{k} {v}" for k, v in spec["simulator_options"].items())
+        return f"images from {spec['simulator']}" + (f" ({options})" if options else "")
+    grid = spec["two_theta"]
+    text = f"{spec['kind']} on {grid[0]:g}-{grid[1]:g}° at {grid[2]:g}°"
+    return text + (f", {spec['shape']} peaks, augmentation {spec['augment']}" if spec["kind"] == "profile" else "")
+
+
+def _unseen_table(results: Mapping[str, Any]) -> list[str]:
+    rows = [r for r in results["runs"] if r.get("unseen")]
+    if not rows:
+        return []
+    first = rows[0]["unseen"]
+    lines = ["", f"## Unseen space groups ({len(first['space_groups'])} held out of training)", "",
+             (f"Held out: {', '.join(map(str, first['space_groups']))}. Each of {first['queries']} test structures "
+              f"of these groups is ranked among them by cosine similarity to the mean embedding of "
+              f"{first['references']} reference structures (the held-out groups' train and validation "
+              f"structures), summed over the encoder's views. Chance top-1: {100 * first['chance_top1']:.1f}%."), "",
+             "| encoder | hierarchy | scheduler | unseen top-1 | unseen top-5 |", "|---|---|---|---|---|"]
+    for row in sorted(rows, key=lambda r: (-r["unseen"]["top1"]["mean"], r["id"])):
+        lines.append(f"| {row['encoder']} | {row['hierarchy']} | {row['scheduler']} | {_cell(row['unseen']['top1'])} "
+                     f"| {_cell(row['unseen']['top5'])} |")
+    return lines
 
 
 def write_markdown(path: Path, results: Mapping[str, Any]) -> Path:
@@ -84,6 +108,7 @@ def write_markdown(path: Path, results: Mapping[str, Any]) -> Path:
               f"training space group of the true extinction class ({CEILING_LEVEL}): how far peak positions "
               f"alone can go. *wrong: same …* columns are sub-property confusion: among wrong space-group "
               f"predictions, the share that still agree with the truth on that superclass.")]
+    lines += _unseen_table(results)
     failed = [r for r in results["runs"] if any(s["status"] == "failed" for s in r["seeds"].values())]
     if failed:
         lines += ["", "## Failed runs", ""]

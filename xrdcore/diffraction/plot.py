@@ -1,4 +1,5 @@
-"""Pictures of powder patterns: a profile with its strongest peaks labelled by hkl."""
+"""Pictures of diffraction patterns: a powder profile with its strongest peaks labelled by hkl,
+and the views of an images simulator side by side."""
 
 from __future__ import annotations
 
@@ -42,6 +43,32 @@ def plot_profile(path: str | Path, two_theta: np.ndarray, profile: np.ndarray, p
     path = save_figure(fig, path)
     plt.close(fig)
     return path
+
+
+def plot_images(path: str | Path, images: np.ndarray, *, titles: list[str] | None = None, title: str = "") -> Path:
+    """Save a PNG of one structure's views ``(V, C, H, W)`` in [0, 1] side by side; three channels
+    are shown as RGB, one as grey."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim != 4 or images.shape[1] not in (1, 3):
+        raise ValueError(f"images must be (views, 1 or 3 channels, H, W), got shape {images.shape}")
+    views = images.shape[0]
+    fig, axes = plt.subplots(1, views, figsize=(3.2 * views, 3.6), dpi=120, squeeze=False)
+    for v, ax in enumerate(axes[0]):
+        picture = images[v].transpose(1, 2, 0)
+        ax.imshow(picture[..., 0] if picture.shape[2] == 1 else np.clip(picture, 0, 1),
+                  cmap="gray" if picture.shape[2] == 1 else None, vmin=0, vmax=1, interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if titles:
+            ax.set_title(titles[v], fontsize=9)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return save_figure(fig, path)
 
 
 def save_figure(fig, path: str | Path) -> Path:

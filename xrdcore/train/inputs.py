@@ -1,11 +1,19 @@
-"""How cached peak lists become model inputs: declared once per run, stored with it, and reused
-unchanged by ``xrdcore predict`` so a measured pattern is preprocessed like the training data."""
+"""How a cache becomes model inputs: declared once per run, stored with it, and reused unchanged
+by ``xrdcore predict`` so a measured pattern is preprocessed like the training data.
+
+Profiles and peak lists are built from the cached peak lists; ``images`` come from a registered
+images simulator run over the cached structures, stored once per simulator setting in the cache
+directory (``images/``, uint8) so that every run and every benchmark reuses them."""
 
 from __future__ import annotations
 
+import hashlib
 import inspect
+import io
+import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, get_args
 
 import numpy as np
@@ -14,16 +22,21 @@ import torch
 from xrdcore.data.cache import PeakCache
 from xrdcore.diffraction.augment import Augmentations, augment
 from xrdcore.diffraction.profile import DEFAULT_CAGLIOTI, AngleGrid, PeakBatch, PeakShape, render
+from xrdcore.interfaces import INPUT_KINDS
+from xrdcore.storage import atomic_write_bytes
 
-#: input kinds a peak cache can feed; ``images`` need a simulator of their own
+#: input kinds built from a cache's peak lists; ``images`` need an images simulator
 PEAK_CACHE_KINDS = ("profile", "peaks")
 AUGMENTATIONS = ("none", "laboratory")
+#: what an images encoder learns from the simulator's output shape (V, C, H, W)
+IMAGE_KWARGS = ("views", "channels", "image_size")
 
 
 @dataclass(frozen=True)
 class InputSpec:
     """Model input settings: the input kind, the 2θ grid (start, stop, step in degrees), the peak
-    shape and widths of rendered profiles, and whether training profiles are augmented.
+    shape and widths of rendered profiles, and whether training profiles are augmented; for
+    ``images``, the registered simulator and its options.
 
     ``augment="laboratory"`` draws measured-like effects (:meth:`Augmentations.laboratory`) for
     every training batch; validation and test profiles are never augmented.
@@ -35,11 +48,19 @@ class InputSpec:
     caglioti: tuple[float, float, float] = DEFAULT_CAGLIOTI
     eta: float = 0.5
     augment: str = "none"
+    simulator: str | None = None
+    #: the images simulator's keyword arguments, stored as sorted (name, value) pairs (hashable)
+    simulator_options: Any = field(default=())
 
     def __post_init__(self):
-        if self.kind not in PEAK_CACHE_KINDS:
-            raise ValueError(f"input kind {self.kind!r} cannot be built from a peak cache; "
-                             f"use one of {', '.join(PEAK_CACHE_KINDS)}")
+        if self.kind not in INPUT_KINDS:
+            raise ValueError(f"unknown input kind {self.kind!r}; use one of {', '.join(INPUT_KINDS)}")
+        if (self.kind == "images") != (self.simulator is not None):
+            raise ValueError("images inputs need a simulator (e.g. --simulator zone-axis from xrd-msdn)"
+                             if self.kind == "images" else f"{self.kind} inputs are built from peak lists; "
+                             f"a simulator ({self.simulator!r}) is only for images")
+        options = dict(self.simulator_options)
+        object.__setattr__(self, "simulator_options", tuple(sorted((k, _frozen(v)) for k, v in options.items())))
         object.__setattr__(self, "two_theta", tuple(float(v) for v in self.two_theta))
         object.__setattr__(self, "caglioti", tuple(float(v) for v in self.caglioti))
         if len(self.two_theta) != 3 or len(self.caglioti) != 3:
@@ -58,28 +79,50 @@ class InputSpec:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["two_theta"], data["caglioti"] = list(self.two_theta), list(self.caglioti)
+        data["simulator_options"] = json.loads(json.dumps(dict(self.simulator_options)))
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> InputSpec:
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
-    def encoder_kwargs(self, factory: Callable[..., Any]) -> dict[str, Any]:
-        """What an encoder learns from the data: ``input_length`` always (profiles), and
-        ``two_theta`` when the factory accepts it (encoders that use the angle of each point)."""
-        if self.kind != "profile":
-            return {}
-        kwargs: dict[str, Any] = {"input_length": self.grid.length}
+    def encoder_kwargs(self, factory: Callable[..., Any], registry: Any | None = None) -> dict[str, Any]:
+        """What an encoder learns from the data: ``input_length`` (profiles), ``two_theta`` when
+        the factory accepts it (encoders that use the angle of each point or peak), and
+        ``views``/``channels``/``image_size`` (images) when accepted."""
+        if self.kind == "images":
+            views, channels, height, width = self.image_shape(registry)
+            if height != width:
+                raise ValueError(f"simulator {self.simulator!r} makes {height}x{width} images; encoders take square ones")
+            offered = {"views": views, "channels": channels, "image_size": height}
+        else:
+            offered = {"two_theta": self.two_theta}
+            if self.kind == "profile":
+                offered["input_length"] = self.grid.length
         try:
             parameters = inspect.signature(factory).parameters
         except (TypeError, ValueError):
-            return kwargs
-        if "two_theta" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
-            kwargs["two_theta"] = self.two_theta
-        return kwargs
+            return {k: v for k, v in offered.items() if k == "input_length"}
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+        return {k: v for k, v in offered.items() if k == "input_length" or k in parameters or takes_any}
+
+    def create_simulator(self, registry: Any | None = None) -> Any:
+        from xrdcore import get_registry
+
+        simulator = (registry or get_registry()).create("simulator", self.simulator, **dict(self.simulator_options))
+        if simulator.output_kind != "images":
+            raise ValueError(f"simulator {self.simulator!r} makes {simulator.output_kind!r}, not images")
+        return simulator
+
+    def image_shape(self, registry: Any | None = None) -> tuple[int, int, int, int]:
+        """(views, channels, height, width) of one structure's images."""
+        shape = getattr(self.create_simulator(registry), "output_shape", None)
+        if shape is None or len(shape) != 4:
+            raise ValueError(f"simulator {self.simulator!r} does not declare its output_shape (V, C, H, W)")
+        return tuple(int(v) for v in shape)
 
     def check_cache(self, cache: PeakCache) -> None:
-        """The grid must lie inside the 2θ range the cache's peaks were simulated for."""
+        """A profile grid must lie inside the 2θ range the cache's peaks were simulated for."""
         low, high = cache.manifest["spec"]["two_theta_range"]
         grid = self.grid
         if self.kind == "profile" and (grid.start < low - 1e-9 or grid.stop > high + 1e-9):
@@ -89,6 +132,8 @@ class InputSpec:
     def make(self, peaks: PeakBatch, generator: torch.Generator | None = None) -> Any:
         """Inputs of ``kind`` for a batch of peak lists; augmented when ``generator`` is given and
         augmentation is on (training batches only)."""
+        if self.kind == "images":
+            raise ValueError("images are simulated from structures, not built from peak lists")
         if self.kind == "peaks":
             return {"two_theta": peaks.two_theta, "intensity": peaks.intensity / 100.0, "mask": peaks.mask}
         if generator is not None and self.augment == "laboratory":
@@ -99,20 +144,28 @@ class InputSpec:
     @property
     def static(self) -> bool:
         """True when a pattern's input never changes, so it can be rendered once and reused."""
-        return self.kind == "profile" and self.augment == "none"
+        return self.kind == "images" or (self.kind == "profile" and self.augment == "none")
+
+
+def _frozen(value: Any) -> Any:
+    return tuple(_frozen(v) for v in value) if isinstance(value, (list, tuple)) else value
 
 
 class SplitInputs:
-    """One split of a cache as model inputs on a device: rendered once when they never change
-    (``InputSpec.static``), else built batch by batch from the peak lists."""
+    """One split of a cache (or the ``indices`` given) as model inputs on a device: rendered once
+    when they never change (``InputSpec.static``; images always), else built batch by batch from
+    the peak lists."""
 
     def __init__(self, cache: PeakCache, split: str, spec: InputSpec, device: torch.device,
-                 render_batch: int = 512):
+                 render_batch: int = 512, indices: Sequence[int] | None = None, registry: Any | None = None):
         self.cache, self.split, self.spec, self.device = cache, split, spec, device
-        self.indices = cache.indices(split)
+        self.indices = cache.indices(split) if indices is None else np.asarray(indices, dtype=np.int64)
         self.space_groups = torch.as_tensor(cache.space_groups[self.indices], device=device)
         self._profiles: torch.Tensor | None = None
-        if spec.static and len(self.indices):
+        self._images: torch.Tensor | None = None
+        if spec.kind == "images":
+            self._images = torch.as_tensor(cached_images(cache, spec, self.indices, registry), device=device)
+        elif spec.static and len(self.indices):
             self._profiles = torch.cat([spec.make(self._peaks(np.arange(i, min(i + render_batch, len(self)))))
                                         for i in range(0, len(self), render_batch)])
 
@@ -126,7 +179,58 @@ class SplitInputs:
         """Inputs and space-group numbers of the given rows (positions within the split)."""
         rows = rows.to(self.device)
         labels = self.space_groups[rows]
+        if self._images is not None:
+            return self._images[rows].float() / 255.0, labels
         if self._profiles is not None:
             return self._profiles[rows], labels
         return self.spec.make(self._peaks(rows.tolist()), generator), labels
 
+
+def cached_images(cache: PeakCache, spec: InputSpec, indices: np.ndarray, registry: Any | None = None,
+                  batch: int = 32) -> np.ndarray:
+    """uint8 images ``(len(indices), V, C, H, W)`` of the given cache entries: simulated once per
+    simulator setting into ``<cache>/images/<key>.npy`` (a memory map filled chunk by chunk; a
+    kill loses at most the chunk being simulated) and read from there afterwards."""
+    simulator = spec.create_simulator(registry)
+    shape = spec.image_shape(registry)
+    setting = {"simulator": spec.simulator, "settings": simulator.settings, "shape": list(shape),
+               "data_key": cache.manifest["key"]}
+    key = hashlib.sha256(json.dumps(setting, sort_keys=True).encode()).hexdigest()[:16]
+    folder = Path(cache.path) / "images"
+    path, done_path = folder / f"{spec.simulator}-{key}.npy", folder / f"{spec.simulator}-{key}.done.npy"
+    folder.mkdir(exist_ok=True)
+    if not (folder / f"{spec.simulator}-{key}.json").exists():
+        atomic_write_bytes(folder / f"{spec.simulator}-{key}.json", json.dumps(setting, indent=2).encode())
+    mode = "r+" if path.exists() else "w+"
+    images = np.lib.format.open_memmap(path, mode=mode, dtype=np.uint8, shape=(len(cache), *shape))
+    done = np.load(done_path) if done_path.exists() and mode == "r+" else np.zeros(len(cache), dtype=bool)
+    missing = [int(i) for i in indices if not done[i]]
+    for start in range(0, len(missing), batch):
+        chunk = missing[start:start + batch]
+        try:
+            values = simulator.simulate([cache.structure(i) for i in chunk])
+        except Exception as exc:
+            raise ValueError(f"{cache.path}: simulator {spec.simulator!r} failed on entries "
+                             f"{', '.join(cache.ids[i] for i in chunk[:3])}...: {exc}") from exc
+        values = torch.as_tensor(values)
+        if tuple(values.shape) != (len(chunk), *shape):
+            raise ValueError(f"simulator {spec.simulator!r} returned images of shape {tuple(values.shape)}, "
+                             f"expected {(len(chunk), *shape)}")
+        images[chunk] = (values.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+        images.flush()
+        done[chunk] = True
+        buffer = io.BytesIO()
+        np.save(buffer, done)
+        atomic_write_bytes(done_path, buffer.getvalue())
+    return np.asarray(images[np.asarray(indices, dtype=np.int64)])
+
+
+
+def split_inputs(cache: PeakCache, spec: InputSpec, device: torch.device, holdout: Sequence[int] = (),
+                 registry: Any | None = None) -> dict[str, SplitInputs]:
+    """``train``/``val``/``test`` inputs without the held-out space groups, and with a holdout
+    their ``reference`` and ``unseen`` sets (:mod:`xrdcore.train.unseen`)."""
+    from xrdcore.train.unseen import holdout_indices
+
+    return {name: SplitInputs(cache, name, spec, device, indices=idx, registry=registry)
+            for name, idx in holdout_indices(cache, holdout).items()}

@@ -31,14 +31,14 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from xrdcore.data.cache import PeakCache
 from xrdcore.metrics import evaluate
 from xrdcore.storage import atomic_write_json, holds_other_files
 from xrdcore.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from xrdcore.train.inputs import InputSpec, SplitInputs
-from xrdcore.train.model import HierarchicalClassifier, count_parameters
+from xrdcore.train.inputs import InputSpec, SplitInputs, split_inputs
+from xrdcore.train.model import HEADS, HierarchicalClassifier, class_logits, count_parameters, level_loss
+from xrdcore.train.unseen import choose_holdout, score_unseen
 
 RUN_FORMAT = "xrdcore-run/1"
 OPTIMIZERS = ("adamw", "adam")
@@ -56,8 +56,11 @@ class TrainingError(RuntimeError):
 @dataclass
 class TrainConfig:
     """Everything that determines a run besides the data. Component options are keyword
-    arguments of the registered factories; the encoder also gets ``input_length`` (and
-    ``two_theta`` if it takes it) from :class:`InputSpec`."""
+    arguments of the registered factories; the encoder also gets its input sizes from
+    :class:`InputSpec`. ``heads="per-view"`` gives each view of a multistream encoder its own heads
+    (:class:`HierarchicalClassifier`); ``holdout_space_groups`` (a count, or the numbers) keeps
+    space groups out of training and scores them against reference embeddings
+    (:mod:`xrdcore.train.unseen`)."""
 
     encoder: str
     hierarchy: str = "flat"
@@ -76,11 +79,22 @@ class TrainConfig:
     patience: int | None = 10
     seed: int = 0
     precision: str = "auto"
+    heads: str = "shared"
+    holdout_space_groups: int | list[int] = 0
 
     def __post_init__(self):
         if isinstance(self.input, Mapping):
             self.input = InputSpec.from_dict(self.input)
+        if isinstance(self.holdout_space_groups, tuple):
+            self.holdout_space_groups = list(self.holdout_space_groups)
         problems = []
+        if self.heads not in HEADS:
+            problems.append(f"heads must be one of {', '.join(HEADS)}, got {self.heads!r}")
+        holdout = self.holdout_space_groups
+        if not (isinstance(holdout, int) and not isinstance(holdout, bool) and holdout >= 0) and not (
+                isinstance(holdout, list) and all(isinstance(v, int) and 1 <= v <= 230 for v in holdout)):
+            problems.append(f"holdout_space_groups must be a count >= 0 or a list of space-group numbers, "
+                            f"got {holdout!r}")
         if self.optimizer not in OPTIMIZERS:
             problems.append(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         if self.precision not in PRECISIONS:
@@ -135,7 +149,7 @@ def build_model(config: TrainConfig, registry: Any | None = None) -> tuple[Hiera
 
         registry = get_registry()
     encoder_component = registry.get("encoder", config.encoder)
-    kwargs = {**config.input.encoder_kwargs(encoder_component.load()), **config.encoder_options}
+    kwargs = {**config.input.encoder_kwargs(encoder_component.load(), registry), **config.encoder_options}
     encoder = registry.create("encoder", config.encoder, **kwargs)
     if encoder.input_kind != config.input.kind:
         raise RunError(f"encoder {encoder_component.qualified_name!r} takes {encoder.input_kind!r} inputs, "
@@ -152,7 +166,7 @@ def build_model(config: TrainConfig, registry: Any | None = None) -> tuple[Hiera
         "scheduler": {"name": config.scheduler,
                       "qualified_name": registry.get("loss_scheduler", config.scheduler).qualified_name},
     }
-    return HierarchicalClassifier(encoder, hierarchy), description
+    return HierarchicalClassifier(encoder, hierarchy, heads=config.heads), description
 
 
 @dataclass
@@ -216,7 +230,7 @@ def predict_scores(model: HierarchicalClassifier, data: SplitInputs, batch_size:
         with autocast():
             _, logits = model(inputs)
         for name, value in logits.items():
-            out[name].append(torch.softmax(value.float(), dim=1).cpu())
+            out[name].append(torch.softmax(class_logits(value).float(), dim=1).cpu())
     model.train(was_training)
     return {name: torch.cat(parts) if parts else torch.zeros(0, len(model.hierarchy[name]))
             for name, parts in out.items()}
@@ -256,8 +270,8 @@ def train(config: TrainConfig, data: str | Path | PeakCache, out: str | Path, *,
 
     A finished run (``metrics.json`` present) is returned as is; an interrupted one continues from
     its last checkpoint when ``resume``; a directory holding a run of other settings or data is
-    refused. ``inputs`` may pass the three splits already rendered (the benchmark harness shares
-    them between runs with the same input settings).
+    refused. ``inputs`` may pass the splits already rendered, as :func:`split_inputs` makes them
+    (the benchmark harness shares them between runs with the same input settings and holdout).
     """
     out = Path(out)
     cache = data if isinstance(data, PeakCache) else PeakCache(data)
@@ -310,8 +324,10 @@ def _fit(config, cache, out, device, dist, progress, registry, inputs, model, st
     model.to(device)
     hierarchy = model.hierarchy
     scheduler = registry.create("loss_scheduler", config.scheduler, **config.scheduler_options)
-    splits = dict(inputs) if inputs is not None else {
-        name: SplitInputs(cache, name, config.input, device) for name in ("train", "val", "test")}
+    holdout = choose_holdout(cache, config.holdout_space_groups)
+    splits = dict(inputs) if inputs is not None else split_inputs(cache, config.input, device, holdout, registry)
+    if bool(holdout) != ("unseen" in splits):
+        raise RunError(f"{out}: the inputs given do not match holdout_space_groups={config.holdout_space_groups!r}")
     train_data = splits["train"]
     if len(train_data) < 2 or len(splits["val"]) < 1:
         raise RunError(f"{cache.path}: needs at least 2 training and 1 validation structure, has "
@@ -360,7 +376,7 @@ def _fit(config, cache, out, device, dist, progress, registry, inputs, model, st
             targets = hierarchy.targets(labels)
             with autocast():
                 shared, logits = network(x)
-            level_losses = {name: F.cross_entropy(logits[name].float(), targets[name]) for name in logits}
+            level_losses = {name: level_loss(logits[name], targets[name]) for name in logits}
             loss, weights = scheduler.combine(level_losses, shared if scheduler.needs_shared else None,
                                               hierarchy)
             if not torch.isfinite(loss):
@@ -416,6 +432,8 @@ def _fit(config, cache, out, device, dist, progress, registry, inputs, model, st
         "wall_seconds": round(time.perf_counter() - started, 3),
         "parameter_digest": _parameter_digest(model), "world_size": dist.world,
     }
+    if holdout:
+        result["unseen"] = score_unseen(model, splits["reference"], splits["unseen"], holdout, autocast)
     if dist.world > 1:
         atomic_write_json(out / "ranks" / f"rank{dist.rank}.json",
                           {"rank": dist.rank, "parameter_digest": result["parameter_digest"],
