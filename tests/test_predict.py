@@ -190,9 +190,9 @@ def test_refusals(tiny_run, simulated, tmp_path):
     unfinished = copy_run(tiny_run, tmp_path / "unfinished", skip=("best.safetensors", "metrics.json"))
     with pytest.raises(RunError, match=f"^{re.escape(str(unfinished))}: unfinished run, no checkpoints/best"):
         predict(unfinished, pattern)
-    peaks = copy_run(tiny_run, tmp_path / "peaks", input_kind="peaks")
-    with pytest.raises(RunError, match=f"^{re.escape(str(peaks))}: .*would need a peak finder"):
-        predict(peaks, pattern)
+    images = copy_run(tiny_run, tmp_path / "images", input_kind="images")
+    with pytest.raises(RunError, match=f"^{re.escape(str(images))}: .*simulated diffraction images"):
+        predict(images, pattern)
     for bad in (tmp_path / "missing.xy", write_xy(tmp_path / "flat.xy", FINE.values[:10], np.ones(10))):
         with pytest.raises(PatternError) as caught:
             predict(tiny_run, bad)

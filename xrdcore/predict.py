@@ -23,6 +23,7 @@ import torch
 from xrdcore.crystal import space_group
 from xrdcore.data.cache import CacheError, PeakCache
 from xrdcore.diffraction.profile import PeakBatch
+from xrdcore.diffraction.peaks import find_peaks
 from xrdcore.diffraction.plot import save_figure
 from xrdcore.diffraction.readers import read_pattern, resample
 from xrdcore.train.checkpoint import CheckpointError
@@ -119,7 +120,8 @@ def predict(run_dir: str | Path, pattern_path: str | Path, top: int = 5, outside
     best checkpoint of ``run_dir``: the ``top`` most probable space groups and every head's answer.
 
     ``outside="error"`` refuses a pattern that does not cover the whole grid (PatternError).
-    Only runs on ``profile`` inputs are supported: ``peaks`` runs would need a peak finder.
+    Runs on ``peaks`` inputs get the peaks :func:`find_peaks` finds in the pattern within the run's
+    2θ range (heights relative to the strongest; training used integrated intensities).
     """
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise ValueError(f"top must be a positive integer, got {top!r}")
@@ -135,8 +137,17 @@ def predict(run_dir: str | Path, pattern_path: str | Path, top: int = 5, outside
     coverage = Coverage(float(_covered(two_theta, measured, grid.step).mean()), measured,
                         (float(two_theta[0]), float(two_theta[-1])))
 
+    device = next(model.parameters()).device
+    if config.input.kind == "peaks":  # the peaks of the measured pattern inside the run's range
+        inside = (pattern.two_theta >= grid.start) & (pattern.two_theta <= grid.stop)
+        found = find_peaks(pattern.two_theta[inside], pattern.intensity[inside])
+        inputs = {"two_theta": torch.tensor(found.two_theta, dtype=torch.float32, device=device)[None],
+                  "intensity": torch.tensor(found.intensity / 100.0, dtype=torch.float32, device=device)[None],
+                  "mask": torch.ones(1, len(found), dtype=torch.bool, device=device)}
+    else:
+        inputs = torch.from_numpy(profile)[None].to(device)
     with torch.no_grad():
-        _, logits = model(torch.from_numpy(profile)[None].to(next(model.parameters()).device))
+        _, logits = model(inputs)
     probabilities = {name: torch.softmax(class_logits(v)[0].float(), dim=0).cpu().numpy() for name, v in logits.items()}
 
     sg_level = model.hierarchy["space_group"]
@@ -181,10 +192,6 @@ def _load(run_dir: Path, device: str):
         kind = json.loads((run_dir / "config.json").read_text())["config"].get("input", {}).get("kind")
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         kind = None  # load_run says what is wrong with the directory
-    if kind == "peaks":
-        raise RunError(f"{run_dir}: the run's encoder takes peak lists ('peaks' inputs); predicting from a "
-                       "measured profile would need a peak finder, which xrdcore does not have: only runs on "
-                       "'profile' inputs can predict")
     if kind == "images":
         raise RunError(f"{run_dir}: the run's encoder takes simulated diffraction images ('images' inputs), "
                        "not a measured powder profile: only runs on 'profile' inputs can predict")
