@@ -1,27 +1,11 @@
-"""Shared fixtures: a small real data set (46 MP-20 structures) built into a peak cache once per
-test session, and a tiny model trained on it, for the training, benchmark and predict tests."""
-
-import os
-from pathlib import Path
+"""Shared by the core's tests: small input settings and a tiny model trained on the MP-20 sample
+(``mp20_cache``, from the repository's conftest.py)."""
 
 import pytest
-
-# spinning OpenMP threads slow small models 30-50x on a busy machine (set before torch loads)
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-DATA = Path(__file__).with_name("data")
 
 #: a fast, small input: 5–90° at 0.05° (1,700 points), Gaussian peaks
 TINY_INPUT = {"two_theta": (5.0, 90.0, 0.05)}
 TINY_RCNET = {"blocks": 2, "kernel_size": 5, "channels": (8,)}
-
-
-@pytest.fixture(scope="session")
-def mp20_cache(tmp_path_factory):
-    from xrdcore.data.cache import BuildSpec, build_cache
-
-    spec = BuildSpec("csv", {"path": str(DATA / "mp20_sample.csv")})
-    return build_cache(tmp_path_factory.mktemp("mp20") / "cache", spec, progress=False)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,21 @@
+"""Shared by every test directory (tests/ and each plugin's tests/): OpenMP threads that wait
+passively, and a small real data set (46 MP-20 structures, tests/data/mp20_sample.csv) built into
+a peak cache once per test session."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+# spinning OpenMP threads slow small models 30-50x on a busy machine (set before torch loads)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+MP20_SAMPLE = Path(__file__).with_name("tests") / "data" / "mp20_sample.csv"
+
+
+@pytest.fixture(scope="session")
+def mp20_cache(tmp_path_factory):
+    from xrdcore.data.cache import BuildSpec, build_cache
+
+    spec = BuildSpec("csv", {"path": str(MP20_SAMPLE)})
+    return build_cache(tmp_path_factory.mktemp("mp20") / "cache", spec, progress=False)
