@@ -1,0 +1,57 @@
+"""The plugin as xrdcore sees it: loads cleanly with its three components, stays light at import,
+and ships a model card."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+import xrdcore
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_plugin_loads_cleanly_with_its_components():
+    info = xrdcore.reload_plugins().plugins["xrd-xtalnet"]
+    assert info.status == "ok", info.errors
+    assert not info.notes, info.notes
+    components = {(c.kind, c.name): c for c in info.components}
+    assert set(components) == {("encoder", "xtalnet-pxrd"), ("generator", "xtalnet"),
+                               ("generator", "pyxtal-random")}
+    for component in components.values():
+        assert isinstance(component.target, str)
+        assert len(component.description) > 40
+        assert component.tiny
+    assert "two_theta" not in components["encoder", "xtalnet-pxrd"].tiny  # the harness supplies the grid
+
+
+def test_tiny_components_are_created_through_the_registry():
+    registry = xrdcore.get_registry()
+    encoder = xrdcore.create_encoder("xrd-xtalnet:xtalnet-pxrd", **registry.get("encoder", "xtalnet-pxrd").tiny,
+                                     two_theta=(10.0, 60.0, 0.05))
+    assert encoder.input_kind == "peaks" and encoder.embed_dim == 32 and encoder.n_bins == 1001
+    generator = xrdcore.create_generator("xrd-xtalnet:xtalnet", **registry.get("generator", "xtalnet").tiny)
+    candidates = generator.sample(torch.zeros(generator.cpcp.shared_dim), "Na2Cl2", 2)
+    assert [c.composition.formula for c in candidates] == ["Na2 Cl2"] * 2
+    assert len(generator.rank(torch.ones(generator.cpcp.shared_dim), candidates)) == 2
+    baseline = xrdcore.create_generator("xrd-xtalnet:pyxtal-random",
+                                        **registry.get("generator", "pyxtal-random").tiny)
+    assert baseline.space_groups == [1, 2, 225]
+
+
+def test_loading_the_registry_imports_no_heavy_library():
+    code = ("import sys, xrdcore; xrdcore.get_registry(); import xrd_xtalnet.plugin; "
+            "heavy = [m for m in ('torch', 'e3nn', 'pymatgen', 'pyxtal') if m in sys.modules]; "
+            "assert not heavy, heavy")
+    env = {**os.environ, "XRDCORE_PLUGINS": "xrd-xtalnet", "XRDCORE_STRICT": "1"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
+
+
+def test_model_card_has_the_required_sections():
+    card = (ROOT / "README.md").read_text()
+    for needed in ("2401.03862", "## Results from the harness", "Differences from the published code",
+                   "stol 0.7", "0.9", "forced", "largest", "pyxtal-random"):
+        assert needed in card, needed
