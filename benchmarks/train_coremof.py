@@ -1,5 +1,6 @@
 """Train every built-in baseline (mlp, cnn, nopoolcnn, rcnet) on the CoRE MOF split and report test
-accuracy, throughput (samples/s) and peak memory, through the same harness as `xrdcore bench`.
+accuracy, throughput (samples/s) and peak memory, through the same harness as `xrdcore bench`
+(`--dataset` runs the same on another data set, e.g. the shared MP-20 table).
 
 On a GPU this is the full benchmark: all 12,020 CoRE MOF 2019-ASR entries, full-size models, the
 0.01° grid, three seeds (`--device cuda`). On a CPU the same script runs a reduced version that fits
@@ -7,7 +8,7 @@ a small machine (`--limit`, `--tiny`, `--epochs`), and says so in its output. Re
 benchmarks/results/<name>/ (results.json, results.md, plots/; name coremof-<device> by default) and
 a summary with the peak memory to benchmarks/results/train_<name>.json. With --encoders,
 --hierarchies, --schedulers and --variant it also runs the plugins' CoRE MOF tables (see the
-plugins' READMEs).
+plugins' READMEs); --holdout-space-groups and --simulator-option (images encoders) as in xrdcore bench.
 
 Run on a GPU:  python benchmarks/train_coremof.py --device cuda
 Run on a CPU:  python benchmarks/train_coremof.py --device cpu --limit 1500 --tiny --epochs 15 --seeds 0
@@ -25,7 +26,7 @@ import torch
 
 from xrdcore.bench.harness import BenchSettings, run_bench
 from xrdcore.bench.report import leaderboard
-from xrdcore.cli import parse_variant
+from xrdcore.cli import parse_option, parse_variant
 from xrdcore.data.cache import open_dataset
 from xrdcore.storage import atomic_write_json
 
@@ -35,6 +36,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--dataset", default="coremof", help="a registered data set, a CSV of CIFs or a cache")
+    parser.add_argument("--holdout-space-groups", type=int, default=0,
+                        help="space groups kept out of training and ranked against reference embeddings")
+    parser.add_argument("--simulator-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="images simulator argument for images encoders, e.g. size=64")
     parser.add_argument("--limit", type=int, help="read only the first N CoRE MOF entries")
     parser.add_argument("--workers", type=int, default=2, help="processes for building the data")
     parser.add_argument("--data-dir", default=str(ROOT / "data"))
@@ -48,7 +54,7 @@ def main() -> None:
     parser.add_argument("--step", type=float, default=0.01, help="2θ step of the input grid, degrees")
     parser.add_argument("--variant", action="append", default=[], metavar="LABEL=ENCODER[,KEY=VALUE...]",
                         help="an extra encoder with other options (ablations), as in xrdcore bench")
-    parser.add_argument("--name", help="results name (default coremof-<device>): benchmarks/results/NAME/ "
+    parser.add_argument("--name", help="results name (default <dataset>-<device>): benchmarks/results/NAME/ "
                         "and benchmarks/results/train_NAME.json")
     args = parser.parse_args()
 
@@ -56,22 +62,26 @@ def main() -> None:
 
     device = resolve_device(args.device)
     started = time.perf_counter()
-    cache = open_dataset("coremof", args.data_dir, limit=args.limit, workers=args.workers)
+    cache = open_dataset(args.dataset, args.data_dir, limit=args.limit, workers=args.workers)
     build_seconds = time.perf_counter() - started
-    name = args.name or f"coremof-{device.type}"
+    name = args.name or f"{Path(args.dataset).stem}-{device.type}"
     out = ROOT / "benchmarks" / "results" / name
     settings = BenchSettings(encoders=args.encoders, hierarchies=args.hierarchies, schedulers=args.schedulers,
                              variants=dict(parse_variant(v) for v in args.variant),
                              seeds=tuple(int(s) for s in args.seeds.split(",")), quick=args.tiny,
-                             training={"epochs": args.epochs, "batch_size": args.batch_size},
-                             input={"two_theta": (5.0, 90.0, args.step)})
+                             training={"epochs": args.epochs, "batch_size": args.batch_size,
+                                       **({"holdout_space_groups": args.holdout_space_groups}
+                                          if args.holdout_space_groups else {})},
+                             input={"two_theta": (5.0, 90.0, args.step)},
+                             images=dict(parse_option(o) for o in args.simulator_option))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     results = run_bench(cache, out, settings, device=str(device), resume=True,
                         command=["benchmarks/train_coremof.py", *__import__("sys").argv[1:]])
     summary = {
         "device": results["environment"]["device_name"],
-        "reduced": {"limit": args.limit, "tiny_models": args.tiny, "epochs": args.epochs, "step_deg": args.step}
+        "reduced": {"limit": args.limit, "tiny_models": args.tiny, "epochs": args.epochs, "step_deg": args.step,
+                    "images": dict(parse_option(o) for o in args.simulator_option)}
         if (args.limit or args.tiny or device.type == "cpu") else None,
         "data": results["data"], "data_seconds": round(build_seconds, 1),
         "peak_memory_mb": {"cuda_allocated": round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
@@ -81,7 +91,7 @@ def main() -> None:
         "leaderboard": [{"encoder": r["encoder"], "hierarchy": r["hierarchy"], "scheduler": r["scheduler"],
                          "top1": r["metrics"]["top1"], "top5": r["metrics"]["top5"],
                          "macro_f1": r["metrics"]["macro_f1"], "samples_per_s": r["samples_per_s"],
-                         "parameters": r["parameters"]} for r in leaderboard(results)],
+                         "parameters": r["parameters"], "unseen": r.get("unseen")} for r in leaderboard(results)],
         "results_dir": str(out.relative_to(ROOT)),
     }
     atomic_write_json(ROOT / "benchmarks" / "results" / f"train_{name}.json", summary)

@@ -107,8 +107,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="benchmark directory")
     p.add_argument("--resume", action="store_true", help="continue the benchmark in --out, skipping finished runs")
     p.add_argument("--shard", help="k/n: run only every n-th run of the grid, starting at k (0 <= k < n)")
+    p.add_argument("--task", choices=["all", "classification", "generation"], default="all",
+                   help="space-group classification (encoders × hierarchies × schedulers), pattern-conditioned "
+                   "generation (generators: retrieval and match rate, in OUT/generation), or both (default)")
     _training_arguments(p)
+    _generation_arguments(p)
     p.set_defaults(run=_bench)
+
+    p = commands.add_parser("train-generator", help="fit one pattern-conditioned structure generator")
+    _data_arguments(p)
+    p.add_argument("generator", help="a registered generator, e.g. xtalnet or pyxtal-random")
+    p.add_argument("--out", required=True, help="generator run directory")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tiny", action="store_true", help="the generator's registered small variant")
+    p.add_argument("--generator-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="generator argument, value read as JSON when it is JSON (repeatable)")
+    p.set_defaults(run=_train_generator)
+
+    p = commands.add_parser("generate", help="candidate structures for a measured pattern from a generator run")
+    p.add_argument("run_dir", help="a generator run directory (xrdcore train-generator, or bench runs/)")
+    p.add_argument("pattern", help="measured pattern: 2θ in degrees and intensity (.xy, .xye, .csv, .txt, .dat)")
+    p.add_argument("--composition", required=True, help="the cell content, e.g. Zn4O13C24H12")
+    p.add_argument("-n", type=int, default=20, help="candidates to draw (default 20)")
+    p.add_argument("--out", required=True, help="new directory for the ranked CIFs and ranking.json")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
+    p.set_defaults(run=_generate)
 
     p = commands.add_parser("predict", help="space group of a measured pattern from a trained run")
     p.add_argument("run_dir", help="a training run directory (its best checkpoint is used)")
@@ -164,6 +187,31 @@ def _training_arguments(p: argparse.ArgumentParser) -> None:
                    help="keep N space groups (or these) out of training; score them against reference embeddings")
 
 
+def _generation_arguments(p: argparse.ArgumentParser) -> None:
+    """Settings of the generation task (xrdcore.bench.generation.GenerationSettings)."""
+    p.add_argument("--generators", default="*", help="names or globs, comma-separated (default all)")
+    p.add_argument("--candidates", type=int, help="candidates per test pattern (default 10)")
+    p.add_argument("--max-atoms", type=int, help="score test structures with at most this many atoms (default 20)")
+    p.add_argument("--limit-patterns", type=int, help="score only the first N test patterns (--quick: 20)")
+    p.add_argument("--generator-option", action="append", default=[], metavar="NAME.KEY=VALUE",
+                   help="an argument of one generator, e.g. xtalnet.steps=100 (repeatable)")
+
+
+def _generation_settings(args, seeds: tuple[int, ...]):
+    from xrdcore.bench.generation import GenerationSettings
+
+    options: dict[str, dict] = {}
+    for text in args.generator_option:
+        name, dot, rest = text.partition(".")
+        if not dot or "=" not in rest:
+            raise ValueError(f"--generator-option needs NAME.KEY=VALUE, got {text!r}")
+        options.setdefault(name, {}).update([parse_option(rest)])
+    chosen = {"candidates": args.candidates, "max_atoms": args.max_atoms,
+              "limit": args.limit_patterns if args.limit_patterns is not None else (20 if args.quick else None)}
+    return GenerationSettings(generators=args.generators, plugins=args.plugins, seeds=seeds, quick=args.quick,
+                              options=options, **{k: v for k, v in chosen.items() if v is not None})
+
+
 def _training_settings(args) -> tuple[dict, dict, dict]:
     """Training settings, profile/peaks input settings, and images settings (simulator, options)."""
     names = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "optimizer", "patience", "precision",
@@ -178,7 +226,7 @@ def _training_settings(args) -> tuple[dict, dict, dict]:
         training["holdout_space_groups"] = held[0] if "," not in args.holdout_space_groups else held
     inputs = {"two_theta": tuple(args.two_theta) if args.two_theta else None, "shape": args.shape,
               "augment": args.augment}
-    images = dict(_option(o) for o in args.simulator_option)
+    images = dict(parse_option(o) for o in args.simulator_option)
     if args.simulator:
         images["simulator"] = args.simulator
     return training, {k: v for k, v in inputs.items() if v is not None}, images
@@ -333,7 +381,7 @@ def _simulate_images(args, structure) -> None:
     from xrdcore.bench.harness import images_input
     from xrdcore.diffraction.plot import plot_images
 
-    images = dict(_option(o) for o in args.simulator_option)
+    images = dict(parse_option(o) for o in args.simulator_option)
     if args.simulator:
         images["simulator"] = args.simulator
     spec = images_input(get_registry(), images)
@@ -354,7 +402,7 @@ def _data_build(args) -> None:
 
     from xrdcore.data.cache import BuildSpec, build_cache, resolve_dataset, summarise
 
-    name, options = resolve_dataset(args.dataset, dict(_option(o) for o in args.option))
+    name, options = resolve_dataset(args.dataset, dict(parse_option(o) for o in args.option))
     spec = BuildSpec(name, options, limit=args.limit, symprec=args.symprec, disorder=args.disorder,
                      seed=args.seed, wavelength=args.wavelength, two_theta_range=tuple(args.range))
     cache = build_cache(args.out, spec, workers=args.workers, chunk_size=args.chunk, progress=not args.quiet)
@@ -366,7 +414,7 @@ def _data_build(args) -> None:
           f"report in {Path(args.out) / 'report.json'}")
 
 
-def _option(text: str) -> tuple[str, object]:
+def parse_option(text: str) -> tuple[str, object]:
     """``key=value`` with the value read as JSON when it is JSON (numbers, true, lists), else text."""
     key, sep, value = text.partition("=")
     if not sep or not key:
@@ -408,15 +456,15 @@ def _train(args) -> None:
 
     training, inputs, images = _training_settings(args)
     registry = get_registry()
-    encoder_options = dict(_option(o) for o in args.encoder_option)
+    encoder_options = dict(parse_option(o) for o in args.encoder_option)
     if args.tiny:
         encoder_options = {**registry.get("encoder", args.encoder).tiny, **encoder_options}
     kind = getattr(registry.get("encoder", args.encoder).load(), "input_kind", "profile")
     spec = images_input(registry, images) if kind == "images" else InputSpec(kind=kind, **inputs)
     config = TrainConfig(args.encoder, hierarchy=args.hierarchy, scheduler=args.scheduler,
                          encoder_options=encoder_options,
-                         hierarchy_options=dict(_option(o) for o in args.hierarchy_option),
-                         scheduler_options=dict(_option(o) for o in args.scheduler_option),
+                         hierarchy_options=dict(parse_option(o) for o in args.hierarchy_option),
+                         scheduler_options=dict(parse_option(o) for o in args.scheduler_option),
                          input=spec, seed=args.seed, **training)
     result = train(config, _open_data(args), args.out, device=args.device, progress=not args.quiet)
     test = result["test"]
@@ -433,12 +481,13 @@ def parse_variant(text: str) -> tuple[str, tuple[str, dict]]:
     if not sep or not label or not rest:
         raise ValueError(f"--variant needs LABEL=ENCODER[,KEY=VALUE...], got {text!r}")
     encoder, *options = re.split(r",(?=[A-Za-z_][\w.]*=)", rest)
-    return label, (encoder, dict(_option(o) for o in options))
+    return label, (encoder, dict(parse_option(o) for o in options))
 
 
 def _bench(args) -> None:
     from pathlib import Path
 
+    from xrdcore import get_registry
     from xrdcore.bench.harness import BenchSettings, run_bench
     from xrdcore.bench.report import leaderboard
 
@@ -448,16 +497,55 @@ def _bench(args) -> None:
         seed_list = tuple(int(s) for s in seeds.split(",") if s.strip())
     except ValueError:
         raise ValueError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
-    settings = BenchSettings(plugins=args.plugins, encoders=args.encoders, hierarchies=args.hierarchies,
-                             schedulers=args.schedulers, variants=dict(parse_variant(v) for v in args.variant),
-                             seeds=seed_list, quick=args.quick, training=training, input=inputs, images=images)
-    results = run_bench(_open_data(args), args.out, settings, device=args.device, resume=args.resume,
-                        shard=args.shard, progress=not args.quiet, command=sys.argv)
-    board = leaderboard(results)
-    failed = sum(r["status"] == "failed" for r in results["runs"])
-    print(Path(args.out, "results.md").read_text() if board else "no finished runs")
-    print(f"{len(results['runs'])} combinations ({failed} failed, {len(results['skipped'])} skipped); "
-          f"results in {args.out}/results.json, results.md and plots/")
+    cache = _open_data(args)
+    if args.task in ("all", "classification"):
+        settings = BenchSettings(plugins=args.plugins, encoders=args.encoders, hierarchies=args.hierarchies,
+                                 schedulers=args.schedulers, variants=dict(parse_variant(v) for v in args.variant),
+                                 seeds=seed_list, quick=args.quick, training=training, input=inputs, images=images)
+        results = run_bench(cache, args.out, settings, device=args.device, resume=args.resume,
+                            shard=args.shard, progress=not args.quiet, command=sys.argv)
+        board = leaderboard(results)
+        failed = sum(r["status"] == "failed" for r in results["runs"])
+        print(Path(args.out, "results.md").read_text() if board else "no finished runs")
+        print(f"{len(results['runs'])} combinations ({failed} failed, {len(results['skipped'])} skipped); "
+              f"results in {args.out}/results.json, results.md and plots/")
+    if args.task in ("all", "generation"):
+        from xrdcore.bench.generation import run_generation_bench
+
+        registry = get_registry()
+        if args.task == "all" and not registry.names("generator"):
+            print("generation: no generators installed (e.g. pip install xrd-xtalnet); skipped")
+            return
+        out = Path(args.out) / "generation" if args.task == "all" else Path(args.out)
+        generation = run_generation_bench(cache, out, _generation_settings(args, seed_list), device=args.device,
+                                          resume=args.resume, progress=not args.quiet, command=sys.argv)
+        failed = sum(s["status"] == "failed" for r in generation["runs"] for s in r["seeds"].values())
+        print((out / "results.md").read_text())
+        print(f"{len(generation['runs'])} generators ({failed} failed runs); results in {out}/results.json and "
+              f"results.md")
+
+
+def _train_generator(args) -> None:
+    from xrdcore import get_registry
+    from xrdcore.generation import fit_generator
+
+    registry = get_registry()
+    options = {**(registry.get("generator", args.generator).tiny if args.tiny else {}),
+               **dict(parse_option(o) for o in args.generator_option)}
+    fit_generator(args.generator, _open_data(args), args.out, options=options, seed=args.seed, device=args.device,
+                  progress=not args.quiet, registry=registry)
+    print(f"{args.out}: generator {args.generator} fitted; use it with xrdcore generate {args.out} PATTERN "
+          f"--composition FORMULA --out DIR")
+
+
+def _generate(args) -> None:
+    from xrdcore.generation import generate
+
+    rows = generate(args.run_dir, args.pattern, args.composition, args.n, args.out, device=args.device)
+    valid = [r for r in rows if r["valid"]]
+    print(f"{len(valid)} of {len(rows)} candidates are valid crystals; ranked CIFs and ranking.json in {args.out}")
+    for row in valid[:10]:
+        print(f"  {row['rank']:3d}  score {row['score']:.3f}  space group {row['space_group']:3d}  {row['file']}")
 
 
 def _predict(args) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 
 import torch
@@ -103,11 +104,38 @@ class Simulator(abc.ABC):
 
 
 class Generator(abc.ABC):
-    """Pattern-conditioned crystal-structure generation (candidates for structure solution)."""
+    """Pattern-conditioned crystal-structure generation (candidates for structure solution).
+
+    Built from keyword arguments like every component; :meth:`fit` learns from a peak cache's
+    train split (selecting on its val split, never looking at test) and writes what it learned
+    to a directory that :meth:`load` restores. Patterns are peak lists: objects with ``two_theta``
+    (degrees) and ``intensity`` (relative, strongest 100) arrays, such as the cache's ``PeakList``
+    or the peaks :func:`xrdcore.diffraction.peaks.find_peaks` finds in a measured profile.
+    """
+
+    def fit(self, cache: Any, out: Path, *, device: str = "cpu", seed: int = 0,
+            progress: bool = False) -> dict[str, Any]:
+        """Learn from ``cache`` and write the result to ``out`` (new or empty); return what the
+        training did (JSON-safe). A generator with nothing to learn returns ``{}``."""
+        return {}
+
+    def load(self, out: Path, *, device: str = "cpu") -> None:
+        """Restore what :meth:`fit` wrote to ``out``."""
+
+    @abc.abstractmethod
+    def embed_patterns(self, peaks: Sequence[Any]) -> torch.Tensor:
+        """``(N, D)`` conditions of N peak lists."""
+
+    def embed_structures(self, structures: Sequence[Structure]) -> torch.Tensor:
+        """``(N, D)`` embeddings of structures in the space of :meth:`embed_patterns` (contrastive
+        models), for retrieval: the true structure among all candidates of a split."""
+        raise NotImplementedError(f"{type(self).__name__} does not embed structures")
 
     @abc.abstractmethod
     def sample(self, condition: torch.Tensor, composition: Composition | str, n: int) -> list[Structure]:
-        """Draw ``n`` candidate structures of ``composition`` for one pattern embedding."""
+        """Draw ``n`` candidate structures with the cell content ``composition`` for one condition
+        ``(D,)``. Candidates that are not valid crystals are returned with
+        ``structure.properties["valid"] = False`` (and ``"invalid_reason"``), never dropped silently."""
 
     @abc.abstractmethod
     def rank(self, condition: torch.Tensor, candidates: Sequence[Structure]) -> list[float]:
