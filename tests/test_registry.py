@@ -13,6 +13,7 @@ import torch
 from pymatgen.core import Lattice, Structure
 
 import xrdcore
+from xrdcore.diffraction.pxrd import peak_list
 from xrdcore import hookspecs
 from xrdcore.crystal import LabelHierarchy
 from xrdcore.hookspecs import hookimpl
@@ -58,17 +59,21 @@ class RockSaltDataset(StructureDataset):
 
 
 class ScaledCopyGenerator(Generator):
-    """Returns the seed structure, scaled: candidates ranked by closeness to a target volume."""
+    """Returns the seed structure, scaled: candidates ranked by how close the d-spacing of their
+    strongest powder peak is to the pattern's."""
 
     def __init__(self, seed_structure=None):
         self.seed_structure = seed_structure
+
+    def embed_patterns(self, peaks):
+        return torch.tensor([[float(p.d[p.intensity.argmax()])] for p in peaks])
 
     def sample(self, condition, composition, n):
         return [self.seed_structure.copy().scale_lattice(self.seed_structure.volume * (1 + 0.1 * i))
                 for i in range(n)]
 
     def rank(self, condition, candidates):
-        return [-abs(c.volume - float(condition)) for c in candidates]
+        return [-abs(self.embed_patterns([peak_list(c)])[0, 0].item() - condition[0].item()) for c in candidates]
 
 
 class EveryKind:
@@ -120,8 +125,9 @@ def test_every_hook_reaches_the_registry_and_builds_real_components():
     volumes = registry.create("simulator", "volume").simulate([r.structure for r in records])
     assert volumes[0, 0].item() == pytest.approx(5.64 ** 3 / 8)
     generator = registry.create("generator", "scaled-copy", seed_structure=records[0].structure)
-    candidates = generator.sample(torch.zeros(4), "NaCl", 3)
-    scores = generator.rank(torch.tensor(records[0].structure.volume * 1.1), candidates)
+    candidates = generator.sample(torch.zeros(1), "NaCl", 3)
+    target = records[0].structure.copy().scale_lattice(records[0].structure.volume * 1.1)
+    scores = generator.rank(generator.embed_patterns([peak_list(target)])[0], candidates)
     assert max(range(3), key=scores.__getitem__) == 1
 
 
