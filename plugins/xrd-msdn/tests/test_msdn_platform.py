@@ -45,14 +45,14 @@ def test_the_harness_trains_msdn_on_spots_and_shapes_with_unseen_space_groups(mp
     assert all(r["status"] == "complete" for r in runs.values()), [r["seeds"] for r in runs.values()]
     config = {name: json.loads((tmp_path / "runs" / f"{name}__flat__sum" / "seed0" / "config.json").read_text())
               for name in runs}
-    assert config["msdn-spots"]["config"]["input"]["simulator_options"] == {"representation": "spots", "size": 64}
-    assert config["msdn"]["config"]["input"]["simulator_options"] == {"size": 64}  # the simulator's tiny variant
+    assert config["msdn-spots"]["config"]["input"]["simulator_options"] == {"representation": "spots", "size": 32}
+    assert config["msdn"]["config"]["input"]["simulator_options"] == {"size": 32}  # the simulator's tiny variant
     assert config["msdn-paper"]["config"]["heads"] == "per-view" and config["msdn"]["config"]["heads"] == "shared"
-    assert config["msdn"]["encoder"]["kwargs"]["image_size"] == 64
+    assert config["msdn"]["encoder"]["kwargs"]["image_size"] == 32
     for row in runs.values():
         assert row["unseen"]["top1"]["n"] == 1 and len(row["unseen"]["space_groups"]) == 2
     markdown = (tmp_path / "results.md").read_text()
-    assert "images from zone-axis (size 64)" in markdown and "representation spots" in markdown
+    assert "images from zone-axis (size 32)" in markdown and "representation spots" in markdown
     assert "## Unseen space groups (2 held out of training)" in markdown
     assert results["ceiling"]["extinction_class_any_setting"] >= 0
 

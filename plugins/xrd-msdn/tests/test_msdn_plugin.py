@@ -43,8 +43,8 @@ def test_the_components_are_listed_and_created_by_name(capsys):
     assert simulator.output_kind == "images"
     copper = Structure.from_spacegroup("Fm-3m", Lattice.cubic(3.615), ["Cu"], [[0, 0, 0]])
     batch = simulator.simulate([copper, copper])
-    assert batch.shape == (2, 3, 3, 64, 64)
-    encoder = xrdcore.create_encoder("msdn", **TINY_ENCODER, views=3, channels=3, image_size=64)
+    assert batch.shape == (2, *simulator.output_shape) == (2, 3, 3, TINY_SIMULATOR["size"], TINY_SIMULATOR["size"])
+    encoder = xrdcore.create_encoder("msdn", **TINY_ENCODER, views=3, channels=3, image_size=TINY_SIMULATOR["size"])
     assert encoder(batch).shape == (2, encoder.embed_dim)
     assert encoder.view_embeddings(batch).shape == (2, 3, encoder.embed_dim // 3)
     assert xrdcore.create_encoder("densenet")(torch.rand(2, 3, 3, 64, 64)).shape == (2, 992)  # defaults
