@@ -11,11 +11,18 @@ import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 
-from xrdcore.bench.generation import GenerationSettings, run_generation_bench
 import xrdcore
+from xrdcore.bench.generation import GenerationSettings, run_generation_bench
 from xrdcore.diffraction.pxrd import peak_list
-from xrdcore.generation import (GeneratorRunError, fit_generator, generate, hit_rates, load_generator,
-                                score_generation, score_retrieval)
+from xrdcore.generation import (
+    GeneratorRunError,
+    fit_generator,
+    generate,
+    hit_rates,
+    load_generator,
+    score_generation,
+    score_retrieval,
+)
 from xrdcore.hookspecs import hookimpl
 from xrdcore.interfaces import Generator
 from xrdcore.registry import Registry

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_INPUT, TINY_RCNET
 
+from conftest import TINY_INPUT, TINY_RCNET
 from xrdcore.hookspecs import hookimpl
 from xrdcore.interfaces import Encoder
 from xrdcore.registry import Registry

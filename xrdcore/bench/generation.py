@@ -167,8 +167,8 @@ def generation_markdown(results: Mapping[str, Any]) -> str:
     if rows:
         ks = [k for k in rows[0]["retrieval"] if k.startswith("top")]
         lines += ["## Retrieval: the true structure among all test structures", "",
-                  f"{rows[0]['retrieval']['n']} test patterns; chance top-1 "
-                  f"{100 * rows[0]['retrieval']['chance_top1']:.1f}%.", "",
+                  (f"{rows[0]['retrieval']['n']} test patterns; chance top-1 "
+                   f"{100 * rows[0]['retrieval']['chance_top1']:.1f}%."), "",
                   "| generator | " + " | ".join(ks) + " |", "|---|" + "---|" * len(ks)]
         lines += [f"| {r['generator']} | " + " | ".join(_percent(r["retrieval"][k]) for k in ks) + " |" for r in rows]
         lines.append("")

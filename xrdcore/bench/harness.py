@@ -175,7 +175,7 @@ def images_simulators(registry: Any) -> list[str]:
         try:
             if getattr(registry.get("simulator", name).load(), "output_kind", None) == "images":
                 names.append(name)
-        except Exception:  # noqa: BLE001 - a simulator that cannot be imported feeds nothing
+        except Exception:  # noqa: BLE001, S112 - a simulator that cannot be imported feeds nothing
             continue
     return names
 
@@ -360,7 +360,6 @@ def results_header(cache: Any, settings: BenchSettings, skipped: Sequence[dict],
     data, seeds, the extinction-class ceiling and the skipped combinations."""
     from xrdcore.environment import environment
     from xrdcore.metrics import EXTINCTION_LEVELS, extinction_ceiling
-
     from xrdcore.train.unseen import choose_holdout, holdout_indices
 
     seen = holdout_indices(cache, choose_holdout(cache, settings.training.get("holdout_space_groups", 0)))

@@ -4,11 +4,11 @@ shaped input and per-view heads, unseen space groups, and the command line."""
 import json
 
 import torch
-
 from xrdcore.bench.harness import BenchSettings, run_bench
 from xrdcore.cli import main
 from xrdcore.train import InputSpec
 from xrdcore.train.inputs import SplitInputs
+
 from xrd_msdn.simulator import ZoneAxisSimulator
 
 SMALL = {"size": 64}
