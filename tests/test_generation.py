@@ -12,7 +12,7 @@ import torch
 from pymatgen.core import Lattice, Structure
 
 import xrdcore
-from xrdcore.bench.generation import GenerationSettings, run_generation_bench
+from xrdcore.bench.generation import GenerationSettings, merge_options, run_generation_bench
 from xrdcore.diffraction.pxrd import peak_list
 from xrdcore.generation import (
     GeneratorRunError,
@@ -93,6 +93,15 @@ def registry() -> Registry:
 def test_hit_rates_count_ties_against_the_true_pair():
     similarity = torch.tensor([[0.9, 0.1, 0.2], [0.5, 0.5, 0.1], [0.3, 0.8, 0.7]])
     assert hit_rates(similarity, (1, 2, 3)) == {"top1": 1 / 3, "top2": 1.0, "top3": 1.0}
+    with pytest.raises(ValueError, match="square, non-empty"):
+        hit_rates(similarity[:2])
+
+
+def test_options_merge_nested_settings_into_a_variant():
+    tiny = {"training": {"epochs": 10, "lr": 1e-3}, "steps": 10}
+    assert merge_options(tiny, {"training": {"epochs": 100}, "steps": 5}) == \
+        {"training": {"epochs": 100, "lr": 1e-3}, "steps": 5}
+    assert tiny == {"training": {"epochs": 10, "lr": 1e-3}, "steps": 10}
 
 
 def test_generation_scores_use_ranked_candidates_at_both_tolerances(mp20_cache):
@@ -152,7 +161,7 @@ def test_generate_writes_ranked_cifs_for_a_measured_pattern(mp20_cache, tmp_path
 
 
 def test_the_generation_task_fits_scores_and_reports_every_generator(mp20_cache, tmp_path):
-    settings = GenerationSettings(quick=True, candidates=2, ks=(1, 2), retrieval_ks=(1, 5), seeds=(0, 1))
+    settings = GenerationSettings(quick=True, candidates=2, ks=(1, 2), retrieval_ks=(1, 10, 3), seeds=(0, 1))
     results = run_generation_bench(mp20_cache, tmp_path, settings, device="cpu", progress=False, registry=registry())
     (row,) = results["runs"]
     assert row["generator"] == "library" and all(s["status"] == "complete" for s in row["seeds"].values())
@@ -163,6 +172,7 @@ def test_the_generation_task_fits_scores_and_reports_every_generator(mp20_cache,
     assert row["retrieval"]["top1"]["n"] == 2
     markdown = (tmp_path / "results.md").read_text()
     assert "## Retrieval" in markdown and "## Generation" in markdown and "| library | code |" in markdown
+    assert "| generator | top1 | top3 | top10 |" in markdown  # in the order of k
     assert results["settings"]["quick"] is True and results["data"]["split_hash"] == mp20_cache.manifest["split_hash"]
     again = run_generation_bench(mp20_cache, tmp_path, settings, device="cpu", progress=False, registry=registry(),
                                  resume=True)

@@ -208,6 +208,10 @@ def _generation_settings(args, seeds: tuple[int, ...]):
         options.setdefault(name, {}).update([parse_option(rest)])
     chosen = {"candidates": args.candidates, "max_atoms": args.max_atoms,
               "limit": args.limit_patterns if args.limit_patterns is not None else (20 if args.quick else None)}
+    if args.candidates is not None:  # top-k of 1, 5, 10 that fit, and all the candidates
+        if args.candidates < 1:
+            raise ValueError(f"--candidates must be positive, got {args.candidates}")
+        chosen["ks"] = tuple(sorted({k for k in (1, 5, 10) if k < args.candidates} | {args.candidates}))
     return GenerationSettings(generators=args.generators, plugins=args.plugins, seeds=seeds, quick=args.quick,
                               options=options, **{k: v for k, v in chosen.items() if v is not None})
 
@@ -529,9 +533,11 @@ def _train_generator(args) -> None:
     from xrdcore import get_registry
     from xrdcore.generation import fit_generator
 
+    from xrdcore.bench.generation import merge_options
+
     registry = get_registry()
-    options = {**(registry.get("generator", args.generator).tiny if args.tiny else {}),
-               **dict(parse_option(o) for o in args.generator_option)}
+    options = merge_options(registry.get("generator", args.generator).tiny if args.tiny else {},
+                            dict(parse_option(o) for o in args.generator_option))
     fit_generator(args.generator, _open_data(args), args.out, options=options, seed=args.seed, device=args.device,
                   progress=not args.quiet, registry=registry)
     print(f"{args.out}: generator {args.generator} fitted; use it with xrdcore generate {args.out} PATTERN "

@@ -45,11 +45,15 @@ def is_valid(structure: Any) -> bool:
 
 def evaluation_indices(cache: PeakCache, split: str, max_atoms: int | None = None,
                        limit: int | None = None) -> np.ndarray:
-    """Cache positions of the split's structures with at most ``max_atoms`` atoms (the first
-    ``limit`` of them): what retrieval and generation are scored on."""
-    indices = cache.indices(split)
-    if max_atoms is not None:
-        indices = np.array([i for i in indices if len(cache.structure(int(i))) <= max_atoms], dtype=np.int64)
+    """Cache positions of the split's ordered structures with at most ``max_atoms`` atoms (the
+    first ``limit`` of them): what retrieval and generation are scored on (a generator draws whole
+    atoms; a partially occupied site has no single right answer)."""
+    keep = []
+    for i in cache.indices(split):
+        structure = cache.structure(int(i))
+        if structure.is_ordered and (max_atoms is None or len(structure) <= max_atoms):
+            keep.append(int(i))
+    indices = np.asarray(keep, dtype=np.int64)
     return indices[:limit] if limit is not None else indices
 
 
@@ -117,6 +121,8 @@ def load_generator(run_dir: str | Path, device: str = "cpu", registry: Any | Non
 def hit_rates(similarity: torch.Tensor, ks: Sequence[int] = (1, 3, 5, 10)) -> dict[str, float]:
     """Top-k hit rates of a square similarity matrix whose diagonal holds the true pairs: the
     fraction of rows whose own column is among their k highest (ties count against it)."""
+    if similarity.dim() != 2 or similarity.shape[0] != similarity.shape[1] or not len(similarity):
+        raise ValueError(f"hit rates need a square, non-empty similarity matrix, got shape {tuple(similarity.shape)}")
     own = similarity.diagonal()
     rank = (similarity > own[:, None]).sum(1) + (similarity == own[:, None]).sum(1) - 1  # 0: first
     return {f"top{k}": float((rank < k).double().mean()) for k in ks}

@@ -85,7 +85,8 @@ def run_generation_bench(data: Any, out: str | Path, settings: GenerationSetting
               "data": {**cache.describe(), "provenance": cache.manifest.get("provenance"),
                        "licence": cache.manifest.get("licence")}}
     for name in tqdm(names, desc="generators", disable=not progress):
-        options = {**(registry.get("generator", name).tiny if settings.quick else {}), **settings.options.get(name, {})}
+        options = merge_options(registry.get("generator", name).tiny if settings.quick else {},
+                                settings.options.get(name, {}))
         for seed in settings.seeds:
             run_dir = out / "runs" / name.replace(":", "-") / f"seed{seed}"
             if (run_dir / "metrics.json").exists():
@@ -112,6 +113,16 @@ def run_generation_bench(data: Any, out: str | Path, settings: GenerationSetting
     return results
 
 
+def merge_options(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``changes`` applied, nested dictionaries merged key by key (so an option such
+    as ``training={"epochs": 100}`` changes one setting of a tiny variant, not all of them)."""
+    merged = dict(base)
+    for key, value in changes.items():
+        both = isinstance(value, Mapping) and isinstance(merged.get(key), Mapping)
+        merged[key] = merge_options(merged[key], value) if both else value
+    return merged
+
+
 def _collect(out: Path, name: str, seeds: Sequence[int]) -> dict[str, Any]:
     """One generator: every seed's status and the scores as mean ± std over finished seeds."""
     finished, status = [], {}
@@ -130,19 +141,24 @@ def _collect(out: Path, name: str, seeds: Sequence[int]) -> dict[str, Any]:
     retrieval = [m["retrieval"] for m in finished if m["retrieval"]]
     if retrieval:
         row["retrieval"] = {"n": retrieval[0]["n"], "chance_top1": retrieval[0]["chance_top1"],
-                            **{k: _summary([r[k] for r in retrieval]) for k in retrieval[0] if k.startswith("top")}}
+                            **{k: _summary([r[k] for r in retrieval]) for k in _top_keys(retrieval[0])}}
     generation = [m["generation"] for m in finished]
     first = generation[0]
     row["generation"] = {"n": first["n"], "candidates": first["candidates"],
                          "validity": _summary([g["validity"] for g in generation])}
     for setting in ("paper", "code"):
         row["generation"][setting] = {"tolerance": first[setting]["tolerance"]}
-        for key in (k for k in first[setting] if k.startswith("top")):
+        for key in _top_keys(first[setting]):
             rates = [g[setting][key]["match_rate"] for g in generation]
             rmse = [g[setting][key]["mean_rmse"] for g in generation if g[setting][key]["mean_rmse"] is not None]
             row["generation"][setting][key] = {"match_rate": _summary(rates),
                                                "mean_rmse": _summary(rmse) if rmse else None}
     return row
+
+
+def _top_keys(scores: Mapping[str, Any]) -> list[str]:
+    """``top1``, ``top3``, ``top10``, ... in the order of k (JSON files sort them as text)."""
+    return sorted((k for k in scores if k.startswith("top") and k[3:].isdigit()), key=lambda k: int(k[3:]))
 
 
 def _percent(summary: Mapping[str, Any] | None) -> str:
@@ -165,7 +181,7 @@ def generation_markdown(results: Mapping[str, Any]) -> str:
              + (" · tiny variants (quick mode)" if settings["quick"] else ""), ""]
     rows = [r for r in results["runs"] if r.get("retrieval")]
     if rows:
-        ks = [k for k in rows[0]["retrieval"] if k.startswith("top")]
+        ks = _top_keys(rows[0]["retrieval"])
         lines += ["## Retrieval: the true structure among all test structures", "",
                   (f"{rows[0]['retrieval']['n']} test patterns; chance top-1 "
                    f"{100 * rows[0]['retrieval']['chance_top1']:.1f}%."), "",
@@ -175,7 +191,7 @@ def generation_markdown(results: Mapping[str, Any]) -> str:
     rows = [r for r in results["runs"] if r.get("generation")]
     if rows:
         first = rows[0]["generation"]
-        ks = [k for k in first["paper"] if k.startswith("top")]
+        ks = _top_keys(first["paper"])
         lines += ["## Generation: match rate of ranked candidates", "",
                   (f"{first['n']} test patterns, {first['candidates']} candidates each (the true cell content "
                    f"given). StructureMatcher tolerances: **paper** stol 0.7, angle_tol 5°, ltol 0.2; **code** "

@@ -2,6 +2,7 @@
 (``mp20_cache``, from the repository's conftest.py)."""
 
 import pytest
+
 from xrd_xtalnet.plugin import TINY_CPCP
 
 

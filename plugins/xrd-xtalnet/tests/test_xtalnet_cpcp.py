@@ -1,5 +1,6 @@
-"""CPCP: the symmetric InfoNCE (formula and gradcheck), the clamped temperature, retrieval hit
-rates, training on a real cache (what is trained, selected and scored on), learning, storage."""
+"""CPCP: the symmetric InfoNCE (formula and gradcheck), the clamped temperature, its peak input
+(the core's), training on a real cache (what is trained, selected and scored on), retrieval as the
+harness scores it, learning, storage."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ import math
 import numpy as np
 import pytest
 import torch
+from xrdcore.generation import hit_rates, score_retrieval
 
 from xrd_xtalnet.cpcp import (
     CPCP,
     CPCPConfig,
-    hit_rates,
+    cpcp_config,
     info_nce,
     load_cpcp,
     retrieval_hit_rates,
@@ -22,7 +24,7 @@ from xrd_xtalnet.cpcp import (
     train_cpcp,
 )
 from xrd_xtalnet.crystals import to_structure
-from xrd_xtalnet.pairs import split_pairs
+from xrd_xtalnet.pairs import pattern_inputs, split_pairs
 from xrd_xtalnet.plugin import TINY_CPCP
 
 
@@ -70,19 +72,18 @@ def test_temperature_starts_at_clip_value_and_is_clamped():
         CPCP(**{**TINY_CPCP, "temperature": 0.001})
 
 
-def test_hit_rates_rank_the_true_pair_among_all():
-    identity = torch.eye(4)
-    assert hit_rates(identity, (1, 3)) == {"top1": 1.0, "top3": 1.0}
-    # pattern i's own structure is ranked i-th (0-based) by construction
-    s = torch.tensor([[0.9, 0.1, 0.0, 0.0],
-                      [0.9, 0.8, 0.1, 0.0],
-                      [0.9, 0.8, 0.7, 0.1],
-                      [0.9, 0.8, 0.7, 0.6]])
-    assert hit_rates(s, (1, 2, 3, 4)) == {"top1": 0.25, "top2": 0.5, "top3": 0.75, "top4": 1.0}
-    ties = torch.ones(3, 3)
-    assert hit_rates(ties, (1, 3)) == {"top1": 0.0, "top3": 1.0}  # ties count against the true pair
-    with pytest.raises(ValueError):
-        hit_rates(torch.ones(2, 3))
+def test_peak_input_is_the_cores_for_cache_peak_lists(mp20_cache):
+    from xrdcore.diffraction.profile import PeakBatch
+    from xrdcore.train.inputs import InputSpec
+
+    peaks = [mp20_cache.peaks(int(i)) for i in mp20_cache.indices("train")[:5]]
+    ours, core = pattern_inputs(peaks), InputSpec(kind="peaks").make(PeakBatch.from_peak_lists(peaks))
+    assert ours.keys() == core.keys()
+    for key in ours:
+        assert ours[key].dtype == core[key].dtype and torch.equal(ours[key], core[key]), key
+    low, high = mp20_cache.manifest["spec"]["two_theta_range"]
+    ranged = pattern_inputs(peaks, two_theta_range=(low, high))  # the cache's own range changes nothing
+    assert all(torch.allclose(ranged[k].float(), ours[k].float()) for k in ours)
 
 
 def test_training_selects_on_validation_and_scores_test_once(cpcp_run, mp20_cache):
@@ -100,6 +101,29 @@ def test_training_selects_on_validation_and_scores_test_once(cpcp_run, mp20_cach
     assert {k: again[k] for k in ("top1", "top3", "top5", "top10", "n")} == \
         {k: results["test"][k] for k in ("top1", "top3", "top5", "top10", "n")}
     assert all(h["scale"] <= 100.0 for h in history)
+
+
+def test_the_harness_scores_the_same_retrieval_through_the_generator(cpcp_run, mp20_cache):
+    """The core's score_retrieval, through the generator's embed_patterns/embed_structures (peak
+    lists and structures one by one), agrees with CPCP's own split retrieval."""
+    from xrd_xtalnet.diffusion import CrystalDiffusion
+    from xrd_xtalnet.generator import XtalNetGenerator
+
+    out, results = cpcp_run
+    model = load_cpcp(out)
+    generator = XtalNetGenerator.from_models(CrystalDiffusion(denoiser={"cond_dim": model.shared_dim}), model)
+    scored = score_retrieval(generator, mp20_cache, "test", ks=(1, 3, 5, 10), max_atoms=20)
+    assert scored["n"] == results["test"]["n"]
+    for k in ("top1", "top3", "top5", "top10"):
+        assert scored[k] == pytest.approx(results["test"][k]), k
+
+
+def test_generator_options_build_the_cpcp_config():
+    config = cpcp_config({"shared_dim": 8}, {"epochs": 2, "lr": 0.01}, max_atoms=12, seed=4)
+    assert (config.shared_dim, config.epochs, config.lr, config.max_atoms, config.seed) == (8, 2, 0.01, 12, 4)
+    for model, training in (({"dim": 8}, {}), ({}, {"seed": 1}), ({}, {"max_atoms": 3})):
+        with pytest.raises(ValueError):
+            cpcp_config(model, training)
 
 
 def test_structures_over_the_atom_limit_are_dropped_and_counted(mp20_cache):
@@ -129,7 +153,7 @@ def test_cpcp_learns_to_pair_patterns_with_their_structures(mp20_cache):
         model.clamp_()
     model.eval()
     with torch.no_grad():
-        rates = hit_rates(model.embed_patterns(x) @ model.embed_crystals(crystals).T, (1, 3))
+        rates = hit_rates(model.embed_patterns(x) @ model.embed_crystals(crystals).T, (1, 3))  # the core's
     assert rates["top1"] >= 0.75, rates
 
 

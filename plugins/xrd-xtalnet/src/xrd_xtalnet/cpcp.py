@@ -28,6 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from xrdcore.generation import hit_rates
 
 from xrd_xtalnet.crystal_encoder import CrystalEncoder
 from xrd_xtalnet.crystals import CrystalBatch, is_valid
@@ -37,10 +38,20 @@ from xrd_xtalnet.pxrd_encoder import DEFAULT_TWO_THETA, PeakTransformer
 if TYPE_CHECKING:
     from pymatgen.core import Structure
     from xrdcore.data.cache import PeakCache
-    from xrdcore.diffraction.pxrd import PeakList
 
-__all__ = ["CPCP", "CPCPConfig", "hit_rates", "info_nce", "load_cpcp", "retrieval_hit_rates", "save_cpcp",
-           "similarity", "train_cpcp"]
+__all__ = [
+    "CPCP",
+    "TRAINING_FIELDS",
+    "CPCPConfig",
+    "cpcp_config",
+    "fit_cpcp",
+    "info_nce",
+    "load_cpcp",
+    "retrieval_hit_rates",
+    "save_cpcp",
+    "similarity",
+    "train_cpcp",
+]
 
 MODEL_FILE, CONFIG_FILE, RESULTS_FILE = "model.safetensors", "config.json", "results.json"
 SELECTIONS = ("val_loss", "val_top1")
@@ -101,8 +112,12 @@ class CPCP(nn.Module):
         """``(G, shared_dim)`` unit vectors of a batch of crystals."""
         return F.normalize(self.crystal_projection(self.crystal_encoder(crystals)), dim=1)
 
-    def embed_peak_lists(self, peak_lists: Sequence[PeakList]) -> torch.Tensor:
-        return self.embed_patterns(pattern_inputs(peak_lists, self.device))
+    def embed_peak_lists(self, peak_lists: Sequence[Any]) -> torch.Tensor:
+        """``(B, shared_dim)`` unit vectors of peak lists (the cache's ``PeakList`` or a measured
+        profile's ``FoundPeaks``); only peaks inside the PXRD encoder's 2θ bins are used, each list
+        rescaled to its strongest one (:func:`~xrd_xtalnet.pairs.pattern_inputs`)."""
+        encoder = self.pxrd_encoder
+        return self.embed_patterns(pattern_inputs(peak_lists, self.device, (encoder.start, encoder.stop)))
 
     def embed_structures(self, structures: Sequence[Structure]) -> torch.Tensor:
         return self.embed_crystals(CrystalBatch.from_structures(structures, self.device, self.dtype))
@@ -174,18 +189,6 @@ def load_cpcp(directory: str | Path, device: str | torch.device = "cpu") -> CPCP
 
 
 # --- retrieval -----------------------------------------------------------------------------------
-
-
-def hit_rates(similarities: torch.Tensor, ks: Sequence[int] = (1, 3, 5, 10)) -> dict[str, float]:
-    """Top-k hit rates from an (N, N) similarity matrix whose diagonal holds the true pairs:
-    ``{"top1": ..., ...}``. The true structure's rank counts every other structure with a
-    higher or equal similarity."""
-    if similarities.dim() != 2 or similarities.shape[0] != similarities.shape[1] or len(similarities) == 0:
-        raise ValueError(f"need a non-empty square similarity matrix, got {tuple(similarities.shape)}")
-    true = similarities.diagonal()[:, None]
-    others = ~torch.eye(len(similarities), dtype=torch.bool, device=similarities.device)
-    rank = ((similarities >= true) & others).sum(1)  # 0 = first
-    return {f"top{k}": float((rank < k).double().mean()) for k in ks}
 
 
 @torch.no_grad()
@@ -281,18 +284,26 @@ def _loss(model: CPCP, pairs: SplitPairs, batch_size: int) -> float:
 
 
 def train_cpcp(cache: PeakCache, out_dir: str | Path, config: CPCPConfig | Mapping[str, Any] | None = None,
-               device: str | torch.device = "cpu", progress: bool = False) -> dict[str, Any]:
+               device: str | torch.device = "cpu", progress: bool = False, *, score_test: bool = True) -> dict[str, Any]:
     """Train CPCP on ``cache``'s **train** split, select the epoch on the **val** split
-    (``config.select``: validation InfoNCE, or validation top-1 retrieval), then score the selected
-    weights once on the **test** split (InfoNCE and top-k retrieval among all test structures).
-    The test split plays no part in training or selection.
+    (``config.select``: validation InfoNCE, or validation top-1 retrieval), then, with
+    ``score_test``, score the selected weights once on the **test** split (InfoNCE and top-k
+    retrieval among all test structures). The test split plays no part in training or selection;
+    the generators train CPCP with ``score_test=False`` (the harness scores test retrieval itself).
 
     Writes ``out_dir/model.safetensors`` and ``config.json`` (the selected model, loadable with
     :func:`load_cpcp`) and ``results.json``: the config, the data (cache path, key, split hash),
     per split what was kept and dropped (too many atoms, disordered), the per-epoch history
-    (train loss, val loss, val retrieval, scale), the selected epoch, and the val and test scores.
-    Returns the results. ``out_dir`` must be new or empty.
+    (train loss, val loss, val retrieval, scale), the selected epoch, the val scores and (with
+    ``score_test``) the test scores. Returns the results. ``out_dir`` must be new or empty.
     """
+    return _train(cache, out_dir, config, device, progress, score_test)[1]
+
+
+def _train(cache: PeakCache, out_dir: str | Path, config: CPCPConfig | Mapping[str, Any] | None,
+           device: str | torch.device, progress: bool, score_test: bool) -> tuple[CPCP, dict[str, Any]]:
+    """:func:`train_cpcp`, also returning the selected model (in eval mode)."""
+    from tqdm import tqdm
     from xrdcore.storage import atomic_write_json, holds_other_files
 
     if not isinstance(config, CPCPConfig):
@@ -303,18 +314,18 @@ def train_cpcp(cache: PeakCache, out_dir: str | Path, config: CPCPConfig | Mappi
     started = time.perf_counter()
     device = torch.device(device)
     torch.manual_seed(config.seed)
-    data = {split: split_pairs(cache, split, config.max_atoms) for split in ("train", "val", "test")}
+    splits = ("train", "val", "test") if score_test else ("train", "val")
+    data = {split: split_pairs(cache, split, config.max_atoms) for split in splits}
     for split in ("train", "val"):
         if len(data[split]) < 2:
-            raise ValueError(f"{split} split has {len(data[split])} usable pairs; at least 2 are needed")
+            raise ValueError(f"{split} split has {len(data[split])} usable pairs (at most {config.max_atoms} atoms, "
+                             f"ordered); at least 2 are needed")
     model = CPCP(**config.model_kwargs(cache)).to(device)
     optimiser = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = max(1, len(_batches(len(data["train"]), config.batch_size, None)))
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.epochs * steps_per_epoch)
     shuffle = torch.Generator().manual_seed(config.seed)
-    history, best, best_key = [], None, None
-    from tqdm import tqdm
-
+    history, best, best_key, best_state = [], None, None, None
     for epoch in tqdm(range(1, config.epochs + 1), desc="CPCP", disable=not progress):
         model.train()
         losses = []
@@ -328,21 +339,60 @@ def train_cpcp(cache: PeakCache, out_dir: str | Path, config: CPCPConfig | Mappi
             losses.append(loss.item())
         val_loss = _loss(model, data["val"], config.batch_size)
         val = _retrieval(model, data["val"], config.ks, config.batch_size)
-        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss,
-                        "val": val, "scale": model.scale.item()})
+        history.append({"epoch": epoch, "train_loss": float(np.mean(losses)) if losses else math.nan,
+                        "val_loss": val_loss, "val": val, "scale": model.scale.item()})
         key = (val_loss,) if config.select == "val_loss" else (-val["top1"], val_loss)
         if best_key is None or key < best_key:
             best_key, best = key, epoch
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             save_cpcp(model, out, {"epoch": epoch})
-    model = load_cpcp(out, device)
+    model.load_state_dict(best_state)
+    model.eval()
     selected = history[best - 1]
-    test = {"loss": _loss(model, data["test"], config.batch_size) if len(data["test"]) >= 2 else None,
-            **(_retrieval(model, data["test"], config.ks, config.batch_size) if len(data["test"]) else {"n": 0})}
     results = {"kind": "xtalnet-cpcp", "config": {**asdict(config), "ks": list(config.ks)},
                "model": model.config, "data": cache.describe(),
                "pairs": {split: pairs.counts() for split, pairs in data.items()},
                "selected_on": config.select, "selected_epoch": best,
-               "val": {"loss": selected["val_loss"], **selected["val"]}, "test": test,
-               "history": history, "device": str(device), "seconds": round(time.perf_counter() - started, 2)}
+               "val": {"loss": selected["val_loss"], **selected["val"]}}
+    if score_test:
+        results["test"] = {"loss": _loss(model, data["test"], config.batch_size) if len(data["test"]) >= 2 else None,
+                           **(_retrieval(model, data["test"], config.ks, config.batch_size) if len(data["test"])
+                              else {"n": 0})}
+    results.update(history=history, device=str(device), seconds=round(time.perf_counter() - started, 2))
     atomic_write_json(out / RESULTS_FILE, results)
-    return results
+    return model, results
+
+
+# --- the CPCP stage of both generators -----------------------------------------------------------
+
+#: the :class:`CPCPConfig` fields a generator's ``cpcp_training`` option may set (the model's come
+#: from its ``cpcp`` option, ``max_atoms`` from its own option, the seed from ``fit``)
+TRAINING_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "select", "ks")
+
+
+def cpcp_config(model: Mapping[str, Any] | None = None, training: Mapping[str, Any] | None = None,
+                max_atoms: int | None = None, seed: int = 0) -> CPCPConfig:
+    """The :class:`CPCPConfig` of a generator's CPCP stage: ``model`` (CPCP keyword arguments),
+    ``training`` (:data:`TRAINING_FIELDS` only), ``max_atoms`` and ``seed``."""
+    model, training = dict(model or {}), dict(training or {})
+    unknown = sorted(set(model) - {"pxrd", "crystal", "shared_dim", "temperature", "max_scale"})
+    if unknown:
+        raise ValueError(f"unknown CPCP model option(s) {', '.join(unknown)}; allowed: pxrd, crystal, shared_dim, "
+                         f"temperature, max_scale")
+    unknown = sorted(set(training) - set(TRAINING_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown CPCP training option(s) {', '.join(unknown)}; allowed: {', '.join(TRAINING_FIELDS)} "
+                         f"(max_atoms is the generator's own option, the seed comes from fit)")
+    return CPCPConfig(**model, **training, max_atoms=max_atoms, seed=int(seed))
+
+
+def fit_cpcp(cache: PeakCache, out_dir: str | Path, config: CPCPConfig, device: str | torch.device = "cpu",
+             progress: bool = False) -> tuple[CPCP, dict[str, Any]]:
+    """The CPCP stage of ``xtalnet`` and ``pyxtal-random`` (one function, so the same options and
+    seed give both the same model): :func:`train_cpcp` without test scores; returns the selected
+    model (eval mode) and a compact summary for the generator's ``fit`` facts."""
+    model, results = _train(cache, out_dir, config, device, progress, score_test=False)
+    summary = {"selected_on": results["selected_on"], "selected_epoch": results["selected_epoch"],
+               "epochs": config.epochs, "val": results["val"], "pairs": results["pairs"],
+               "seconds": results["seconds"]}
+    return model, summary

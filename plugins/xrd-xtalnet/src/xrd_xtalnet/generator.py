@@ -1,9 +1,15 @@
-"""XtalNet's CCSG generator: PXRD-conditioned joint diffusion (:mod:`xrd_xtalnet.diffusion`),
-candidates ranked by CPCP similarity; its training, storage and loading.
+"""XtalNet's CCSG generator (``xtalnet``): PXRD-conditioned joint diffusion
+(:mod:`xrd_xtalnet.diffusion`), candidates ranked by CPCP similarity; its training and storage.
 
-A generator run directory holds ``config.json`` (the diffusion model's keyword arguments and the
-sampling settings), ``model.safetensors`` (weights, no pickle), ``cpcp/`` (a copy of the CPCP
-model it is conditioned on, so the run is self-contained) and ``results.json`` (training).
+:meth:`XtalNetGenerator.fit` writes, into the directory the core gives it (``model/`` of a
+generator run, see :mod:`xrdcore.generation`)::
+
+    generator.json   what was fitted: kind, seed (the sampling stream starts from it), max_atoms
+    cpcp/            the CPCP model (config.json, model.safetensors, results.json: train_cpcp)
+    diffusion/       the denoiser (config.json, model.safetensors, results.json: train_generator)
+
+and :meth:`XtalNetGenerator.load` restores both. Weights are safetensors, settings JSON: nothing
+is pickled.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import numpy as np
 import torch
 from xrdcore.interfaces import Generator
 
-from xrd_xtalnet.cpcp import CPCP, load_cpcp, save_cpcp, similarity
+from xrd_xtalnet.cpcp import CPCP, cpcp_config, fit_cpcp, load_cpcp, similarity
 from xrd_xtalnet.crystals import MIN_DISTANCE, composition_numbers, to_structure, volume_per_atom
 from xrd_xtalnet.diffusion import CrystalDiffusion
 from xrd_xtalnet.pairs import SplitPairs, split_pairs
@@ -28,66 +34,171 @@ from xrd_xtalnet.pairs import SplitPairs, split_pairs
 if TYPE_CHECKING:
     from pymatgen.core import Composition, Structure
     from xrdcore.data.cache import PeakCache
-    from xrdcore.diffraction.pxrd import PeakList
 
-__all__ = ["GeneratorConfig", "XtalNetGenerator", "load_generator", "save_generator", "train_generator"]
+__all__ = [
+    "TRAINING_FIELDS",
+    "GeneratorConfig",
+    "XtalNetGenerator",
+    "embed_in_batches",
+    "load_diffusion",
+    "read_fit_record",
+    "save_diffusion",
+    "train_generator",
+]
 
-MODEL_FILE, CONFIG_FILE, RESULTS_FILE, CPCP_DIR = "model.safetensors", "config.json", "results.json", "cpcp"
+MODEL_FILE, CONFIG_FILE, RESULTS_FILE = "model.safetensors", "config.json", "results.json"
+GENERATOR_FILE, CPCP_DIR, DIFFUSION_DIR = "generator.json", "cpcp", "diffusion"
+#: the :class:`GeneratorConfig` fields the generator's ``training`` option may set
+TRAINING_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "clip", "val_draws")
+DIFFUSION_OPTIONS = ("denoiser", "timesteps", "sigma_begin", "sigma_end", "lattice_weight", "coord_weight")
 
 
 class XtalNetGenerator(Generator):
     """Pattern embedding + composition → candidate crystals, ranked by CPCP similarity.
 
-    Build it from a trained run (``run``: a directory written by :func:`train_generator`), or from
-    parts: ``diffusion`` (a :class:`CrystalDiffusion` or its keyword arguments) and ``cpcp`` (a
-    :class:`CPCP`, a CPCP directory, CPCP keyword arguments, or None: no ranking, and conditions
-    are taken as given). Without either, the model is untrained (for tests and ``--tiny`` runs).
+    Every argument is a keyword with a default (``xrdcore`` builds it from the registered options):
 
-    ``steps``: denoising steps when sampling (None: all the training time steps); ``step_lr``:
-    the Langevin corrector's step scale; ``corrector``: whether to use it; ``seed``: the sampling
-    random stream (successive ``sample`` calls continue it); ``min_distance``: Å, closer atoms make
-    a candidate invalid.
+    * model — ``cpcp``: :class:`~xrd_xtalnet.cpcp.CPCP` keyword arguments (``pxrd``, ``crystal``,
+      ``shared_dim``, ...; default the published sizes; ``pxrd["two_theta"]`` defaults to the
+      cache's 2θ range); ``diffusion``: :class:`CrystalDiffusion` keyword arguments (``denoiser``,
+      ``timesteps``, ...; the denoiser's ``cond_dim`` comes from CPCP, ``volume_per_atom`` from the
+      training structures);
+    * training — ``cpcp_training``: the CPCP stage (``epochs``, ``batch_size``, ``lr``,
+      ``weight_decay``, ``select``, ``ks``: :class:`~xrd_xtalnet.cpcp.CPCPConfig`); ``training``:
+      the diffusion stage (``epochs``, ``batch_size``, ``lr``, ``weight_decay``, ``clip``,
+      ``val_draws``: :class:`GeneratorConfig`); ``max_atoms``: structures with more atoms are left
+      out of both stages (default 20); the seed comes from :meth:`fit`;
+    * sampling — ``steps`` (denoising steps, None: all the training time steps), ``step_lr`` (the
+      Langevin corrector's step scale), ``corrector``, ``min_distance`` (Å; closer atoms make a
+      candidate invalid), ``sample_seed`` (the sampling random stream; None: the fit's seed, 0
+      before fitting; it restarts at :meth:`fit` and :meth:`load` and continues over ``sample`` calls);
+    * ``device``.
+
+    Before :meth:`fit` or :meth:`load` the models are built untrained from the options when first
+    used (for tests and plumbing); :meth:`from_models` wraps models built elsewhere.
     """
 
-    def __init__(self, run: str | Path | None = None, *, diffusion: CrystalDiffusion | Mapping[str, Any] | None = None,
-                 cpcp: CPCP | str | Path | Mapping[str, Any] | None = None, steps: int | None = None,
-                 step_lr: float = 1e-5, corrector: bool = True, seed: int = 0, min_distance: float = MIN_DISTANCE,
-                 device: str | torch.device = "cpu"):
-        self.device = torch.device(device)
-        if run is not None:
-            if diffusion is not None or cpcp is not None:
-                raise ValueError("give either a run directory or diffusion/cpcp, not both")
-            self.diffusion, self.cpcp = load_generator(run, device)
-        else:
-            if isinstance(cpcp, (str, Path)):
-                cpcp = load_cpcp(cpcp, device)
-            elif isinstance(cpcp, Mapping):
-                cpcp = CPCP(**cpcp)
-            if not isinstance(diffusion, CrystalDiffusion):
-                kwargs = dict(diffusion or {})
-                denoiser = dict(kwargs.get("denoiser", {}))
-                if cpcp is not None:
-                    denoiser.setdefault("cond_dim", cpcp.shared_dim)
-                diffusion = CrystalDiffusion(**{**kwargs, "denoiser": denoiser})
-            self.diffusion, self.cpcp = diffusion, cpcp
-        if self.cpcp is not None and self.diffusion.cond_dim not in (0, self.cpcp.shared_dim):
-            raise ValueError(f"the denoiser takes {self.diffusion.cond_dim}-dimensional conditions but the CPCP "
-                             f"model embeds patterns in {self.cpcp.shared_dim} dimensions")
-        self.diffusion.to(self.device).eval()
-        if self.cpcp is not None:
-            self.cpcp.to(self.device).eval()
+    def __init__(self, *, cpcp: Mapping[str, Any] | None = None, diffusion: Mapping[str, Any] | None = None,
+                 cpcp_training: Mapping[str, Any] | None = None, training: Mapping[str, Any] | None = None,
+                 max_atoms: int | None = 20, steps: int | None = None, step_lr: float = 1e-5, corrector: bool = True,
+                 min_distance: float = MIN_DISTANCE, sample_seed: int | None = None, device: str | torch.device = "cpu"):
+        if max_atoms is not None and (isinstance(max_atoms, bool) or not isinstance(max_atoms, int) or max_atoms < 1):
+            raise ValueError(f"max_atoms must be a positive integer or None, got {max_atoms!r}")
+        if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+            raise ValueError(f"steps must be a positive integer or None, got {steps!r}")
+        self.cpcp_options, self.cpcp_training = dict(cpcp or {}), dict(cpcp_training or {})
+        cpcp_config(self.cpcp_options, self.cpcp_training, max_atoms)  # unknown options fail here, not after training
+        self.diffusion_options, self.training = dict(diffusion or {}), dict(training or {})
+        _check_diffusion_options(self.diffusion_options, self.training)
+        self.max_atoms = max_atoms
         self.steps, self.step_lr, self.corrector = steps, float(step_lr), bool(corrector)
         self.min_distance = float(min_distance)
-        self.generator = torch.Generator().manual_seed(int(seed))
+        self.sample_seed = None if sample_seed is None else int(sample_seed)
+        self.device = torch.device(device)
+        self._cpcp: CPCP | None = None
+        self._diffusion: CrystalDiffusion | None = None
+        self._parts = False
+        self.fit_seed: int | None = None
+        self._restart_sampling(0)
 
-    @torch.no_grad()
-    def embed_pattern(self, peaks: PeakList | Sequence[PeakList]) -> torch.Tensor:
-        """The condition of one peak list ``(D,)``, or of several ``(B, D)``: CPCP's pattern embedding."""
-        if self.cpcp is None:
-            raise RuntimeError("this generator has no CPCP model to embed patterns with")
-        many = isinstance(peaks, Sequence)
-        embedding = self.cpcp.embed_peak_lists(list(peaks) if many else [peaks])
-        return embedding if many else embedding[0]
+    @classmethod
+    def from_models(cls, diffusion: CrystalDiffusion, cpcp: CPCP | None = None, **settings: Any) -> XtalNetGenerator:
+        """A generator of models built or trained elsewhere (tests, experiments): ``diffusion`` and
+        ``cpcp`` (None: no ranking or pattern embedding; conditions are passed as given);
+        ``settings`` are the sampling keyword arguments of the constructor."""
+        generator = cls(**settings)
+        if cpcp is not None and diffusion.cond_dim not in (0, cpcp.shared_dim):
+            raise ValueError(f"the denoiser takes {diffusion.cond_dim}-dimensional conditions but the CPCP model "
+                             f"embeds patterns in {cpcp.shared_dim} dimensions")
+        generator._set_models(diffusion, cpcp)
+        generator._parts = True
+        return generator
+
+    # --- the models ------------------------------------------------------------------------------
+
+    @property
+    def cpcp(self) -> CPCP:
+        if self._cpcp is None:
+            if self._parts:
+                raise RuntimeError("this generator was built from parts without a CPCP model: it cannot embed "
+                                   "patterns or rank candidates")
+            model = cpcp_config(self.cpcp_options, self.cpcp_training, self.max_atoms).model_kwargs()
+            self._cpcp = CPCP(**model).to(self.device).eval()
+        return self._cpcp
+
+    @property
+    def diffusion(self) -> CrystalDiffusion:
+        if self._diffusion is None:
+            kwargs = dict(self.diffusion_options)
+            kwargs["denoiser"] = {**dict(kwargs.get("denoiser", {})), "cond_dim": self.cpcp.shared_dim}
+            self._diffusion = CrystalDiffusion(**kwargs).to(self.device).eval()
+        return self._diffusion
+
+    def _set_models(self, diffusion: CrystalDiffusion, cpcp: CPCP | None) -> None:
+        self._diffusion = diffusion.to(self.device).eval()
+        self._cpcp = cpcp.to(self.device).eval() if cpcp is not None else None
+
+    def _restart_sampling(self, fit_seed: int) -> None:
+        self.generator = torch.Generator().manual_seed(self.sample_seed if self.sample_seed is not None else fit_seed)
+
+    # --- fit and load ----------------------------------------------------------------------------
+
+    def fit(self, cache: PeakCache, out: Path, *, device: str = "cpu", seed: int = 0,
+            progress: bool = False) -> dict[str, Any]:
+        """Train CPCP (``out/cpcp``) and then the denoiser conditioned on it (``out/diffusion``) on
+        the cache's train split, each stage selecting its epoch on the val split, with ``seed``;
+        the test split is not read. Returns what the training did: per stage the selected epoch,
+        its validation scores, the structures kept and dropped per split, and the seconds."""
+        from xrdcore.storage import atomic_write_json
+
+        started = time.perf_counter()
+        out = Path(out)
+        self.device = torch.device(device)
+        cpcp, cpcp_facts = fit_cpcp(cache, out / CPCP_DIR, cpcp_config(self.cpcp_options, self.cpcp_training,
+                                                                     self.max_atoms, seed), device, progress)
+        config = GeneratorConfig(diffusion=self.diffusion_options, max_atoms=self.max_atoms, seed=int(seed),
+                                 **self.training)
+        diffusion, results = _train(cache, cpcp, str(out / CPCP_DIR), out / DIFFUSION_DIR, config, self.device,
+                                    progress)
+        atomic_write_json(out / GENERATOR_FILE, {"kind": "xtalnet", "seed": int(seed), "max_atoms": self.max_atoms})
+        self._set_models(diffusion, cpcp)
+        self._parts, self.fit_seed = False, int(seed)
+        self._restart_sampling(int(seed))
+        return {"seed": int(seed), "max_atoms": self.max_atoms, "cpcp": cpcp_facts,
+                "diffusion": {"selected_on": results["selected_on"], "selected_epoch": results["selected_epoch"],
+                              "epochs": config.epochs, "val": results["val"], "pairs": results["pairs"],
+                              "volume_per_atom": results["diffusion"]["volume_per_atom"],
+                              "seconds": results["seconds"]},
+                "seconds": round(time.perf_counter() - started, 2)}
+
+    def load(self, out: Path, *, device: str = "cpu") -> None:
+        """Restore what :meth:`fit` wrote to ``out`` (both models, on ``device``, and the sampling
+        stream's start); a wrong or damaged directory raises ``CheckpointError``."""
+        out = Path(out)
+        record = read_fit_record(out, "xtalnet")
+        self.device = torch.device(device)
+        cpcp = load_cpcp(out / CPCP_DIR, self.device)
+        diffusion = load_diffusion(out / DIFFUSION_DIR, self.device)
+        if diffusion.cond_dim != cpcp.shared_dim:
+            from xrdcore.train.checkpoint import CheckpointError
+
+            raise CheckpointError(f"{out}: the denoiser takes {diffusion.cond_dim}-dimensional conditions but the "
+                                  f"CPCP model embeds in {cpcp.shared_dim}")
+        self._set_models(diffusion, cpcp)
+        self._parts, self.fit_seed = False, int(record["seed"])
+        self._restart_sampling(self.fit_seed)
+
+    # --- the Generator interface -----------------------------------------------------------------
+
+    def embed_patterns(self, peaks: Sequence[Any]) -> torch.Tensor:
+        """``(N, D)`` CPCP pattern embeddings (unit vectors) of N peak lists: the cache's
+        ``PeakList`` or the ``FoundPeaks`` of a measured profile (peaks outside CPCP's 2θ range are
+        left out, each list rescaled to its strongest remaining peak)."""
+        return embed_in_batches(self.cpcp.embed_peak_lists, list(peaks))
+
+    def embed_structures(self, structures: Sequence[Structure]) -> torch.Tensor:
+        """``(N, D)`` CPCP crystal embeddings (unit vectors) of ordered structures."""
+        return embed_in_batches(self.cpcp.embed_structures, list(structures))
 
     def sample(self, condition: torch.Tensor | None, composition: Composition | str, n: int, *,
                steps: int | None = None) -> list[Structure]:
@@ -96,47 +207,83 @@ class XtalNetGenerator(Generator):
         unconditioned denoiser). Every candidate is returned; ``structure.properties["valid"]`` and
         ``["invalid_reason"]`` say whether it is a crystal (finite, non-degenerate lattice, no atoms
         closer than ``min_distance``). ``steps`` overrides the generator's step count."""
-        if n < 1:
-            raise ValueError(f"n must be positive, got {n}")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
         numbers = composition_numbers(composition)
-        if self.diffusion.cond_dim and condition is None:
+        diffusion = self.diffusion
+        if diffusion.cond_dim and condition is None:
             raise ValueError("this generator is conditioned on a pattern embedding; pass condition")
-        if not self.diffusion.cond_dim:
+        if not diffusion.cond_dim:
             condition = None
-        crystals = self.diffusion.sample(numbers, n, condition, steps=self.steps if steps is None else steps,
-                                         step_lr=self.step_lr, corrector=self.corrector, generator=self.generator)
+        crystals = diffusion.sample(numbers, n, condition, steps=self.steps if steps is None else steps,
+                                    step_lr=self.step_lr, corrector=self.corrector, generator=self.generator)
         return [to_structure(lattice, frac, atoms, min_distance=self.min_distance)
                 for lattice, frac, atoms in crystals.arrays()]
 
     def rank(self, condition: torch.Tensor, candidates: Sequence[Structure]) -> list[float]:
         """CPCP cosine similarity between ``condition`` and each candidate; ``-inf`` for invalid ones."""
-        if self.cpcp is None:
-            raise RuntimeError("this generator has no CPCP model to rank candidates with")
         return similarity(self.cpcp, condition, candidates)
+
+
+@torch.no_grad()
+def embed_in_batches(embed: Any, items: list[Any], batch_size: int = 64) -> torch.Tensor:
+    """``embed`` (a CPCP method, run in eval mode) over ``items`` in batches, concatenated."""
+    model = embed.__self__
+    was_training = model.training
+    model.eval()
+    try:
+        if not items:
+            return torch.zeros(0, model.shared_dim, device=model.device)
+        return torch.cat([embed(items[i:i + batch_size]) for i in range(0, len(items), batch_size)])
+    finally:
+        model.train(was_training)
+
+
+def read_fit_record(out: Path, kind: str) -> dict[str, Any]:
+    """``out/generator.json`` of a fitted generator of ``kind``, or ``CheckpointError``."""
+    from xrdcore.train.checkpoint import CheckpointError
+
+    try:
+        record = json.loads((Path(out) / GENERATOR_FILE).read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{out}: no readable {GENERATOR_FILE}; not a fitted {kind} generator ({exc})") from None
+    if record.get("kind") != kind:
+        raise CheckpointError(f"{out}: holds a {record.get('kind')!r} generator, not {kind!r}")
+    return record
+
+
+def _check_diffusion_options(diffusion: Mapping[str, Any], training: Mapping[str, Any]) -> None:
+    unknown = sorted(set(diffusion) - set(DIFFUSION_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown diffusion option(s) {', '.join(unknown)}; allowed: {', '.join(DIFFUSION_OPTIONS)} "
+                         f"(volume_per_atom is set from the training structures)")
+    if "cond_dim" in dict(diffusion.get("denoiser") or {}):
+        raise ValueError("the denoiser's cond_dim is set from the CPCP model (cpcp shared_dim); leave it out")
+    unknown = sorted(set(training) - set(TRAINING_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown training option(s) {', '.join(unknown)}; allowed: {', '.join(TRAINING_FIELDS)} "
+                         f"(max_atoms is the generator's own option, the seed comes from fit)")
 
 
 # --- storage -------------------------------------------------------------------------------------
 
 
-def save_generator(diffusion: CrystalDiffusion, cpcp: CPCP | None, directory: str | Path,
-                   state: Mapping[str, Any] | None = None) -> Path:
-    """Write ``config.json``, ``model.safetensors`` and ``cpcp/`` (see the module docstring)."""
+def save_diffusion(diffusion: CrystalDiffusion, directory: str | Path, state: Mapping[str, Any] | None = None) -> Path:
+    """``directory/config.json`` (the model's keyword arguments) and ``model.safetensors``."""
     from xrdcore.storage import atomic_write_json
     from xrdcore.train.checkpoint import save_checkpoint
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    config = {"kind": "xtalnet-generator", "diffusion": diffusion.config, "cpcp": cpcp is not None}
+    config = {"kind": "xtalnet-diffusion", "diffusion": diffusion.config}
     atomic_write_json(directory / CONFIG_FILE, config)
     save_checkpoint(directory / MODEL_FILE, diffusion, {**config, **(state or {})})
-    if cpcp is not None:
-        save_cpcp(cpcp, directory / CPCP_DIR)
     return directory
 
 
-def load_generator(directory: str | Path, device: str | torch.device = "cpu") -> tuple[CrystalDiffusion, CPCP | None]:
-    """The diffusion model and CPCP model of a generator run, in eval mode (for
-    ``XtalNetGenerator(run)``); problems raise ``xrdcore.train.checkpoint.CheckpointError``."""
+def load_diffusion(directory: str | Path, device: str | torch.device = "cpu") -> CrystalDiffusion:
+    """The diffusion model saved in ``directory``, in eval mode; problems raise
+    ``xrdcore.train.checkpoint.CheckpointError``."""
     from xrdcore.train.checkpoint import CheckpointError, load_checkpoint
 
     directory = Path(directory)
@@ -144,12 +291,11 @@ def load_generator(directory: str | Path, device: str | torch.device = "cpu") ->
         config = json.loads((directory / CONFIG_FILE).read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{directory}: no readable {CONFIG_FILE} ({exc})") from None
-    if config.get("kind") != "xtalnet-generator":
-        raise CheckpointError(f"{directory}: not an XtalNet generator run (kind {config.get('kind')!r})")
+    if config.get("kind") != "xtalnet-diffusion":
+        raise CheckpointError(f"{directory}: not an XtalNet diffusion model (kind {config.get('kind')!r})")
     diffusion = CrystalDiffusion(**config["diffusion"])
     load_checkpoint(directory / MODEL_FILE, diffusion)
-    cpcp = load_cpcp(directory / CPCP_DIR, device) if config.get("cpcp") else None
-    return diffusion.to(device).eval(), cpcp
+    return diffusion.to(device).eval()
 
 
 # --- training ------------------------------------------------------------------------------------
@@ -174,6 +320,12 @@ class GeneratorConfig:
     clip: float = 1.0
     val_draws: int = 4
     seed: int = 0
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "val_draws"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def _conditions(cpcp: CPCP, pairs: SplitPairs, device: torch.device, batch_size: int = 64) -> torch.Tensor:
@@ -205,30 +357,40 @@ def train_generator(cache: PeakCache, cpcp_run: str | Path | CPCP, out_dir: str 
     """Train the denoiser on ``cache``'s **train** split, each structure conditioned on the frozen
     CPCP embedding of its own simulated pattern (``cpcp_run``: a CPCP directory or model, not
     updated), and select the epoch with the lowest diffusion loss on the **val** split (fixed noise
-    draws). Nothing is scored on the test split here: run :func:`xrd_xtalnet.evaluation.evaluate_generation`
-    on it once with the selected generator.
+    draws). The test split is not read (the harness scores generation on it with the fitted
+    generator: :func:`xrdcore.generation.score_generation`).
 
-    Writes a generator run to ``out_dir`` (module docstring; load with ``XtalNetGenerator(out_dir)``)
-    with ``results.json``: the config, the data, per split what was kept and dropped, the history
-    (train loss and its lattice/coordinate parts, val loss) and the selected epoch. Returns the
-    results. ``out_dir`` must be new or empty.
+    Writes the selected model to ``out_dir`` (:func:`load_diffusion`) with ``results.json``: the
+    config, the data, per split what was kept and dropped, the history (train loss and its
+    lattice/coordinate parts, val loss) and the selected epoch. Returns the results. ``out_dir``
+    must be new or empty. :meth:`XtalNetGenerator.fit` runs both stages.
     """
-    from xrdcore.storage import atomic_write_json, holds_other_files
-
+    device = torch.device(device)
+    if isinstance(cpcp_run, CPCP):
+        cpcp, source = cpcp_run, "(model object)"
+    else:
+        cpcp, source = load_cpcp(cpcp_run, device), str(cpcp_run)
     if not isinstance(config, GeneratorConfig):
         config = GeneratorConfig(**dict(config or {}))
+    return _train(cache, cpcp, source, out_dir, config, device, progress)[1]
+
+
+def _train(cache: PeakCache, cpcp: CPCP, source: str, out_dir: str | Path, config: GeneratorConfig,
+           device: torch.device, progress: bool) -> tuple[CrystalDiffusion, dict[str, Any]]:
+    """:func:`train_generator`, also returning the selected model (in eval mode)."""
+    from tqdm import tqdm
+    from xrdcore.storage import atomic_write_json, holds_other_files
+
     out = Path(out_dir)
     if holds_other_files(out):
         raise FileExistsError(f"{out}: not empty; choose a new directory for the generator run")
     started = time.perf_counter()
-    device = torch.device(device)
     torch.manual_seed(config.seed)
-    cpcp = cpcp_run if isinstance(cpcp_run, CPCP) else load_cpcp(cpcp_run, device)
     cpcp.to(device).eval()
     data = {split: split_pairs(cache, split, config.max_atoms) for split in ("train", "val")}
     for split, pairs in data.items():
         if not len(pairs):
-            raise ValueError(f"{split} split has no usable structures")
+            raise ValueError(f"{split} split has no usable structures (at most {config.max_atoms} atoms, ordered)")
     conditions = {split: _conditions(cpcp, pairs, device) for split, pairs in data.items()}
     kwargs = dict(config.diffusion)
     kwargs["denoiser"] = {**dict(kwargs.get("denoiser", {})), "cond_dim": cpcp.shared_dim}
@@ -239,9 +401,7 @@ def train_generator(cache: PeakCache, cpcp_run: str | Path | CPCP, out_dir: str 
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=config.epochs * per_epoch)
     shuffle = torch.Generator().manual_seed(config.seed)
     noise = torch.Generator().manual_seed(config.seed + 2)
-    history, best, best_loss = [], None, math.inf
-    from tqdm import tqdm
-
+    history, best, best_loss, best_state = [], None, math.inf, None
     for epoch in tqdm(range(1, config.epochs + 1), desc="CCSG", disable=not progress):
         diffusion.train()
         parts = []
@@ -259,13 +419,15 @@ def train_generator(cache: PeakCache, cpcp_run: str | Path | CPCP, out_dir: str 
         mean = np.mean(parts, axis=0)
         history.append({"epoch": epoch, "train_loss": float(mean[0]), "train_lattice": float(mean[1]),
                         "train_coord": float(mean[2]), "val_loss": val_loss})
-        if val_loss < best_loss:
+        if best is None or val_loss < best_loss:  # a non-finite first epoch is still kept
             best, best_loss = epoch, val_loss
-            save_generator(diffusion, cpcp, out, {"epoch": epoch})
-    results = {"kind": "xtalnet-generator", "config": asdict(config), "diffusion": diffusion.config,
-               "cpcp": str(cpcp_run) if not isinstance(cpcp_run, CPCP) else "(model object)",
+            best_state = {k: v.detach().clone() for k, v in diffusion.state_dict().items()}
+            save_diffusion(diffusion, out, {"epoch": epoch})
+    diffusion.load_state_dict(best_state)
+    diffusion.eval()
+    results = {"kind": "xtalnet-diffusion", "config": asdict(config), "diffusion": diffusion.config, "cpcp": source,
                "data": cache.describe(), "pairs": {split: pairs.counts() for split, pairs in data.items()},
                "selected_on": "val_loss", "selected_epoch": best, "val": {"loss": best_loss},
                "history": history, "device": str(device), "seconds": round(time.perf_counter() - started, 2)}
     atomic_write_json(out / RESULTS_FILE, results)
-    return results
+    return diffusion, results

@@ -58,13 +58,40 @@ class SplitPairs:
         return self.cache.structure(int(self.indices[row]))
 
 
-def pattern_inputs(peak_lists: Sequence[PeakList], device: str | torch.device | None = None) -> dict[str, torch.Tensor]:
-    """Peak lists → the ``peaks`` input kind (2θ in degrees, intensity relative to a maximum of 1,
-    mask), through the core's ``InputSpec(kind="peaks")`` so it matches training and prediction."""
-    from xrdcore.diffraction.profile import PeakBatch
-    from xrdcore.train.inputs import InputSpec
+def pattern_inputs(peak_lists: Sequence[Any], device: str | torch.device | None = None,
+                   two_theta_range: tuple[float, float] | None = None) -> dict[str, torch.Tensor]:
+    """Peak lists → the ``peaks`` input kind: ``two_theta`` (degrees), ``intensity`` (relative to a
+    maximum of 1) and ``mask``, padded to the longest list — what the core's
+    ``InputSpec(kind="peaks")`` makes of a cache's peak lists (a test checks they agree). Any
+    object with ``two_theta`` and ``intensity`` (relative, strongest 100) arrays will do: the
+    cache's ``PeakList`` or the ``FoundPeaks`` of a measured profile (no hkl or lattice needed).
 
-    return InputSpec(kind="peaks").make(PeakBatch.from_peak_lists(list(peak_lists), device))
+    ``two_theta_range``: keep only peaks inside ``[low, high]`` degrees and rescale each list so its
+    strongest kept peak is 100 again, as a cache's peak lists (simulated for that range) are.
+    """
+    rows = []
+    for peaks in peak_lists:
+        two_theta = np.asarray(peaks.two_theta, dtype=np.float64).reshape(-1)
+        intensity = np.asarray(peaks.intensity, dtype=np.float64).reshape(-1)
+        if two_theta.shape != intensity.shape:
+            raise ValueError(f"a peak list needs as many intensities as positions, got {len(intensity)} and "
+                             f"{len(two_theta)}")
+        if two_theta_range is not None:
+            inside = (two_theta >= two_theta_range[0]) & (two_theta <= two_theta_range[1])
+            two_theta, intensity = two_theta[inside], intensity[inside]
+            if len(intensity) and intensity.max() > 0:
+                intensity = intensity * (100.0 / intensity.max())
+        rows.append((two_theta, intensity))
+    if not rows:
+        raise ValueError("no peak lists")
+    size = max(1, max(len(t) for t, _ in rows))
+    two_theta = np.zeros((len(rows), size), dtype=np.float32)
+    intensity = np.zeros((len(rows), size), dtype=np.float32)
+    mask = np.zeros((len(rows), size), dtype=bool)
+    for i, (t, y) in enumerate(rows):
+        two_theta[i, :len(t)], intensity[i, :len(t)], mask[i, :len(t)] = t, y, True
+    as_tensor = lambda a: torch.as_tensor(a, device=device)
+    return {"two_theta": as_tensor(two_theta), "intensity": as_tensor(intensity) / 100.0, "mask": as_tensor(mask)}
 
 
 def split_pairs(cache: PeakCache, split: str, max_atoms: int | None = None) -> SplitPairs:
