@@ -138,3 +138,19 @@ def test_load_restores_the_library_and_model(fitted, mp20_cache):
     composition = mp20_cache.structure(int(mp20_cache.indices("val")[0])).composition
     a, b = baseline.sample(condition, composition, 3), loaded.sample(condition, composition, 3)
     assert all(np.allclose(x.frac_coords, y.frac_coords) for x, y in zip(a, b))  # the same stream after load
+
+
+def test_a_pyxtal_call_that_runs_too_long_is_interrupted():
+    import time
+
+    from xrd_xtalnet.baseline import PlacementTimeout, _time_limit
+
+    started = time.perf_counter()
+    with pytest.raises(PlacementTimeout, match="no placement within 0.2 s"):
+        with _time_limit(0.2):
+            time.sleep(5)
+    assert time.perf_counter() - started < 2
+    with _time_limit(None):  # no limit
+        time.sleep(0.01)
+    with pytest.raises(ValueError, match="time_limit must be positive"):
+        PyxtalRandomGenerator(time_limit=0)

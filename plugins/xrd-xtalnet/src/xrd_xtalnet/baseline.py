@@ -27,6 +27,9 @@ so one impossible pattern does not end a harness run. ``last_report`` says what 
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -59,6 +62,32 @@ PRIMITIVE = {"A": [[1, 0, 0], [0, 0.5, 0.5], [0, -0.5, 0.5]],
              "I": [[-0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.5, 0.5, -0.5]],
              "F": [[0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]],
              "R": [[2 / 3, 1 / 3, 1 / 3], [-1 / 3, 1 / 3, 1 / 3], [-1 / 3, -2 / 3, 1 / 3]]}
+
+
+class PlacementTimeout(Exception):
+    """pyxtal took longer than ``time_limit`` to place one candidate."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float | None):
+    """Interrupt the block after ``seconds`` (a SIGALRM timer; only in the main thread of a POSIX
+    process, elsewhere the block runs unlimited): some compositions send pyxtal's search of Wyckoff
+    combinations into minutes per call."""
+    usable = seconds is not None and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def expire(signum, frame):
+        raise PlacementTimeout(f"no placement within {seconds:g} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 @cache
@@ -132,6 +161,8 @@ class PyxtalRandomGenerator(Generator):
     * ``cpcp``, ``cpcp_training``, ``max_atoms``: the CPCP stage, as for ``xtalnet`` (same
       defaults; ``max_atoms`` also limits the library);
     * ``attempts``: pyxtal placements tried per candidate before the next placement is tried;
+      ``time_limit``: seconds one pyxtal call may take (2; None: no limit) before that placement
+      is given up: for some compositions pyxtal's search of Wyckoff combinations takes minutes;
     * ``min_distance``: Å, closer atoms make a candidate invalid (pyxtal's own check uses covalent
       radii); ``sample_seed``: the random stream (None: the fit's seed, 0 before fitting; it
       restarts at ``fit`` and ``load``); ``device``.
@@ -139,8 +170,9 @@ class PyxtalRandomGenerator(Generator):
 
     def __init__(self, *, space_groups: Sequence[int] | None = None, top_k: int = 5,
                  cpcp: dict[str, Any] | None = None, cpcp_training: dict[str, Any] | None = None,
-                 max_atoms: int | None = 20, attempts: int = 10, min_distance: float = MIN_DISTANCE,
-                 sample_seed: int | None = None, device: str | torch.device = "cpu"):
+                 max_atoms: int | None = 20, attempts: int = 10, time_limit: float | None = 2.0,
+                 min_distance: float = MIN_DISTANCE, sample_seed: int | None = None,
+                 device: str | torch.device = "cpu"):
         from xrd_xtalnet.cpcp import cpcp_config
 
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
@@ -156,7 +188,10 @@ class PyxtalRandomGenerator(Generator):
         self.space_groups, self.top_k = space_groups, top_k
         self.cpcp_options, self.cpcp_training = dict(cpcp or {}), dict(cpcp_training or {})
         cpcp_config(self.cpcp_options, self.cpcp_training, max_atoms)  # unknown options fail here
+        if time_limit is not None and not (isinstance(time_limit, (int, float)) and time_limit > 0):
+            raise ValueError(f"time_limit must be positive seconds or None, got {time_limit!r}")
         self.max_atoms, self.attempts, self.min_distance = max_atoms, int(attempts), float(min_distance)
+        self.time_limit = None if time_limit is None else float(time_limit)
         self.sample_seed = None if sample_seed is None else int(sample_seed)
         self.device = torch.device(device)
         self._cpcp: CPCP | None = None
@@ -315,7 +350,7 @@ class PyxtalRandomGenerator(Generator):
             for _ in range(self.attempts):
                 crystal = pyxtal()
                 try:
-                    with warnings.catch_warnings():
+                    with warnings.catch_warnings(), _time_limit(self.time_limit):
                         warnings.simplefilter("ignore")
                         crystal.from_random(3, group, species, [int(c) * multiple for c in counts],
                                             random_state=int(self.rng.integers(2**31 - 1)))
@@ -327,6 +362,10 @@ class PyxtalRandomGenerator(Generator):
                     lattice, frac, atoms = crystal_arrays(structure)
                     if sorted(atoms.tolist()) != numbers.tolist():
                         raise ValueError("the primitive cell does not hold the composition")
+                except PlacementTimeout:  # pyxtal searched Wyckoff combinations too long: give the slot up
+                    failures += 1
+                    dead.add(slot)
+                    break
                 except Exception:  # noqa: BLE001 (pyxtal raises many types for an impossible placement)
                     failures += 1
                     continue
