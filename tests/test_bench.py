@@ -54,10 +54,27 @@ class FlakyEncoder(Encoder):
         return self.linear(batch)
 
 
+class PeakEncoder(Encoder):
+    """Peak lists → intensity-weighted sums of sin/cos features of 2θ (takes no input length)."""
+
+    input_kind = "peaks"
+
+    def __init__(self, two_theta=(5.0, 90.0, 0.01)):
+        super().__init__()
+        self.embed_dim, self.two_theta = 8, tuple(two_theta)
+        self.linear = torch.nn.Linear(8, 8)
+
+    def forward(self, batch):
+        angle = torch.deg2rad(batch["two_theta"])[..., None] * torch.arange(1, 5, device=batch["two_theta"].device)
+        weight = (batch["intensity"] * batch["mask"])[..., None]
+        return self.linear(torch.cat([(angle.sin() * weight).sum(1), (angle.cos() * weight).sum(1)], dim=1))
+
+
 class Plugin:
     @hookimpl
     def register_encoders(self, register):
         register("images-only", ImageEncoder)
+        register("peak-sums", PeakEncoder)
         register("flaky", FlakyEncoder)
 
     @hookimpl
@@ -89,6 +106,17 @@ def test_the_grid_holds_every_valid_combination_and_says_why_others_are_skipped(
         find_combinations(BenchSettings(encoders="rcnett"), registry)
     with pytest.raises(BenchError, match="unknown plugins: nope"):
         find_combinations(BenchSettings(plugins="nope"), registry)
+
+
+def test_encoders_on_peak_lists_get_peak_inputs_with_their_range(mp20_cache, tmp_path, registry):
+    settings = BenchSettings(encoders="peak-sums", hierarchies="flat", schedulers="sum", quick=True,
+                             training=FAST, input=TINY_INPUT)
+    results = run_bench(mp20_cache, tmp_path, settings, device="cpu", progress=False, registry=registry)
+    assert [r["status"] for r in results["runs"]] == ["complete"]
+    record = json.loads((tmp_path / "runs" / "peak-sums__flat__sum" / "seed0" / "config.json").read_text())
+    assert record["config"]["input"]["kind"] == "peaks"
+    assert record["encoder"]["kwargs"] == {"two_theta": [5.0, 90.0, 0.05]}  # no input_length for peak lists
+    assert "peaks on 5-90° at 0.05°" in (tmp_path / "results.md").read_text()
 
 
 def test_a_bench_writes_results_with_seeds_a_leaderboard_and_plots_and_survives_a_failing_plugin(

@@ -191,10 +191,11 @@ def run_config(combo: Combination, seed: int, settings: BenchSettings, registry:
     training = {**(QUICK_TRAINING if settings.quick else {}), **settings.training,
                 **{k[6:]: v for k, v in variant.items() if k.startswith("train.")}}
     changes = {k[6:]: v for k, v in variant.items() if k.startswith("input.")}
-    if _encoder_kind(registry, name) == "images":
+    kind = _encoder_kind(registry, name)
+    if kind == "images":
         spec = images_input(registry, {**settings.images, **changes}, tiny=settings.quick)
     else:
-        spec = InputSpec(**{**(QUICK_INPUT if settings.quick else {}), **settings.input, **changes})
+        spec = InputSpec(kind=kind, **{**(QUICK_INPUT if settings.quick else {}), **settings.input, **changes})
     return TrainConfig(name, hierarchy=combo.hierarchy, scheduler=combo.scheduler, encoder_options=options,
                        input=spec, seed=seed, **training)
 
