@@ -51,6 +51,8 @@ def main() -> None:
     parser.add_argument("--max-atoms", type=int, default=20)
     parser.add_argument("--limit-patterns", type=int, default=50, help="score the first N test patterns")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--cpcp-epochs", type=int, help="CPCP training epochs (default: the size's)")
+    parser.add_argument("--epochs", type=int, help="diffusion training epochs (default: the size's)")
     parser.add_argument("--name", help="results name (default <dataset>-generation-<device>)")
     args = parser.parse_args()
 
@@ -59,11 +61,17 @@ def main() -> None:
     device = resolve_device(args.device)
     started = time.perf_counter()
     cache = open_dataset(args.dataset, args.data_dir, workers=args.workers)
-    name = args.name or f"{Path(args.dataset).stem}-generation-{device.type}"
+    name = args.name or f"{Path(args.dataset).stem.split('_')[0]}-generation-{device.type}"
     out = ROOT / "benchmarks" / "results" / name
+    options = json.loads(json.dumps(SIZES[args.size]))
+    for generator in options.values():
+        if args.cpcp_epochs:
+            generator.setdefault("cpcp_training", {})["epochs"] = args.cpcp_epochs
+        if args.epochs and "training" in generator:
+            generator["training"]["epochs"] = args.epochs
     settings = GenerationSettings(generators="xtalnet,pyxtal-random", seeds=tuple(int(s) for s in args.seeds.split(",")),
                                   candidates=args.candidates, max_atoms=args.max_atoms, limit=args.limit_patterns,
-                                  options=SIZES[args.size])
+                                  options=options)
     results = run_generation_bench(cache, out, settings, device=str(device), resume=True,
                                    command=["benchmarks/generation.py", *sys.argv[1:]])
     summary = {"device": results["environment"]["device_name"], "size": args.size, "data": results["data"],
