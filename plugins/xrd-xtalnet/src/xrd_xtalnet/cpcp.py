@@ -16,7 +16,6 @@ against the true structure (a structure tied with it is ranked ahead of it).
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -32,6 +31,7 @@ from xrdcore.generation import hit_rates
 
 from xrd_xtalnet.crystal_encoder import CrystalEncoder
 from xrd_xtalnet.crystals import CrystalBatch, is_valid
+from xrd_xtalnet.model_dir import load_model, save_model
 from xrd_xtalnet.pairs import SplitPairs, pattern_inputs, split_pairs
 from xrd_xtalnet.pxrd_encoder import DEFAULT_TWO_THETA, PeakTransformer
 
@@ -53,7 +53,7 @@ __all__ = [
     "train_cpcp",
 ]
 
-MODEL_FILE, CONFIG_FILE, RESULTS_FILE = "model.safetensors", "config.json", "results.json"
+RESULTS_FILE = "results.json"
 SELECTIONS = ("val_loss", "val_top1")
 
 
@@ -159,33 +159,14 @@ def similarity(model: CPCP, condition: torch.Tensor, candidates: Sequence[Struct
 
 
 def save_cpcp(model: CPCP, directory: str | Path, state: Mapping[str, Any] | None = None) -> Path:
-    """``directory/model.safetensors`` (weights, JSON state in its metadata) and
-    ``directory/config.json`` (the model's keyword arguments); no pickle anywhere."""
-    from xrdcore.storage import atomic_write_json
-    from xrdcore.train.checkpoint import save_checkpoint
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(directory / CONFIG_FILE, {"kind": "xtalnet-cpcp", "model": model.config})
-    save_checkpoint(directory / MODEL_FILE, model, {"kind": "xtalnet-cpcp", "model": model.config, **(state or {})})
-    return directory
+    """The model in ``directory`` (:mod:`xrd_xtalnet.model_dir`), loadable with :func:`load_cpcp`."""
+    return save_model(directory, model, "xtalnet-cpcp", model.config, state)
 
 
 def load_cpcp(directory: str | Path, device: str | torch.device = "cpu") -> CPCP:
     """The CPCP model saved in ``directory`` (by :func:`save_cpcp` or :func:`train_cpcp`), in eval
     mode; a wrong or damaged directory raises ``xrdcore.train.checkpoint.CheckpointError``."""
-    from xrdcore.train.checkpoint import CheckpointError, load_checkpoint
-
-    directory = Path(directory)
-    try:
-        config = json.loads((directory / CONFIG_FILE).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{directory}: no readable {CONFIG_FILE} ({exc})") from None
-    if config.get("kind") != "xtalnet-cpcp":
-        raise CheckpointError(f"{directory}: not a CPCP model (kind {config.get('kind')!r})")
-    model = CPCP(**config["model"])
-    load_checkpoint(directory / MODEL_FILE, model)
-    return model.to(device).eval()
+    return load_model(directory, "xtalnet-cpcp", CPCP, device)
 
 
 # --- retrieval -----------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ from xrdcore.interfaces import Generator
 from xrd_xtalnet.cpcp import CPCP, cpcp_config, fit_cpcp, load_cpcp, similarity
 from xrd_xtalnet.crystals import MIN_DISTANCE, composition_numbers, to_structure, volume_per_atom
 from xrd_xtalnet.diffusion import CrystalDiffusion
+from xrd_xtalnet.model_dir import load_model, save_model
 from xrd_xtalnet.pairs import SplitPairs, split_pairs
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ __all__ = [
     "train_generator",
 ]
 
-MODEL_FILE, CONFIG_FILE, RESULTS_FILE = "model.safetensors", "config.json", "results.json"
+RESULTS_FILE = "results.json"
 GENERATOR_FILE, CPCP_DIR, DIFFUSION_DIR = "generator.json", "cpcp", "diffusion"
 #: the :class:`GeneratorConfig` fields the generator's ``training`` option may set
 TRAINING_FIELDS = ("epochs", "batch_size", "lr", "weight_decay", "clip", "val_draws")
@@ -269,33 +270,14 @@ def _check_diffusion_options(diffusion: Mapping[str, Any], training: Mapping[str
 
 
 def save_diffusion(diffusion: CrystalDiffusion, directory: str | Path, state: Mapping[str, Any] | None = None) -> Path:
-    """``directory/config.json`` (the model's keyword arguments) and ``model.safetensors``."""
-    from xrdcore.storage import atomic_write_json
-    from xrdcore.train.checkpoint import save_checkpoint
-
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    config = {"kind": "xtalnet-diffusion", "diffusion": diffusion.config}
-    atomic_write_json(directory / CONFIG_FILE, config)
-    save_checkpoint(directory / MODEL_FILE, diffusion, {**config, **(state or {})})
-    return directory
+    """The diffusion model in ``directory`` (:mod:`xrd_xtalnet.model_dir`)."""
+    return save_model(directory, diffusion, "xtalnet-diffusion", diffusion.config, state)
 
 
 def load_diffusion(directory: str | Path, device: str | torch.device = "cpu") -> CrystalDiffusion:
     """The diffusion model saved in ``directory``, in eval mode; problems raise
     ``xrdcore.train.checkpoint.CheckpointError``."""
-    from xrdcore.train.checkpoint import CheckpointError, load_checkpoint
-
-    directory = Path(directory)
-    try:
-        config = json.loads((directory / CONFIG_FILE).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{directory}: no readable {CONFIG_FILE} ({exc})") from None
-    if config.get("kind") != "xtalnet-diffusion":
-        raise CheckpointError(f"{directory}: not an XtalNet diffusion model (kind {config.get('kind')!r})")
-    diffusion = CrystalDiffusion(**config["diffusion"])
-    load_checkpoint(directory / MODEL_FILE, diffusion)
-    return diffusion.to(device).eval()
+    return load_model(directory, "xtalnet-diffusion", CrystalDiffusion, device)
 
 
 # --- training ------------------------------------------------------------------------------------
