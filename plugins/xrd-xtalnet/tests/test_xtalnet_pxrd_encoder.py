@@ -95,7 +95,7 @@ def test_strongest_peaks_keeps_the_strongest_real_ones_in_two_theta_order():
     kept = strongest_peaks(x, 3)
     assert kept["two_theta"].tolist() == [[20.0, 30.0, 40.0]] and kept["mask"].all()
     assert strongest_peaks(x, 10)["two_theta"].shape == (1, 5)
-    encoder = PeakTransformer(**TINY_PXRD, max_peaks=3).eval()
+    encoder = PeakTransformer(**{**TINY_PXRD, "max_peaks": 3}).eval()
     assert torch.allclose(encoder(x), encoder(kept))
 
 
