@@ -33,7 +33,7 @@ BENCH_FORMAT = "xrdcore-bench/1"
 
 #: training settings of ``--quick``: the whole grid of tiny variants on a 2-core CPU in minutes,
 #: on a 0.1° grid (850 points) with peaks broadened to match it (FWHM 0.17-0.3°)
-QUICK_TRAINING = {"epochs": 5, "batch_size": 32, "lr": 3e-3, "warmup_epochs": 1.0, "patience": None}
+QUICK_TRAINING = {"epochs": 3, "batch_size": 32, "lr": 3e-3, "warmup_epochs": 1.0, "patience": None}
 QUICK_INPUT = {"two_theta": (5.0, 90.0, 0.1), "caglioti": (0.01, -0.002, 0.03)}
 
 
