@@ -344,9 +344,8 @@ def _levels(args) -> None:
 def _simulate(args) -> None:
     from xrdcore.builtin.pxrd import PXRDSimulator
     from xrdcore.data.cif import read_structure
-    from xrdcore.storage import atomic_write_text
-
     from xrdcore.diffraction.pxrd import StructureError
+    from xrdcore.storage import atomic_write_text
 
     structure = read_structure(args.cif)
     if args.images:
@@ -382,8 +381,8 @@ def _simulate(args) -> None:
 
 def _simulate_images(args, structure) -> None:
     from xrdcore import get_registry
-    from xrdcore.bench.harness import images_input
     from xrdcore.diffraction.plot import plot_images
+    from xrdcore.train.inputs import images_input
 
     images = dict(parse_option(o) for o in args.simulator_option)
     if args.simulator:
@@ -455,8 +454,7 @@ def _open_data(args):
 def _train(args) -> None:
     from xrdcore import get_registry
     from xrdcore.train import InputSpec, TrainConfig, train
-
-    from xrdcore.bench.harness import images_input
+    from xrdcore.train.inputs import images_input
 
     training, inputs, images = _training_settings(args)
     registry = get_registry()
@@ -531,9 +529,8 @@ def _bench(args) -> None:
 
 def _train_generator(args) -> None:
     from xrdcore import get_registry
-    from xrdcore.generation import fit_generator
-
     from xrdcore.bench.generation import merge_options
+    from xrdcore.generation import fit_generator
 
     registry = get_registry()
     options = merge_options(registry.get("generator", args.generator).tiny if args.tiny else {},

@@ -21,8 +21,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xrdcore.bench.harness import BenchError, _select, _summary
-from xrdcore.storage import atomic_write_json, atomic_write_text, holds_other_files
+from xrdcore.bench.harness import BenchError, _select, _summary, claim_bench_dir
+from xrdcore.storage import atomic_write_json, atomic_write_text
 
 GENERATION_FORMAT = "xrdcore-bench-generation/1"
 
@@ -63,16 +63,7 @@ def run_generation_bench(data: Any, out: str | Path, settings: GenerationSetting
     registry = registry or get_registry()
     cache = data if isinstance(data, PeakCache) else PeakCache(data)
     out = Path(out)
-    if (out / "bench.json").exists():
-        stored = json.loads((out / "bench.json").read_text())
-        if not resume:
-            raise BenchError(f"{out}: holds a benchmark already; add --resume to continue it, or choose another --out")
-        if stored.get("settings") != settings.to_dict() or stored.get("data_key") != cache.manifest["key"]:
-            raise BenchError(f"{out}: holds a benchmark of other settings or data; choose another --out")
-    elif holds_other_files(out):
-        raise BenchError(f"{out}: exists and is not a benchmark directory; choose an empty or new --out")
-    atomic_write_json(out / "bench.json", {"format": GENERATION_FORMAT, "settings": settings.to_dict(),
-                                           "data_key": cache.manifest["key"], "data": str(cache.path)})
+    claim_bench_dir(out, GENERATION_FORMAT, settings.to_dict(), cache, resume)
     plugins = None if settings.plugins.strip() == "all" else {p.strip() for p in settings.plugins.split(",")}
     names = _select(registry, "generator", settings.generators, plugins)
     if not names:

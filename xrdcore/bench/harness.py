@@ -106,7 +106,7 @@ def find_combinations(settings: BenchSettings, registry: Any,
     are those the data can feed (default: what a peak cache feeds, and images when an images
     simulator is installed)."""
     if input_kinds is None:
-        from xrdcore.train.inputs import PEAK_CACHE_KINDS
+        from xrdcore.train.inputs import PEAK_CACHE_KINDS, images_simulators
 
         input_kinds = PEAK_CACHE_KINDS + (("images",) if images_simulators(registry) else ())
     plugins = None
@@ -168,21 +168,10 @@ def _encoder_kind(registry: Any, name: str) -> str:
     return kind if isinstance(kind, str) else registry.create("encoder", name, **factory.tiny).input_kind
 
 
-def images_simulators(registry: Any) -> list[str]:
-    """Names of the installed simulators that make images."""
-    names = []
-    for name in registry.names("simulator"):
-        try:
-            if getattr(registry.get("simulator", name).load(), "output_kind", None) == "images":
-                names.append(name)
-        except Exception:  # noqa: BLE001, S112 - a simulator that cannot be imported feeds nothing
-            continue
-    return names
-
-
 def run_config(combo: Combination, seed: int, settings: BenchSettings, registry: Any):
     """The TrainConfig of one run of the grid."""
     from xrdcore.train import InputSpec, TrainConfig
+    from xrdcore.train.inputs import images_input
 
     name, variant = settings.variants.get(combo.encoder, (combo.encoder, {}))
     options = {k: v for k, v in variant.items() if not k.startswith(("input.", "train."))}
@@ -200,22 +189,20 @@ def run_config(combo: Combination, seed: int, settings: BenchSettings, registry:
                        input=spec, seed=seed, **training)
 
 
-def images_input(registry: Any, images: Mapping[str, Any], tiny: bool = False):
-    """The images InputSpec of ``{"simulator": name, **options}``; without a name, the one images
-    simulator installed; ``tiny``: the simulator's small variant under the options."""
-    from xrdcore.train import InputSpec
-
-    options = dict(images)
-    simulator = options.pop("simulator", None)
-    if simulator is None:
-        names = images_simulators(registry)
-        if not names:
-            raise BenchError("images inputs need an images simulator, and none is installed (e.g. pip install xrd-msdn)")
-        if len(names) > 1:
-            raise BenchError(f"several images simulators are installed ({', '.join(names)}); choose one with --simulator")
-        simulator = names[0]
-    small = registry.get("simulator", simulator).tiny if tiny else {}
-    return InputSpec(kind="images", simulator=simulator, simulator_options={**small, **options})
+def claim_bench_dir(out: Path, format: str, settings: Mapping[str, Any], cache: Any, resume: bool) -> None:
+    """Write ``bench.json`` in ``out`` after checking the directory is new, empty, or (with
+    ``resume``) a benchmark of the same settings and data."""
+    settings = json.loads(json.dumps(settings))
+    if (out / "bench.json").exists():
+        stored = json.loads((out / "bench.json").read_text())
+        if not resume:
+            raise BenchError(f"{out}: holds a benchmark already; add --resume to continue it, or choose another --out")
+        if stored.get("settings") != settings or stored.get("data_key") != cache.manifest["key"]:
+            raise BenchError(f"{out}: holds a benchmark of other settings or data; choose another --out")
+    elif holds_other_files(out):
+        raise BenchError(f"{out}: exists and is not a benchmark directory; choose an empty or new --out")
+    atomic_write_json(out / "bench.json", {"format": format, "settings": settings,
+                                           "data_key": cache.manifest["key"], "data": str(cache.path)})
 
 
 def run_bench(data: Any, out: str | Path, settings: BenchSettings, *, device: str = "auto", resume: bool = False,
@@ -235,17 +222,7 @@ def run_bench(data: Any, out: str | Path, settings: BenchSettings, *, device: st
     out = Path(out)
     k, n = parse_shard(shard)
     started = time.perf_counter()
-    if (out / "bench.json").exists():
-        stored = json.loads((out / "bench.json").read_text())
-        if not resume:
-            raise BenchError(f"{out}: holds a benchmark already; add --resume to continue it, or choose another --out")
-        if stored.get("settings") != json.loads(json.dumps(settings.to_dict())) or \
-                stored.get("data_key") != cache.manifest["key"]:
-            raise BenchError(f"{out}: holds a benchmark of other settings or data; choose another --out")
-    elif holds_other_files(out):
-        raise BenchError(f"{out}: exists and is not a benchmark directory; choose an empty or new --out")
-    atomic_write_json(out / "bench.json", {"format": BENCH_FORMAT, "settings": settings.to_dict(),
-                                           "data_key": cache.manifest["key"], "data": str(cache.path)})
+    claim_bench_dir(out, BENCH_FORMAT, settings.to_dict(), cache, resume)
     combos, skipped = find_combinations(settings, registry)
     runs = [(c, s) for c in combos for s in settings.seeds][k::n]
     device = resolve_device(device)

@@ -28,8 +28,6 @@ from xrdcore.storage import atomic_write_bytes
 #: input kinds built from a cache's peak lists; ``images`` need an images simulator
 PEAK_CACHE_KINDS = ("profile", "peaks")
 AUGMENTATIONS = ("none", "laboratory")
-#: what an images encoder learns from the simulator's output shape (V, C, H, W)
-IMAGE_KWARGS = ("views", "channels", "image_size")
 
 
 @dataclass(frozen=True)
@@ -114,9 +112,9 @@ class InputSpec:
             raise ValueError(f"simulator {self.simulator!r} makes {simulator.output_kind!r}, not images")
         return simulator
 
-    def image_shape(self, registry: Any | None = None) -> tuple[int, int, int, int]:
-        """(views, channels, height, width) of one structure's images."""
-        shape = getattr(self.create_simulator(registry), "output_shape", None)
+    def image_shape(self, registry: Any | None = None, simulator: Any | None = None) -> tuple[int, int, int, int]:
+        """(views, channels, height, width) of one structure's images (from ``simulator`` if given)."""
+        shape = getattr(simulator or self.create_simulator(registry), "output_shape", None)
         if shape is None or len(shape) != 4:
             raise ValueError(f"simulator {self.simulator!r} does not declare its output_shape (V, C, H, W)")
         return tuple(int(v) for v in shape)
@@ -192,7 +190,7 @@ def cached_images(cache: PeakCache, spec: InputSpec, indices: np.ndarray, regist
     simulator setting into ``<cache>/images/<key>.npy`` (a memory map filled chunk by chunk; a
     kill loses at most the chunk being simulated) and read from there afterwards."""
     simulator = spec.create_simulator(registry)
-    shape = spec.image_shape(registry)
+    shape = spec.image_shape(simulator=simulator)
     setting = {"simulator": spec.simulator, "settings": simulator.settings, "shape": list(shape),
                "data_key": cache.manifest["key"]}
     key = hashlib.sha256(json.dumps(setting, sort_keys=True).encode()).hexdigest()[:16]
@@ -224,6 +222,33 @@ def cached_images(cache: PeakCache, spec: InputSpec, indices: np.ndarray, regist
         atomic_write_bytes(done_path, buffer.getvalue())
     return np.asarray(images[np.asarray(indices, dtype=np.int64)])
 
+
+def images_simulators(registry: Any) -> list[str]:
+    """Names of the installed simulators that make images."""
+    names = []
+    for name in registry.names("simulator"):
+        try:
+            if getattr(registry.get("simulator", name).load(), "output_kind", None) == "images":
+                names.append(name)
+        except Exception:  # noqa: BLE001, S112 - a simulator that cannot be imported feeds nothing
+            continue
+    return names
+
+
+def images_input(registry: Any, images: Mapping[str, Any], tiny: bool = False) -> InputSpec:
+    """The images InputSpec of ``{"simulator": name, **options}``; without a name, the one images
+    simulator installed; ``tiny``: the simulator's small variant under the options."""
+    options = dict(images)
+    simulator = options.pop("simulator", None)
+    if simulator is None:
+        names = images_simulators(registry)
+        if not names:
+            raise ValueError("images inputs need an images simulator, and none is installed (e.g. pip install xrd-msdn)")
+        if len(names) > 1:
+            raise ValueError(f"several images simulators are installed ({', '.join(names)}); choose one with --simulator")
+        simulator = names[0]
+    small = registry.get("simulator", simulator).tiny if tiny else {}
+    return InputSpec(kind="images", simulator=simulator, simulator_options={**small, **options})
 
 
 def split_inputs(cache: PeakCache, spec: InputSpec, device: torch.device, holdout: Sequence[int] = (),
