@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xrdcore.bench.harness import BenchError, _select, _summary, claim_bench_dir
+from xrdcore.bench.harness import BenchError, _select, _summary, claim_bench_dir, seed_outcomes
 from xrdcore.storage import atomic_write_json, atomic_write_text
 
 GENERATION_FORMAT = "xrdcore-bench-generation/1"
@@ -116,16 +116,7 @@ def merge_options(base: Mapping[str, Any], changes: Mapping[str, Any]) -> dict[s
 
 def _collect(out: Path, name: str, seeds: Sequence[int]) -> dict[str, Any]:
     """One generator: every seed's status and the scores as mean ± std over finished seeds."""
-    finished, status = [], {}
-    for seed in seeds:
-        run_dir = out / "runs" / name.replace(":", "-") / f"seed{seed}"
-        if (run_dir / "metrics.json").exists():
-            finished.append(json.loads((run_dir / "metrics.json").read_text()))
-            status[str(seed)] = {"status": "complete"}
-        elif (run_dir / "failed.json").exists():
-            status[str(seed)] = {"status": "failed", "error": json.loads((run_dir / "failed.json").read_text())["error"]}
-        else:
-            status[str(seed)] = {"status": "pending"}
+    finished, status = seed_outcomes(out / "runs" / name.replace(":", "-"), seeds)
     row: dict[str, Any] = {"generator": name, "seeds": status}
     if not finished:
         return row

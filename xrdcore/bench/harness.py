@@ -277,21 +277,27 @@ def _summary(values: Sequence[float]) -> dict[str, Any]:
             "n": len(array), "values": array.tolist()}
 
 
+def seed_outcomes(folder: Path, seeds: Sequence[int]) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The metrics.json of every finished ``folder/seed<k>`` run, and each seed's status
+    (complete, failed with its error, or pending)."""
+    finished, status = [], {}
+    for seed in seeds:
+        run_dir = folder / f"seed{seed}"
+        if (run_dir / "metrics.json").exists():
+            finished.append(json.loads((run_dir / "metrics.json").read_text()))
+            status[str(seed)] = {"status": "complete"}
+        elif (run_dir / "failed.json").exists():
+            status[str(seed)] = {"status": "failed", "error": json.loads((run_dir / "failed.json").read_text())["error"]}
+        else:
+            status[str(seed)] = {"status": "pending"}
+    return finished, status
+
+
 def collect_runs(out: Path, combos: Sequence[Combination], seeds: Sequence[int]) -> list[dict[str, Any]]:
     """Per combination: status, every seed's outcome, and metrics as mean ± std over finished seeds."""
     rows = []
     for combo in combos:
-        finished, seed_status = [], {}
-        for seed in seeds:
-            run_dir = out / "runs" / combo.id / f"seed{seed}"
-            if (run_dir / "metrics.json").exists():
-                finished.append(json.loads((run_dir / "metrics.json").read_text()))
-                seed_status[str(seed)] = {"status": "complete"}
-            elif (run_dir / "failed.json").exists():
-                seed_status[str(seed)] = {"status": "failed",
-                                          "error": json.loads((run_dir / "failed.json").read_text())["error"]}
-            else:
-                seed_status[str(seed)] = {"status": "pending"}
+        finished, seed_status = seed_outcomes(out / "runs" / combo.id, seeds)
         statuses = {s["status"] for s in seed_status.values()}
         row: dict[str, Any] = {"id": combo.id, "encoder": combo.encoder, "hierarchy": combo.hierarchy,
                                "scheduler": combo.scheduler, "seeds": seed_status,
