@@ -174,10 +174,10 @@ def score_generation(generator: Any, cache: PeakCache, split: str = "test", n_ca
         candidates = generator.sample(condition, target.composition, n_candidates)
         order = np.argsort(-np.asarray(generator.rank(condition, candidates), dtype=float), kind="stable")
         ranked = [candidates[int(i)] for i in order]
-        valid += sum(is_valid(c) for c in ranked)
-        total += len(ranked)
+        good = sum(is_valid(c) for c in ranked)
+        valid, total = valid + good, total + len(ranked)
         rms = {name: [_rms(matcher, target, c) for c in ranked] for name, matcher in matchers.items()}
-        per_pattern.append({"id": cache.ids[int(index)], "valid": sum(is_valid(c) for c in ranked), "rms": rms})
+        per_pattern.append({"id": cache.ids[int(index)], "valid": good, "rms": rms})
     scores: dict[str, Any] = {}
     for name in matchers:
         scores[name] = {"tolerance": TOLERANCES[name]}
