@@ -147,16 +147,20 @@ def test_auto_backend_on_cpu_never_imports_mamba_ssm():
     assert ("mamba_ssm" in sys.modules) == before
 
 
-@pytest.mark.skipif(not kernels_available(), reason="needs a CUDA GPU and mamba-ssm's compiled kernels "
-                                                    "(pip install xrd-mamba[cuda])")
-def test_cuda_kernels_and_chunked_scan_match_the_reference_on_gpu():
+GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+KERNELS = pytest.mark.skipif(not kernels_available(), reason="needs a CUDA GPU and mamba-ssm's compiled kernels "
+                                                             "(pip install xrd-mamba[cuda])")
+
+
+@pytest.mark.parametrize("backend", [pytest.param("torch", marks=GPU), pytest.param("cuda", marks=KERNELS)])
+def test_scan_on_gpu_matches_the_float64_reference(backend):
+    """On a GPU both paths, the chunked scan and mamba-ssm's kernels, against the float64 loop."""
     inputs = {k: v.detach().cuda().requires_grad_() for k, v in make_inputs(2, 300, 8, 16).items()}
     grad_out = torch.randn(2, 300, 8, dtype=torch.float64, device="cuda")
     y_ref, g_ref = value_and_grads(reference_scan, inputs, grad_out)
     inputs32 = {k: v.detach().float().requires_grad_() for k, v in inputs.items()}
-    for backend in ("cuda", "torch"):
-        y, grads = value_and_grads(lambda b=backend, **kw: selective_scan(**kw, backend=b), inputs32,
-                                   grad_out.float())
-        assert relative_error(y, y_ref) < 1e-4, backend
-        for name, g, ref in zip(inputs, grads, g_ref):
-            assert relative_error(g, ref) < 1e-4, (backend, name)
+    y, grads = value_and_grads(lambda **kw: selective_scan(**kw, backend=backend), inputs32, grad_out.float())
+    assert y.is_cuda
+    assert relative_error(y, y_ref) < 1e-4
+    for name, g, ref in zip(inputs, grads, g_ref):
+        assert relative_error(g, ref) < 1e-4, name
