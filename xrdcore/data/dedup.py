@@ -72,7 +72,8 @@ class _ReducedCells:
 
     StructureMatcher reduces both structures on every ``fit`` and caches the result, but a cache
     hit costs a structure comparison quadratic in the number of sites. For MOFs of hundreds of atoms
-    compared with every other entry of their formula, that was hours for 3,000 CoRE MOF entries.
+    compared with every other entry of their formula, a build of 3,000 CoRE MOF entries was still
+    de-duplicating after 28 minutes.
     The steps are the matcher's own (Niggli, then primitive), so the verdicts are the same.
     """
 
