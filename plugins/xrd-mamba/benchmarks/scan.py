@@ -88,7 +88,8 @@ def agreement(methods: tuple[str, ...], length: int, width: int, state: int, dev
 
     reference = make_inputs(2, length, width, state, device, torch.float64)
     grad_y = torch.randn(2, length, width, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    expected = [scan("loop", reference), *torch.autograd.grad(scan("loop", reference), reference, grad_y.to(device))]
+    y_ref = scan("loop", reference)
+    expected = [y_ref, *torch.autograd.grad(y_ref, reference, grad_y.to(device))]
     errors = {}
     for method in methods:
         inputs = [t.detach().float().requires_grad_() for t in reference]
