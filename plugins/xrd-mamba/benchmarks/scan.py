@@ -141,12 +141,6 @@ def worker(method: str, batch: int, length: int, width: int, state: int, repeats
             "torch_threads": torch.get_num_threads()}
 
 
-def _cuda_available() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
-
-
 def environment(device: str) -> dict:
     import torch
 
@@ -175,7 +169,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="results file (default benchmarks/results/mamba-scan-<device>.json)")
     parser.add_argument("--worker", choices=METHODS["cuda"], help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.device == "cuda" and not _cuda_available():
+    import torch
+
+    if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("--device cuda needs a CUDA GPU, and torch.cuda.is_available() is False here")
     batches = [int(b) for b in args.batch.split(",")]
     thread_counts = [int(t) for t in args.threads.split(",") if t] or [None]
