@@ -176,3 +176,73 @@ def test_prepare_runs_the_chain_on_a_registered_dataset(tmp_path):
     assert [r.id for r in prepared.records] == ["a", "c"]
     assert prepared.report.duplicates_removed == 1 and [r.id for r in prepared.report.rejected] == ["bad"]
     assert prepared.split.meta["options"]["disorder"] == "skip" and sum(prepared.split.counts.values()) == 2
+
+
+def test_the_smallest_cell_is_pymatgen_s_primitive_cell_bit_for_bit(aflow, mp20_with_twins):
+    """smallest_cell recomputes pymatgen's get_primitive_structure in bounded memory: the same
+    lattice, coordinates, species and labels, on conventional centred cells (which shrink),
+    supercells and cells that are primitive already."""
+    from xrdcore.data.dedup import smallest_cell
+
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
+    records, twins = mp20_with_twins
+    structures = [r.structure for r in list(aflow.values()) + records + twins] + [rocksalt()]
+    centred = [r.structure for r in aflow.values() if r.space_group in (12, 15, 44, 63, 65, 71, 139, 141, 166, 225,
+                                                                        227, 229)]
+    structures += [SpacegroupAnalyzer(s).get_conventional_standard_structure() for s in centred]
+    for r in records[:10]:
+        supercell = r.structure.copy()
+        supercell.make_supercell([1, 2, 1])
+        structures.append(supercell)
+    shrunk = 0
+    for structure in structures:
+        cell = structure.get_reduced_structure(reduction_algo="niggli")
+        ours, theirs = smallest_cell(cell), cell.get_primitive_structure()
+        assert (ours.lattice.matrix == theirs.lattice.matrix).all() and (ours.frac_coords == theirs.frac_coords).all()
+        assert [s.species_string for s in ours] == [s.species_string for s in theirs]
+        assert ours.labels == theirs.labels
+        shrunk += len(theirs) < len(cell)
+    assert shrunk >= 40  # the test covers the search that finds a smaller cell, not only the no-op
+
+
+def test_bucketed_deduplication_in_processes_resumes_from_checkpoints(mp20_with_twins, tmp_path):
+    records, twins = mp20_with_twins
+    serial = deduplicate(records + twins)
+    folder = tmp_path / "dedup"
+    first = deduplicate(records + twins, workers=2, checkpoints=folder)
+    assert first.duplicate_of == serial.duplicate_of and first.units == serial.units
+    assert first.comparisons == serial.comparisons
+    saved = sorted(folder.glob("*.json.gz"))
+    assert saved
+    again = deduplicate(records + twins, checkpoints=folder)  # every bucket read back, none compared again
+    assert again.duplicate_of == serial.duplicate_of and again.units == serial.units
+
+
+def test_reading_resumes_from_saved_chunks_with_the_same_outcome(tmp_path):
+    """An interrupted read keeps the chunks it saved (their files are not rewritten) and ends with
+    the records and report of an uninterrupted one."""
+    folder = tmp_path / "read"
+    whole, whole_report = read_dataset(CSVDataset(MP20))
+    chunked, _ = read_dataset(CSVDataset(MP20, workers=2), checkpoints=folder)
+    from xrdcore.data.labels import labelled
+    from xrdcore.data.report import ReadReport
+
+    files = sorted(folder.glob("*.json.gz"))
+    assert len(files) == 1  # 46 entries, one chunk of 500
+    small = tmp_path / "small"
+    report = ReadReport("csv", DEFAULT_SYMPREC, "skip")
+    list(labelled(CSVDataset(MP20), report, checkpoints=small, chunk=10))
+    files = sorted(small.glob("*.json.gz"))
+    assert len(files) == 5
+    files[-1].unlink()
+    files[-2].unlink()  # as if killed while reading the fourth chunk
+    kept = {f: f.stat().st_mtime_ns for f in files[:-2]}
+    report = ReadReport("csv", DEFAULT_SYMPREC, "skip")
+    resumed = list(labelled(CSVDataset(MP20), report, checkpoints=small, chunk=10))
+    assert all(f.stat().st_mtime_ns == t for f, t in kept.items())
+    for result in (chunked, resumed):
+        assert [r.id for r in result] == [r.id for r in whole]
+        assert [r.space_group for r in result] == [r.space_group for r in whole]
+        assert all((a.structure.frac_coords == b.structure.frac_coords).all() for a, b in zip(result, whole))
+    assert report.to_dict() == whole_report.to_dict()

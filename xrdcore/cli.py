@@ -74,6 +74,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--chunk", type=int, default=256, help="structures per cache chunk")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=_data_build)
+    p = data.add_parser("export", help="a built cache's labels, split and peak lists in one compact file "
+                        "(no structures; loads without pymatgen)")
+    p.add_argument("dir", help="a complete cache directory")
+    p.add_argument("file", help="the file to write, e.g. coremof.xrdexport")
+    p.set_defaults(run=_data_export)
+    p = data.add_parser("import", help="unpack a file of `xrdcore data export` into a new cache directory")
+    p.add_argument("file")
+    p.add_argument("dir", help="a new or empty directory")
+    p.set_defaults(run=_data_import)
     p = data.add_parser("info", help="counts per space group and level, duplicates, split sizes and hash")
     p.add_argument("dir")
     p.add_argument("--json", action="store_true")
@@ -415,6 +424,23 @@ def _data_build(args) -> None:
           f"{info['rejected']} rejected, {info['duplicates_removed']} duplicates removed, "
           f"{info['simulation_failures']} simulation failures; split {info['split_hash'][:19]}...; "
           f"report in {Path(args.out) / 'report.json'}")
+
+
+def _data_export(args) -> None:
+    from xrdcore.data.export import export_cache
+
+    summary = export_cache(args.dir, args.file)
+    print(f"{args.file}: {summary['structures']} structures, {summary['peaks']:,} peaks, "
+          f"{summary['bytes'] / 2**20:.1f} MiB (sha256 {summary['sha256'][:16]}...)")
+
+
+def _data_import(args) -> None:
+    from xrdcore.data.export import import_cache
+
+    cache = import_cache(args.file, args.dir)
+    counts = cache.describe()["split_counts"]
+    print(f"{args.dir}: {len(cache)} structures of {cache.manifest['spec']['dataset']} (train {counts['train']}, "
+          f"val {counts['val']}, test {counts['test']}); split {cache.manifest['split_hash'][:19]}...")
 
 
 def parse_option(text: str) -> tuple[str, object]:

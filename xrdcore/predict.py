@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import textwrap
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +27,7 @@ from xrdcore.diffraction.peaks import find_peaks
 from xrdcore.diffraction.plot import save_figure
 from xrdcore.diffraction.readers import read_pattern, resample
 from xrdcore.train.checkpoint import CheckpointError
-from xrdcore.train.inputs import InputSpec
+from xrdcore.train.inputs import InputSpec, scale_intensity
 from xrdcore.train.model import class_logits
 from xrdcore.train.trainer import RunError, load_run
 
@@ -141,11 +141,12 @@ def predict(run_dir: str | Path, pattern_path: str | Path, top: int = 5, outside
     if config.input.kind == "peaks":  # the peaks of the measured pattern inside the run's range
         inside = (pattern.two_theta >= grid.start) & (pattern.two_theta <= grid.stop)
         found = find_peaks(pattern.two_theta[inside], pattern.intensity[inside])
+        intensity = torch.tensor(found.intensity / 100.0, dtype=torch.float32, device=device)[None]
         inputs = {"two_theta": torch.tensor(found.two_theta, dtype=torch.float32, device=device)[None],
-                  "intensity": torch.tensor(found.intensity / 100.0, dtype=torch.float32, device=device)[None],
+                  "intensity": scale_intensity(intensity, config.input.intensity),
                   "mask": torch.ones(1, len(found), dtype=torch.bool, device=device)}
     else:
-        inputs = torch.from_numpy(profile)[None].to(device)
+        inputs = scale_intensity(torch.from_numpy(profile)[None].to(device), config.input.intensity)
     with torch.no_grad():
         _, logits = model(inputs)
     probabilities = {name: torch.softmax(class_logits(v)[0].float(), dim=0).cpu().numpy() for name, v in logits.items()}
@@ -255,7 +256,8 @@ def nearest_reference(p: Prediction, number: int | None = None) -> tuple[Referen
     best: tuple[float, int, np.ndarray] | None = None
     for start in range(0, len(rows), RENDER_BATCH):
         chunk = rows[start:start + RENDER_BATCH]
-        profiles = p.input.make(PeakBatch.from_peak_lists([cache.peaks(int(i)) for i in chunk])).cpu().numpy()
+        peaks = PeakBatch.from_peak_lists([cache.peaks(int(i)) for i in chunk])
+        profiles = replace(p.input, intensity="linear").make(peaks).cpu().numpy()  # as p.profile
         part = profiles[:, mask].astype(np.float64)
         norms = np.linalg.norm(part, axis=1) * np.linalg.norm(measured)
         similarity = np.divide(part @ measured, norms, out=np.zeros(len(chunk)), where=norms > 0)

@@ -60,6 +60,10 @@ class PluginError(RuntimeError):
     """A plugin failed to load or register, in strict mode."""
 
 
+#: registered model sizes: ``tiny`` (tests, ``--quick``), ``small`` (a CPU run on real data), ``full``
+SIZES = ("tiny", "small", "full")
+
+
 class UnknownComponentError(KeyError):
     """No component of that kind and name; the message lists close matches."""
 
@@ -86,8 +90,19 @@ class Component:
     description: str
     builtin: bool
     overridable: bool = False
-    #: keyword arguments of a small variant, used by ``xrdcore bench --quick`` and conformance tests
+    #: keyword arguments of the smallest variant: tests, conformance checks and ``bench --quick``
     tiny: dict[str, Any] = field(default_factory=dict)
+    #: keyword arguments of a variant that learns on a real data set on a CPU (``--size small``)
+    small: dict[str, Any] | None = None
+
+    def size_options(self, size: str) -> dict[str, Any]:
+        """The keyword arguments of a registered size: ``tiny``, ``small`` or ``full`` (the defaults)."""
+        if size not in SIZES:
+            raise ValueError(f"size must be one of {', '.join(SIZES)}, got {size!r}")
+        if size == "small" and self.small is None:
+            raise ComponentError(f"{self.kind} {self.qualified_name!r} registers no 'small' variant; "
+                                 "use --size tiny or full")
+        return dict({"tiny": self.tiny, "small": self.small or {}, "full": {}}[size])
 
     @property
     def qualified_name(self) -> str:
@@ -219,7 +234,8 @@ class Registry:
         added: list[Component] = []
 
         def register(name: str, factory: Any, *, description: str | None = None,
-                     overridable: bool = False, tiny: dict[str, Any] | None = None) -> None:
+                     overridable: bool = False, tiny: dict[str, Any] | None = None,
+                     small: dict[str, Any] | None = None) -> None:
             if not isinstance(name, str) or not _NAME.match(name):
                 raise ValueError(f"invalid {kind} name {name!r}: use lower-case letters, digits, '.', '_', '-'")
             if any(c.kind == kind and c.name == name for c in info.components + added):
@@ -230,10 +246,12 @@ class Registry:
                     raise ValueError(f"{kind} {name!r}: {factory!r} is not an importable 'module:attr'")
             elif not callable(factory):
                 raise TypeError(f"{kind} {name!r}: factory must be callable or 'module:attr', got {factory!r}")
-            if tiny is not None and not (isinstance(tiny, dict) and all(isinstance(k, str) for k in tiny)):
-                raise TypeError(f"{kind} {name!r}: tiny must be a dict of keyword arguments, got {tiny!r}")
+            for size, options in (("tiny", tiny), ("small", small)):
+                if options is not None and not (isinstance(options, dict) and all(isinstance(k, str) for k in options)):
+                    raise TypeError(f"{kind} {name!r}: {size} must be a dict of keyword arguments, got {options!r}")
             added.append(Component(kind, name, info.name, factory, description or _summary(factory),
-                                   info.builtin, overridable and info.builtin, dict(tiny or {})))
+                                   info.builtin, overridable and info.builtin, dict(tiny or {}),
+                                   None if small is None else dict(small)))
 
         try:
             impl.function(**{arg: register for arg in impl.argnames})

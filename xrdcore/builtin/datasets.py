@@ -16,11 +16,11 @@ import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from xrdcore.data.parallel import check_workers, ordered_map, parse_shard
+from xrdcore.data.parallel import check_workers, parse_shard
 from xrdcore.data.random_crystals import MAX_ATOMS, CrystalRequest, generate, require_pyxtal, structure_seed
-from xrdcore.data.report import ReportingDataset
+from xrdcore.data.report import Loaded, ReportingDataset, rejection
 from xrdcore.data.sources import (CIFEntry, aflow_prototypes, check_csv, check_directory, cif_directory,
-                                  coremof_archive, coremof_cifs, csv_cifs, parse_entry, structure_from_dict)
+                                  coremof_archive, coremof_cifs, coremof_size, csv_cifs, parse_entry, structure_from_dict)
 from xrdcore.interfaces import StructureRecord
 
 _PYXTAL = "pyxtal (Fredericks et al., Comput. Phys. Commun. 261, 107810 (2021)), generated on this machine"
@@ -39,37 +39,42 @@ def _seed(seed: int) -> int:
 
 
 class _CIFDataset(ReportingDataset):
-    """Shared reading of CIF entries, parsed in ``workers`` processes, in source order."""
-
-    workers: int = 1
+    """Shared reading of CIF entries: text read here, parsed in the loader (worker processes)."""
 
     @abc.abstractmethod
     def _entries(self) -> Iterable[CIFEntry]:
         """The source's raw CIF entries (text, id, meta), in a stable order."""
 
-    def records(self, limit: int | None = None) -> Iterator[StructureRecord]:
-        self.reset_rejections()
-        # a file with several data blocks gives several records: cap the records too
-        yield from itertools.islice(self._parsed(_check_limit(limit)), limit)
+    def sources(self, limit: int | None = None) -> Iterator[CIFEntry]:
+        return itertools.islice(self._entries(), _check_limit(limit))
 
-    def _parsed(self, limit: int | None) -> Iterator[StructureRecord]:
-        for parsed in ordered_map(parse_entry, itertools.islice(self._entries(), limit), self.workers):
-            if not parsed.structures:
-                self.reject(parsed.entry.id, parsed.reason, parsed.kind)
-            for ident, structure in parsed.structures:
-                yield StructureRecord(ident, structure, dict(parsed.entry.meta))
+    def loader(self):
+        return load_cif_entry
 
 
-class _RandomCrystals(ReportingDataset):
-    """Shared generation of pyxtal requests in ``workers`` processes, in request order."""
+def load_cif_entry(entry: CIFEntry) -> Loaded:
+    """The records of one CIF entry (several data blocks give several), or why there are none."""
+    parsed = parse_entry(entry)
+    if not parsed.structures:
+        return Loaded(rejection=rejection(entry.id, parsed.reason, parsed.kind))
+    return Loaded([StructureRecord(ident, structure, dict(entry.meta)) for ident, structure in parsed.structures])
 
-    def _generate(self, requests: Iterable[CrystalRequest], workers: int) -> Iterator[StructureRecord]:
-        for request, structure, meta in ordered_map(generate, requests, workers):
-            if structure is None:
-                self.reject(request.id, f"pyxtal, requested space group {request.space_group}: {meta}",
-                            "generation")
-            else:
-                yield StructureRecord(request.id, structure, meta)
+
+def load_crystal(source: CrystalRequest | tuple[str, dict, dict]) -> Loaded:
+    """A pyxtal crystal of a request, or an AFLOW prototype (id, structure dict, meta)."""
+    if isinstance(source, CrystalRequest):
+        request, structure, meta = generate(source)
+        if structure is None:
+            return Loaded(rejection=rejection(request.id, f"pyxtal, requested space group "
+                                                          f"{request.space_group}: {meta}", "generation"))
+        return Loaded([StructureRecord(request.id, structure, meta)])
+    ident, data, meta = source
+    try:
+        structure = structure_from_dict(data)
+    except Exception as exc:
+        return Loaded(rejection=rejection(ident, f"pymatgen aflow_prototypes.json.gz: cannot build the structure "
+                                                 f"({type(exc).__name__}: {exc})", "unreadable"))
+    return Loaded([StructureRecord(ident, structure, meta)])
 
 
 def _stream_seed(seed: int, stream: str) -> int:
@@ -77,7 +82,7 @@ def _stream_seed(seed: int, stream: str) -> int:
     return int(seed) * 4_294_967_296 + zlib.crc32(stream.encode())
 
 
-class PrototypesDataset(_RandomCrystals):
+class PrototypesDataset(ReportingDataset):
     """The embedded default: pymatgen's 288 AFLOW prototypes and ``per_group`` pyxtal crystals
     requested in each of the 230 space groups (or ``space_groups``); no download needed."""
 
@@ -108,24 +113,20 @@ class PrototypesDataset(_RandomCrystals):
                 yield CrystalRequest(f"pyxtal-sg{group:03d}-{index}", group, index,
                                      structure_seed(base, group, index), self.max_atoms)
 
-    def records(self, limit: int | None = None) -> Iterator[StructureRecord]:
-        self.reset_rejections()
-        remaining = _check_limit(limit)
-        if self.aflow:
-            for ident, data, meta in itertools.islice(aflow_prototypes(), remaining):
-                if remaining is not None:
-                    remaining -= 1
-                try:
-                    structure = structure_from_dict(data)
-                except Exception as exc:
-                    self.reject(ident, f"pymatgen aflow_prototypes.json.gz: cannot build the structure "
-                                       f"({type(exc).__name__}: {exc})", "unreadable")
-                    continue
-                yield StructureRecord(ident, structure, meta)
-        yield from self._generate(itertools.islice(self.requests(), remaining), self.workers)
+    def sources(self, limit: int | None = None) -> Iterator[CrystalRequest | tuple[str, dict, dict]]:
+        """AFLOW prototypes first (id, structure dict, meta), then the pyxtal requests."""
+        entries = itertools.chain(aflow_prototypes() if self.aflow else (), self.requests())
+        return itertools.islice(entries, _check_limit(limit))
+
+    def loader(self):
+        return load_crystal
+
+    def size_hint(self, limit: int | None = None) -> int:
+        size = (288 if self.aflow else 0) + self.per_group * len(self.groups)
+        return size if limit is None else min(size, limit)
 
 
-class SyntheticDataset(_RandomCrystals):
+class SyntheticDataset(ReportingDataset):
     """``size`` pyxtal crystals balanced over the 230 space groups (requested round-robin),
     reproducible for a given ``seed`` whatever the number of ``workers``."""
 
@@ -152,9 +153,15 @@ class SyntheticDataset(_RandomCrystals):
             yield CrystalRequest(f"synthetic-{i:07d}", group, index, structure_seed(base, group, index),
                                  self.max_atoms)
 
-    def records(self, limit: int | None = None) -> Iterator[StructureRecord]:
-        self.reset_rejections()
-        yield from self._generate(itertools.islice(self.requests(), _check_limit(limit)), self.workers)
+    def sources(self, limit: int | None = None) -> Iterator[CrystalRequest]:
+        return itertools.islice(self.requests(), _check_limit(limit))
+
+    def loader(self):
+        return load_crystal
+
+    def size_hint(self, limit: int | None = None) -> int:
+        size = len(range(self.shard, self.size, self.shards))
+        return size if limit is None else min(size, limit)
 
 
 class CoreMOFDataset(_CIFDataset):
@@ -173,6 +180,10 @@ class CoreMOFDataset(_CIFDataset):
     def _entries(self) -> Iterable[CIFEntry]:
         return coremof_cifs(self.subset)
 
+    def size_hint(self, limit: int | None = None) -> int | None:
+        size = coremof_size(self.subset)
+        return limit if size is None else size if limit is None else min(size, limit)
+
 
 class CIFDirectoryDataset(_CIFDataset):
     """A folder of ``.cif`` files (``recursive`` for sub-folders); ids are file stems."""
@@ -188,6 +199,11 @@ class CIFDirectoryDataset(_CIFDataset):
 
     def _entries(self) -> Iterable[CIFEntry]:
         return cif_directory(self.path, self.recursive)
+
+    def size_hint(self, limit: int | None = None) -> int:
+        files = self.path.rglob("*") if self.recursive else self.path.glob("*")
+        size = sum(1 for f in files if f.suffix.lower() == ".cif")
+        return size if limit is None else min(size, limit)
 
 
 class CSVDataset(_CIFDataset):

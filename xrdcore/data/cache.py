@@ -10,6 +10,7 @@ Layout of a cache directory::
 
     manifest.json            key, inputs, simulator settings, counts, status
     structures.jsonl.gz      one line per kept structure: id, space group, formula, structure
+    index.json               ids, space groups and formulas in that order (read by training)
     split.json               the frozen, hashed split (xrdcore.data.splits)
     report.json              entries rejected and why, duplicates removed
     peaks/00000/*.npy        peak lists of structures 0..chunk-1, memory-mappable
@@ -25,7 +26,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -33,16 +34,20 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from xrdcore.data.compact import CompactStructure, structure_from_stored
 from xrdcore.data.labels import DEFAULT_SYMPREC
-from xrdcore.data.parallel import check_workers, ordered_map
+from xrdcore.data.parallel import check_workers, unordered_map
 from xrdcore.data.splits import DEFAULT_FRACTIONS, SPLITS, Split
-from xrdcore.diffraction.pxrd import PeakList, StructureError, peak_list
-from xrdcore.storage import atomic_write_bytes, atomic_write_json, holds_other_files
+from xrdcore.storage import TEMPORARY_SUFFIX, atomic_write_json, holds_other_files
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
+    from xrdcore.diffraction.pxrd import PeakList
+
 CACHE_FORMAT = "xrdcore-cache/1"
+#: checkpoints of reading, labelling and de-duplication while a build runs (removed when complete)
+_WORK = "work"
 _MAX_ROTATIONS = 48  # the largest Laue group, m-3m
 
 
@@ -80,7 +85,8 @@ class BuildSpec:
 
     def check(self) -> None:
         """Fail on bad simulator settings before the expensive reading and labelling."""
-        from xrdcore.diffraction.pxrd import check_two_theta_range, scattering_parameters
+        from xrdcore.diffraction.radiation import check_two_theta_range
+        from xrdcore.diffraction.scattering import scattering_parameters
         from xrdcore.diffraction.radiation import wavelength
 
         wavelength(self.wavelength)
@@ -112,7 +118,7 @@ def build_cache(out: str | Path, spec: BuildSpec, *, workers: int = 1, chunk_siz
     out, workers = Path(out), check_workers(workers)
     spec.check()
     manifest = _read_manifest(out) if (out / "manifest.json").exists() else None
-    if manifest is not None and not (out / "structures.jsonl.gz").exists():
+    if manifest is not None and not any((out / name).exists() for name in ("structures.jsonl.gz", _WORK)):
         manifest = None  # a build that stopped before it produced anything: nothing to keep
     if manifest is not None:
         if manifest.get("key") != spec.key:
@@ -130,36 +136,33 @@ def build_cache(out: str | Path, spec: BuildSpec, *, workers: int = 1, chunk_siz
     if not (out / "structures.jsonl.gz").exists():
         prepared = prepare(spec.dataset, {**spec.options, **({"workers": workers} if workers > 1 else {})},
                            symprec=spec.symprec, disorder=spec.disorder, limit=spec.limit,
-                           fractions=spec.fractions, seed=spec.seed, registry=registry)
+                           fractions=spec.fractions, seed=spec.seed, registry=registry,
+                           checkpoints=out / _WORK, progress=progress)
         prepared.split.save(out / "split.json")
         atomic_write_json(out / "report.json", {"read": prepared.report.to_dict(),
-                                                "duplicates": prepared.dedup.to_dict()})
-        lines = (json.dumps({"id": r.id, "space_group": r.space_group, "formula": r.formula,
-                             "structure": _compact(r.structure)}) for r in prepared.records)
-        atomic_write_bytes(out / "structures.jsonl.gz", gzip.compress("\n".join(lines).encode(), 6))
-    entries = _read_structures(out)
-    chunks = math.ceil(len(entries) / chunk_size)
+                                                "duplicates": prepared.dedup.to_dict(), "seconds": prepared.seconds})
+        _write_structures(out, prepared.records)
+        del prepared
+    simulating = time.perf_counter()
+    structures = [CompactStructure.from_stored(e["structure"]) for e in _stream_structures(out)]
+    chunks = math.ceil(len(structures) / chunk_size)
     missing = [k for k in range(chunks) if not (out / "peaks" / f"{k:05d}").is_dir()]
     settings = {"wavelength": spec.wavelength, "two_theta_range": tuple(spec.two_theta_range),
                 "debye_waller": spec.debye_waller}
-    jobs = ((k, [e["structure"] for e in entries[k * chunk_size:(k + 1) * chunk_size]], settings) for k in missing)
-    from tqdm import tqdm
-
-    with tqdm(total=sum(min(chunk_size, len(entries) - k * chunk_size) for k in missing), unit="pattern",
-              desc=f"simulating {spec.dataset}", disable=not progress) as bar:
-        for k, arrays in ordered_map(_simulate_chunk, jobs, workers):
-            _write_chunk(out / "peaks" / f"{k:05d}", arrays)
-            bar.update(len(arrays["offsets"]) - 1)
+    _simulate(out, structures, chunk_size, missing, settings, workers,
+              f"simulating {spec.dataset}" if progress else None)
     split = Split.load(out / "split.json")
     report = json.loads((out / "report.json").read_text())
     failed = _failed_simulations(out, chunks)
     atomic_write_json(out / "manifest.json", {
         "format": CACHE_FORMAT, "key": spec.key, "spec": spec.to_dict(), "status": "complete", **source,
-        "structures": len(entries), "chunk_size": chunk_size, "chunks": chunks, "split_hash": split.hash,
+        "structures": len(structures), "chunk_size": chunk_size, "chunks": chunks, "split_hash": split.hash,
         "split_counts": split.counts, "duplicates_removed": report["duplicates"].get("removed"),
         "rejected": len(report["read"]["rejected"]), "simulation_failures": failed,
         "build_seconds": round(time.perf_counter() - started, 2),
+        "stage_seconds": {**report.get("seconds", {}), "simulate": round(time.perf_counter() - simulating, 2)},
     })
+    shutil.rmtree(out / _WORK, ignore_errors=True)
     return PeakCache(out)
 
 
@@ -211,27 +214,44 @@ class PeakCache:
         self._chunks: dict[int, dict[str, np.ndarray]] = {}
 
     @cached_property
-    def _entries(self) -> list[dict[str, Any]]:
-        return _read_structures(self.path)
+    def _index(self) -> dict[str, list]:
+        """ids, space groups and formulas, from index.json (or, in caches built before it
+        existed, from the structures)."""
+        if (self.path / "index.json").is_file():
+            return json.loads((self.path / "index.json").read_text())
+        entries = list(_stream_structures(self.path))
+        return {key: [e[name] for e in entries] for key, name in
+                (("ids", "id"), ("space_groups", "space_group"), ("formulas", "formula"))}
+
+    @cached_property
+    def _structures(self) -> list[dict[str, Any]]:
+        if not (self.path / "structures.jsonl.gz").is_file():
+            raise CacheError(f"{self.path}: imported from a compact export, which carries peak lists but no "
+                             "structures; build the data set from its source for structures (images, generators)")
+        return [e["structure"] for e in _stream_structures(self.path)]
 
     @cached_property
     def ids(self) -> list[str]:
-        return [e["id"] for e in self._entries]
+        return list(self._index["ids"])
+
+    @cached_property
+    def formulas(self) -> list[str]:
+        return list(self._index["formulas"])
 
     @cached_property
     def space_groups(self) -> np.ndarray:
-        return np.array([e["space_group"] for e in self._entries], dtype=np.int64)
+        return np.array(self._index["space_groups"], dtype=np.int64)
 
     @cached_property
     def simulated(self) -> np.ndarray:
         """True for structures whose peaks exist (a failed simulation is listed in the manifest)."""
         ok = np.zeros(len(self), dtype=bool)
         for k in range(self.manifest["chunks"]):
-            ok[k * self.chunk_size:(k + 1) * self.chunk_size] = self._chunk(k)["ok"]
+            ok[k * self.chunk_size:(k + 1) * self.chunk_size] = self.chunk(k)["ok"]
         return ok
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self.ids)
 
     def indices(self, split: str) -> np.ndarray:
         """Positions of the structures of one split (``train``, ``val``, ``test``) that have peaks."""
@@ -247,7 +267,9 @@ class PeakCache:
                 "split_counts": {s: len(self.indices(s)) for s in SPLITS}}
 
     def peaks(self, index: int) -> PeakList:
-        chunk = self._chunk(index // self.chunk_size)
+        from xrdcore.diffraction.pxrd import PeakList
+
+        chunk = self.chunk(index // self.chunk_size)
         j = index % self.chunk_size
         lo, hi = int(chunk["offsets"][j]), int(chunk["offsets"][j + 1])
         return PeakList(chunk["two_theta"][lo:hi].astype(np.float64), chunk["d"][lo:hi].astype(np.float64),
@@ -257,9 +279,9 @@ class PeakCache:
                                                                 dtype=np.int64))
 
     def structure(self, index: int) -> Structure:
-        return _structure(self._entries[index]["structure"])
+        return structure_from_stored(self._structures[index])
 
-    def _chunk(self, k: int) -> dict[str, np.ndarray]:
+    def chunk(self, k: int) -> dict[str, np.ndarray]:
         if k not in self._chunks:
             folder = self.path / "peaks" / f"{k:05d}"
             self._chunks[k] = {p.stem: np.load(p, mmap_mode="r") for p in folder.glob("*.npy")}
@@ -269,13 +291,48 @@ class PeakCache:
 # --- chunks ------------------------------------------------------------------------------------
 
 
-def _simulate_chunk(job: tuple[int, list[dict], dict]) -> tuple[int, dict[str, np.ndarray]]:
-    """Peak lists of one chunk, as flat arrays (module level: it runs in worker processes)."""
-    k, compact_structures, settings = job
+#: structures per simulation job: small enough that one huge cell does not leave a worker alone
+#: with a long queue behind it, large enough that job overhead stays negligible
+_SIMULATION_PART = 16
+
+
+def _simulate(out: Path, structures: Sequence[CompactStructure], chunk_size: int, missing: Sequence[int],
+              settings: Mapping[str, Any], workers: int, progress: str | None) -> None:
+    """Peak lists of the ``missing`` chunks, written as each chunk completes. Jobs of a few
+    structures go out in chunk order, except the costliest (cost ~ atoms x volume: a handful of
+    giant cells take longer than whole chunks), which go first so that they do not finish last."""
+    from tqdm import tqdm
+
+    jobs, parts = [], {}
+    for k in missing:
+        rows = range(k * chunk_size, min((k + 1) * chunk_size, len(structures)))
+        starts = list(range(rows.start, rows.stop, _SIMULATION_PART))
+        parts[k] = {start: None for start in starts}
+        for start in starts:
+            group = [structures[i] for i in range(start, min(start + _SIMULATION_PART, rows.stop))]
+            jobs.append(((k, start, group, settings), sum(len(c) * abs(np.linalg.det(c.lattice)) for c in group)))
+    costs = np.array([cost for _, cost in jobs])
+    first = set(np.argsort(-costs)[:max(1, len(jobs) // 50)].tolist()) if jobs else set()
+    jobs = [jobs[i][0] for i in sorted(range(len(jobs)), key=lambda i: (i not in first, i))]
+    with tqdm(total=sum(len(job[2]) for job in jobs), unit="pattern", desc=progress, disable=progress is None,
+              smoothing=0.05) as bar:
+        for k, start, arrays in unordered_map(_simulate_part, jobs, workers):
+            parts[k][start] = arrays
+            bar.update(len(arrays["offsets"]) - 1)
+            if all(v is not None for v in parts[k].values()):
+                write_peak_chunk(out / "peaks" / f"{k:05d}", _join_parts([parts[k][s] for s in sorted(parts[k])]))
+                del parts[k]
+
+
+def _simulate_part(job: tuple[int, int, list[CompactStructure], dict]) -> tuple[int, int, dict[str, np.ndarray]]:
+    """Peak lists of a few structures as flat arrays (module level: it runs in worker processes)."""
+    from xrdcore.diffraction.pxrd import StructureError, peak_list
+
+    k, start, structures, settings = job
     lists: list[PeakList | None] = []
-    for data in compact_structures:
+    for compact in structures:
         try:
-            lists.append(peak_list(_structure(data), **settings))
+            lists.append(peak_list(compact.to_structure(), **settings))
         except StructureError:
             lists.append(None)
     counts = [0 if p is None else len(p) for p in lists]
@@ -286,7 +343,7 @@ def _simulate_chunk(job: tuple[int, list[dict], dict]) -> tuple[int, dict[str, n
     for i, p in enumerate(lists):
         if p is not None:
             rotations[i, :len(p.rotations)], n_rotations[i] = p.rotations, len(p.rotations)
-    return k, {
+    return k, start, {
         "offsets": np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
         "two_theta": cat("two_theta", np.float32), "d": cat("d", np.float32),
         "intensity": cat("intensity", np.float32), "hkl": cat("hkl", np.int16, (0, 3)),
@@ -297,7 +354,15 @@ def _simulate_chunk(job: tuple[int, list[dict], dict]) -> tuple[int, dict[str, n
     }
 
 
-def _write_chunk(folder: Path, arrays: Mapping[str, np.ndarray]) -> None:
+def _join_parts(parts: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """One chunk's arrays from its parts, in order (peak offsets shifted)."""
+    joined = {name: np.concatenate([p[name] for p in parts]) for name in parts[0] if name != "offsets"}
+    counts = np.concatenate([np.diff(p["offsets"]) for p in parts])
+    joined["offsets"] = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    return joined
+
+
+def write_peak_chunk(folder: Path, arrays: Mapping[str, np.ndarray]) -> None:
     """Write every array into a temporary folder, then rename it into place: all or nothing."""
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
@@ -330,22 +395,26 @@ def _failed_simulations(out: Path, chunks: int) -> int:
 # --- structures and manifest ---------------------------------------------------------------------
 
 
-def _compact(structure: Structure) -> dict[str, Any]:
-    """A structure as lattice, fractional coordinates and site contents (occupancies kept)."""
-    return {"lattice": np.asarray(structure.lattice.matrix).round(8).tolist(),
-            "coords": np.asarray(structure.frac_coords).round(8).tolist(),
-            "species": [{str(sp): round(float(occ), 6) for sp, occ in site.species.items()} for site in structure]}
+def _write_structures(out: Path, records: Sequence[Any]) -> None:
+    """structures.jsonl.gz (one record per line, streamed: never the whole text in memory) and
+    index.json (ids, space groups, formulas: what training needs, without reading structures)."""
+    tmp = out / f".structures.jsonl.gz{TEMPORARY_SUFFIX}"
+    with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, filename="", mtime=0) as handle:
+        for i, r in enumerate(records):
+            line = json.dumps({"id": r.id, "space_group": r.space_group, "formula": r.formula,
+                               "structure": r.compact.stored()})
+            handle.write((("\n" if i else "") + line).encode())
+    os.replace(tmp, out / "structures.jsonl.gz")
+    atomic_write_json(out / "index.json", {"ids": [r.id for r in records],
+                                           "space_groups": [r.space_group for r in records],
+                                           "formulas": [r.formula for r in records]})
 
 
-def _structure(data: Mapping[str, Any]) -> Structure:
-    from pymatgen.core import Lattice, Structure
-
-    return Structure(Lattice(data["lattice"]), data["species"], data["coords"])
-
-
-def _read_structures(out: Path) -> list[dict[str, Any]]:
-    text = gzip.decompress((out / "structures.jsonl.gz").read_bytes()).decode()
-    return [json.loads(line) for line in text.splitlines() if line]
+def _stream_structures(out: Path) -> Iterator[dict[str, Any]]:
+    with gzip.open(out / "structures.jsonl.gz", "rt") as handle:
+        for line in handle:
+            if line.strip():
+                yield json.loads(line)
 
 
 def _read_manifest(path: Path) -> dict[str, Any]:

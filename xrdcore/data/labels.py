@@ -8,14 +8,18 @@ stated ``symprec`` is the label; a structure that cannot be labelled is rejected
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import spglib
 
-from xrdcore.data.report import ReadReport, Rejection
+from xrdcore.data.compact import CompactStructure
+from xrdcore.data.parallel import checkpointed_map
+from xrdcore.data.report import Loaded, ReadReport, Rejection, ReportingDataset
+from xrdcore.interfaces import StructureRecord
 from xrdcore.data.validation import (DISORDER_POLICIES, DisorderPolicy, InvalidStructure, check_structure,
                                      disordered_sites)
 
@@ -32,13 +36,25 @@ DEFAULT_ANGLE_TOLERANCE = -1.0
 
 @dataclass(frozen=True)
 class LabelledRecord:
-    """A structure that passed validation, with its spglib space group and reduced formula."""
+    """A structure that passed validation, with its spglib space group and reduced formula.
+
+    ``content`` is a pymatgen ``Structure`` or, as the parallel reader returns it, a
+    :class:`~xrdcore.data.compact.CompactStructure` (built into a ``Structure`` on demand).
+    """
 
     id: str
-    structure: Structure
+    content: Any
     space_group: int
     formula: str
     meta: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def structure(self) -> Structure:
+        return self.content.to_structure() if isinstance(self.content, CompactStructure) else self.content
+
+    @property
+    def compact(self) -> CompactStructure:
+        return self.content if isinstance(self.content, CompactStructure) else CompactStructure.from_structure(self.content)
 
     @property
     def group_key(self) -> tuple[str, int]:
@@ -93,56 +109,143 @@ def label(structure: Structure, *, symprec: float = DEFAULT_SYMPREC, disorder: D
     return space_group_number(structure, symprec, angle_tolerance)
 
 
+@dataclass(frozen=True)
+class LabelSettings:
+    """How structures are labelled: spglib tolerances and the disorder policy."""
+
+    symprec: float = DEFAULT_SYMPREC
+    disorder: str = "skip"
+    angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One step of reading, in source order: an entry the source could not read (``record`` and
+    ``labelled`` both None), or a record that was labelled (``labelled``) or refused."""
+
+    id: str
+    record: bool
+    labelled: LabelledRecord | None = None
+    rejection: Rejection | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": self.id, "record": self.record}
+        if self.rejection is not None:
+            data["rejection"] = [self.rejection.reason, self.rejection.kind]
+        if self.labelled is not None:
+            r = self.labelled
+            data.update(space_group=r.space_group, formula=r.formula, meta=r.meta, structure=r.compact.exact())
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Outcome:
+        rejection = Rejection(data["id"], *data["rejection"]) if "rejection" in data else None
+        labelled = None
+        if "structure" in data:
+            labelled = LabelledRecord(data["id"], CompactStructure.from_exact(data["structure"]), data["space_group"],
+                                      data["formula"], data["meta"])
+        return cls(data["id"], data["record"], labelled, rejection)
+
+
+def label_record(record: StructureRecord, settings: LabelSettings, compact: bool = False) -> Outcome:
+    """Validate and label one record; every failure becomes a rejection naming the entry."""
+    where = f"{record.meta['location']}: " if record.meta.get("location") else ""
+    try:
+        number = label(record.structure, symprec=settings.symprec, disorder=settings.disorder,
+                       angle_tolerance=settings.angle_tolerance)
+        formula = record.structure.composition.reduced_formula
+    except InvalidStructure as exc:
+        return Outcome(record.id, True, rejection=Rejection(record.id, where + str(exc), exc.kind))
+    except Exception as exc:  # a structure that breaks pymatgen or spglib must not stop the run
+        return Outcome(record.id, True, rejection=Rejection(
+            record.id, f"{where}labelling failed: {type(exc).__name__}: {' '.join(str(exc).split())}", "error"))
+    meta = dict(record.meta)
+    if settings.disorder == "keep":
+        meta["disordered"] = bool(disordered_sites(record.structure))
+    content = CompactStructure.from_structure(record.structure) if compact else record.structure
+    return Outcome(record.id, True, LabelledRecord(record.id, content, number, formula, meta))
+
+
+def load_and_label(job: tuple[Callable[[Any], Loaded], Any, LabelSettings]) -> list[Outcome]:
+    """Worker entry point: load one source entry and label its records (structures come back as
+    arrays, not as pymatgen objects)."""
+    load, source, settings = job
+    loaded = load(source)
+    outcomes = [Outcome(loaded.rejection.id, False, rejection=loaded.rejection)] if loaded.rejection else []
+    return outcomes + [label_record(record, settings, compact=True) for record in loaded.records]
+
+
 def labelled(dataset: StructureDataset, report: ReadReport, *, limit: int | None = None,
-             angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE) -> Iterator[LabelledRecord]:
+             angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE, checkpoints: str | Path | None = None,
+             chunk: int = 500, progress: bool = False) -> Iterator[LabelledRecord]:
     """Validate and label a data set's records with ``report``'s symprec and disorder policy.
 
-    Never stops at a bad entry: unreadable entries noted by the data set (its ``rejected``
-    list, see :class:`~xrdcore.data.report.ReportingDataset`), invalid structures, repeated
-    ids and unexpected errors all become :class:`Rejection` lines in ``report``, in source order.
+    Never stops at a bad entry: unreadable entries, invalid structures, repeated ids and
+    unexpected errors all become :class:`Rejection` lines in ``report``, in source order.
+
+    A :class:`~xrdcore.data.report.ReportingDataset` is read, validated and labelled in its
+    ``workers`` processes; with ``checkpoints`` (a folder) the outcomes of every ``chunk`` source
+    entries are saved there as they finish, and a rerun reuses them: an interrupted read resumes.
     """
     if report.disorder not in DISORDER_POLICIES:
         raise ValueError(f"disorder must be one of {', '.join(DISORDER_POLICIES)}, got {report.disorder!r}")
+    settings = LabelSettings(report.symprec, report.disorder, angle_tolerance)
+    parallel = isinstance(dataset, ReportingDataset)
+    if parallel:
+        outcomes = _parallel_outcomes(dataset, settings, limit, checkpoints, chunk, progress)
+    else:
+        outcomes = _serial_outcomes(dataset, settings, limit)
     seen: set[str] = set()
-    drained = 0
-
-    def drain() -> None:
-        nonlocal drained
-        noted = getattr(dataset, "rejected", [])
-        for rejection in noted[drained:]:
-            report.add(rejection)
-        drained = len(noted)
-
-    for record in dataset.records(limit=limit):
-        drain()
-        if record.id in seen:
-            report.add(Rejection(record.id, "the id occurs more than once in the data set; kept the first",
+    records = 0
+    for outcome in outcomes:
+        if parallel and limit is not None and records >= limit:
+            return  # as ReportingDataset.records: several data blocks per file give capped records
+        if not outcome.record:
+            report.add(outcome.rejection)
+            continue
+        records += 1
+        if outcome.id in seen:
+            report.add(Rejection(outcome.id, "the id occurs more than once in the data set; kept the first",
                                  "duplicate-id"))
             continue
-        seen.add(record.id)
-        where = f"{record.meta['location']}: " if record.meta.get("location") else ""
-        try:
-            number = label(record.structure, symprec=report.symprec, disorder=report.disorder,
-                           angle_tolerance=angle_tolerance)
-            formula = record.structure.composition.reduced_formula
-        except InvalidStructure as exc:
-            report.add(Rejection(record.id, where + str(exc), exc.kind))
-            continue
-        except Exception as exc:  # a structure that breaks pymatgen or spglib must not stop the run
-            report.add(Rejection(record.id, f"{where}labelling failed: {type(exc).__name__}: "
-                                            f"{' '.join(str(exc).split())}", "error"))
-            continue
-        report.accepted += 1
-        meta = dict(record.meta)
-        if report.disorder == "keep":
-            meta["disordered"] = bool(disordered_sites(record.structure))
-        yield LabelledRecord(record.id, record.structure, number, formula, meta)
-    drain()
+        seen.add(outcome.id)
+        if outcome.rejection is not None:
+            report.add(outcome.rejection)
+        else:
+            report.accepted += 1
+            yield outcome.labelled
+
+
+def _serial_outcomes(dataset: StructureDataset, settings: LabelSettings, limit: int | None) -> Iterator[Outcome]:
+    """Any other data set: its ``records()`` labelled here, one by one."""
+    drained = 0
+    for record in dataset.records(limit=limit):
+        noted = getattr(dataset, "rejected", [])
+        yield from (Outcome(r.id, False, rejection=r) for r in noted[drained:])
+        drained = len(noted)
+        yield label_record(record, settings)
+    yield from (Outcome(r.id, False, rejection=r) for r in getattr(dataset, "rejected", [])[drained:])
+
+
+def _parallel_outcomes(dataset: ReportingDataset, settings: LabelSettings, limit: int | None,
+                       checkpoints: str | Path | None, chunk: int, progress: bool) -> Iterator[Outcome]:
+    """Every source entry loaded and labelled in the workers, in source order, saved to and
+    reused from ``checkpoints`` ``chunk`` entries at a time."""
+    load = dataset.loader()
+    name = getattr(dataset, "name", type(dataset).__name__)
+    for outcomes in checkpointed_map(load_and_label, ((load, s, settings) for s in dataset.sources(limit)),
+                                     workers=dataset.workers, chunk=chunk, folder=checkpoints,
+                                     encode=lambda o: [x.to_json() for x in o],
+                                     decode=lambda o: [Outcome.from_json(x) for x in o],
+                                     progress=f"reading and labelling {name}" if progress else None,
+                                     total=dataset.size_hint(limit), unit="entry"):
+        yield from outcomes
 
 
 def read_dataset(dataset: StructureDataset, *, name: str | None = None, symprec: float = DEFAULT_SYMPREC,
-                 disorder: DisorderPolicy = "skip", limit: int | None = None
+                 disorder: DisorderPolicy = "skip", limit: int | None = None,
+                 checkpoints: str | Path | None = None, progress: bool = False
                  ) -> tuple[list[LabelledRecord], ReadReport]:
     """All valid, labelled records of a data set and the report of what was left out."""
     report = ReadReport(name or getattr(dataset, "name", type(dataset).__name__), symprec, disorder)
-    return list(labelled(dataset, report, limit=limit)), report
+    return list(labelled(dataset, report, limit=limit, checkpoints=checkpoints, progress=progress)), report

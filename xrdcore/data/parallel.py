@@ -9,12 +9,18 @@ instead of the endless restarts of ``multiprocessing.Pool``.
 
 from __future__ import annotations
 
+import gzip
+import itertools
+import json
 import multiprocessing
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
+
+from xrdcore.storage import atomic_write_bytes
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -59,6 +65,24 @@ def ordered_map(func: Callable[[T], R], items: Iterable[T], workers: int = 1,
             "or use workers=1") from None
 
 
+def unordered_map(func: Callable[[T], R], items: Iterable[T], workers: int = 1) -> Iterator[R]:
+    """``map(func, items)`` over ``workers`` processes, each result as soon as it is ready (items are
+    submitted in the order given: put the slowest first). Results must say which item they are for."""
+    if check_workers(workers) == 1:
+        yield from map(func, items)
+        return
+    try:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_one_thread_each) as pool:
+            for future in as_completed([pool.submit(func, item) for item in items]):
+                yield future.result()
+    except BrokenProcessPool as exc:
+        raise WorkerError(
+            f"worker processes for {getattr(func, '__name__', func)} stopped ({exc}). With workers > 1 "
+            "a script must run its code under `if __name__ == \"__main__\":` (processes are spawned); "
+            "or use workers=1") from None
+
+
 def _one_thread_each() -> None:
     """Workers are already one per core: threaded BLAS/torch inside each would oversubscribe it."""
     import os
@@ -82,3 +106,36 @@ def parse_shard(shard: str | None) -> tuple[int, int]:
     if not (sep and k.strip().isdigit() and n.strip().isdigit() and int(k) < int(n)):
         raise ValueError(f"shard must be 'k/n' with 0 <= k < n, got {shard!r}")
     return int(k), int(n)
+
+
+def checkpointed_map(func: Callable[[T], R], items: Iterable[T], *, workers: int = 1, chunk: int = 500,
+                     folder: str | Path | None = None, encode: Callable[[R], Any] = lambda r: r,
+                     decode: Callable[[Any], R] = lambda r: r, progress: str | None = None,
+                     total: int | None = None, unit: str = "item") -> Iterator[R]:
+    """:func:`ordered_map` whose results are saved, ``chunk`` items at a time, as
+    ``folder/<k>.json.gz`` (``encode`` makes a result JSON-ready, ``decode`` undoes it); items of
+    chunks already saved are skipped and their results read back, so an interrupted run resumes
+    where it stopped. ``progress``: a tqdm bar with that description (rate and ETA)."""
+    from tqdm import tqdm
+
+    folder = Path(folder) if folder is not None else None
+    done = {int(p.name.split(".")[0]) for p in folder.glob("*.json.gz")} if folder is not None and folder.is_dir() else set()
+    todo = (item for k, item in enumerate(items) if k // chunk not in done)
+    results = ordered_map(func, todo, workers)
+    with tqdm(total=total, unit=unit, desc=progress, disable=progress is None, smoothing=0.05) as bar:
+        for k in itertools.count():
+            if k in done:
+                saved = json.loads(gzip.decompress((folder / f"{k:05d}.json.gz").read_bytes()))
+                bar.update(len(saved))
+                yield from (decode(r) for r in saved)
+                continue
+            batch = []
+            for result in itertools.islice(results, chunk):
+                batch.append(result)
+                bar.update()
+            if not batch and not any(j > k for j in done):
+                return
+            if folder is not None and batch:
+                atomic_write_bytes(folder / f"{k:05d}.json.gz",
+                                   gzip.compress(json.dumps([encode(r) for r in batch]).encode(), 1))
+            yield from batch

@@ -6,11 +6,14 @@ step notes the structures it refuses, and both land in one :class:`ReadReport` i
 
 from __future__ import annotations
 
+import abc
 from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from xrdcore.interfaces import StructureDataset
+from xrdcore.data.parallel import ordered_map
+from xrdcore.interfaces import StructureDataset, StructureRecord
 
 
 @dataclass(frozen=True)
@@ -26,15 +29,54 @@ class Rejection:
         return f"{self.id}: {self.reason}"
 
 
-class ReportingDataset(StructureDataset):
-    """A data set that notes unreadable entries in ``self.rejected`` and goes on.
+@dataclass(frozen=True)
+class Loaded:
+    """What loading one source entry gives: its records, or the reason there are none."""
 
-    ``records()`` implementations call :meth:`reset_rejections` when they start and
-    :meth:`reject` for each entry they skip; :func:`xrdcore.data.labels.labelled` collects them.
+    records: list[StructureRecord] = field(default_factory=list)
+    rejection: Rejection | None = None
+
+
+class ReportingDataset(StructureDataset):
+    """A data set read as cheap source entries (CIF text, a pyxtal request) that a module-level
+    ``loader`` turns into records, so that the expensive part runs in ``workers`` processes —
+    and, in :func:`xrdcore.data.labels.labelled`, is validated and labelled there too.
+
+    Entries that cannot be read are noted in ``self.rejected`` by :meth:`records` (or returned
+    as :class:`Rejection` outcomes by the parallel pipeline); reading never stops at one.
     """
 
     #: the registered name, for reports and split files
     name: str = "dataset"
+    workers: int = 1
+
+    @abc.abstractmethod
+    def sources(self, limit: int | None = None) -> Iterable[Any]:
+        """The raw entries in a stable order (picklable; ``limit`` of them at most)."""
+
+    @abc.abstractmethod
+    def loader(self) -> Callable[[Any], Loaded]:
+        """A module-level function (it runs in worker processes) from an entry to its records."""
+
+    def size_hint(self, limit: int | None = None) -> int | None:
+        """How many entries :meth:`sources` gives, if known cheaply (for progress bars)."""
+        return limit
+
+    def records(self, limit: int | None = None) -> Iterator[StructureRecord]:
+        self.reset_rejections()
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+            raise ValueError(f"limit must be a non-negative integer or None, got {limit!r}")
+        emitted = 0
+        for loaded in ordered_map(self.loader(), self.sources(limit), self.workers):
+            if limit is not None and emitted >= limit:
+                return  # a file with several data blocks gives several records: cap them too
+            if loaded.rejection is not None:
+                self.rejected.append(loaded.rejection)
+            for record in loaded.records:
+                if limit is not None and emitted >= limit:
+                    return
+                emitted += 1
+                yield record
 
     def reset_rejections(self) -> None:
         self.rejected: list[Rejection] = []
@@ -42,7 +84,12 @@ class ReportingDataset(StructureDataset):
     def reject(self, id: str, reason: str, kind: str) -> None:
         if not hasattr(self, "rejected"):
             self.reset_rejections()
-        self.rejected.append(Rejection(id, " ".join(str(reason).split()), kind))
+        self.rejected.append(rejection(id, reason, kind))
+
+
+def rejection(id: str, reason: str, kind: str) -> Rejection:
+    """A :class:`Rejection` with its reason on one line."""
+    return Rejection(id, " ".join(str(reason).split()), kind)
 
 
 @dataclass

@@ -181,6 +181,16 @@ def coremof_archive(subset: str = "2019-ASR") -> Path:
     return archive
 
 
+def coremof_size(subset: str = "2019-ASR") -> int | None:
+    """The number of CIFs in a subset, from the property table the package ships beside the
+    archive (one row per CIF), without decompressing the archive; None if the table is missing."""
+    table = coremof_archive(subset).with_suffix("").with_suffix(".csv")
+    if not table.is_file():
+        return None
+    with table.open(newline="", encoding="utf-8", errors="replace") as handle:
+        return max(0, sum(1 for _ in csv.reader(handle)) - 1)
+
+
 def coremof_cifs(subset: str = "2019-ASR") -> Iterator[CIFEntry]:
     """CIFs of a CoRE MOF subset in archive order (sorted by name), streamed: no index of the
     whole archive is built, so the first entries come at once. id = CIF name without ``.cif``."""

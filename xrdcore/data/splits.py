@@ -89,25 +89,30 @@ class Split:
             raise SplitFileError(f"split file {str(path)!r} does not exist") from None
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise SplitFileError(f"{path}: not a readable JSON split file ({exc})") from None
+        return cls.from_dict(data, str(path))
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> Split:
+        """A split from its JSON form, refused (naming ``where``) if its ids do not match its hash."""
         if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise SplitFileError(f"{path}: not an xrdcore split file (expected \"format\": \"{FORMAT}\")")
+            raise SplitFileError(f"{where}: not an xrdcore split file (expected \"format\": \"{FORMAT}\")")
         ids = data.get("ids")
         if not isinstance(ids, dict) or set(ids) != set(SPLITS) or not all(
                 isinstance(v, list) and all(isinstance(i, str) for i in v) for v in ids.values()):
-            raise SplitFileError(f"{path}: 'ids' must map each of {', '.join(SPLITS)} to a list of "
+            raise SplitFileError(f"{where}: 'ids' must map each of {', '.join(SPLITS)} to a list of "
                                  "id strings")
         stored, computed = data.get("hash"), split_hash(ids)
         if stored != computed:
-            raise SplitFileError(f"{path}: the ids do not match the stored hash (stored {stored}, computed "
+            raise SplitFileError(f"{where}: the ids do not match the stored hash (stored {stored}, computed "
                                  f"{computed}): the file was edited or corrupted; regenerate the split")
         counts = data.get("counts", {})
         if any(counts.get(name) != len(ids[name]) for name in SPLITS):
-            raise SplitFileError(f"{path}: 'counts' {counts} disagree with the ids listed")
+            raise SplitFileError(f"{where}: 'counts' {counts} disagree with the ids listed")
         seen: dict[str, str] = {}
         for name in SPLITS:
             for ident in ids[name]:
                 if ident in seen:
-                    raise SplitFileError(f"{path}: id {ident!r} is in both {seen[ident]} and {name}")
+                    raise SplitFileError(f"{where}: id {ident!r} is in both {seen[ident]} and {name}")
                 seen[ident] = name
         meta = {k: v for k, v in data.items() if k not in ("format", "counts", "hash", "ids")}
         return cls({name: tuple(ids[name]) for name in SPLITS}, meta)

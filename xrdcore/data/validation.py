@@ -74,7 +74,7 @@ def check_structure(structure: Structure, *, disorder: DisorderPolicy = "skip",
         for species in site.species:
             if not 1 <= getattr(species, "Z", 0) <= 118:  # pymatgen's DummySpecies has no real Z
                 raise InvalidStructure(f"site {index} has an unknown species {str(species)!r}", "species")
-    from xrdcore.diffraction.pxrd import scattering_parameters
+    from xrdcore.diffraction.scattering import scattering_parameters
 
     unsupported = sorted({sp.symbol for site in structure for sp in site.species} - set(scattering_parameters()))
     if unsupported:  # caught here, not in the simulator, so that it never enters a split

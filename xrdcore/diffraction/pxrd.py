@@ -15,19 +15,18 @@ the requested device.
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from functools import cache
-from importlib import resources
 from typing import TYPE_CHECKING
 
 import numpy as np
 import spglib
 import torch
 
+from xrdcore.diffraction.radiation import check_two_theta_range
 from xrdcore.diffraction.radiation import wavelength as parse_wavelength
+from xrdcore.diffraction.scattering import atomic_number, scattering_parameters
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -63,13 +62,6 @@ class PeakList:
 
     def __len__(self) -> int:
         return len(self.two_theta)
-
-
-@cache
-def scattering_parameters() -> dict[str, np.ndarray]:
-    """Element → (n, 2) array of (aᵢ, bᵢ): pymatgen's table, so that both codes use one physics."""
-    path = resources.files("pymatgen.analysis.diffraction") / "atomic_scattering_params.json"
-    return {element: np.asarray(coeffs, dtype=float) for element, coeffs in json.loads(path.read_text()).items()}
 
 
 def peak_list(structure: Structure, *, wavelength: str | float = "CuKa1",
@@ -168,14 +160,6 @@ class _Cell:
         return cls(lattice, np.mod(site_coords, 1.0), np.array([type_index[k] for k in type_keys]),
                    np.asarray(coords), np.asarray(occupancy), np.array([elements.index(s) for s in symbols]),
                    elements, np.array([float(debye_waller.get(e, 0.0)) for e in elements]))
-
-
-def check_two_theta_range(two_theta_range: Sequence[float]) -> tuple[float, float]:
-    """(low, high) in degrees, or a ValueError saying what is wrong with them."""
-    low, high = (float(t) for t in two_theta_range)
-    if not 0 <= low < high <= 180:
-        raise ValueError(f"2θ range must satisfy 0 <= low < high <= 180 degrees, got {low}, {high}")
-    return low, high
 
 
 def _reflections(lattice: np.ndarray, g_min: float, g_max: float, device: torch.device) -> torch.Tensor:
@@ -293,7 +277,7 @@ def _structure_factor_squared(cell: _Cell, hkl: torch.Tensor, s2: torch.Tensor, 
     weights[torch.arange(len(cell.coords)), torch.as_tensor(cell.element)] = torch.as_tensor(
         cell.occupancy, dtype=torch.float32)
     params = scattering_parameters()
-    z = torch.tensor([_atomic_number(e) for e in cell.elements], dtype=torch.float64, device=device)
+    z = torch.tensor([atomic_number(e) for e in cell.elements], dtype=torch.float64, device=device)
     width = max(len(params[e]) for e in cell.elements)
     a = torch.zeros(len(cell.elements), width, dtype=torch.float64, device=device)
     b = torch.zeros_like(a)
@@ -315,13 +299,6 @@ def _structure_factor_squared(cell: _Cell, hkl: torch.Tensor, s2: torch.Tensor, 
         if not real:
             out[rows] += (form * (torch.sin(phase) @ weights).double()).sum(1) ** 2
     return out
-
-
-@cache
-def _atomic_number(symbol: str) -> int:
-    from pymatgen.core.periodic_table import Element
-
-    return Element(symbol).Z
 
 
 def _merge(two_theta: torch.Tensor, d: torch.Tensor, intensity: torch.Tensor, hkl: torch.Tensor,

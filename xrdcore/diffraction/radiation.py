@@ -1,8 +1,10 @@
-"""X-ray wavelengths by emission-line name (Å), and parsing of a user's wavelength."""
+"""X-ray wavelengths by emission-line name (Å), parsing of a user's wavelength, and the 2θ range
+a diffractometer can scan."""
 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Sequence
 
 #: characteristic lines of the usual anode materials, in Å; "Ka" is the 2:1 weighted Kα1/Kα2
 #: mean. Values as in pymatgen's XRD calculator (tests check that they agree).
@@ -35,3 +37,10 @@ def wavelength(spec: str | float) -> float:
         raise ValueError(f"wavelength {value} Å is outside 0.01-20 Å")
     return value
 
+
+def check_two_theta_range(two_theta_range: Sequence[float]) -> tuple[float, float]:
+    """(low, high) in degrees, or a ValueError saying what is wrong with them."""
+    low, high = (float(t) for t in two_theta_range)
+    if not 0 <= low < high <= 180:
+        raise ValueError(f"2θ range must satisfy 0 <= low < high <= 180 degrees, got {low}, {high}")
+    return low, high

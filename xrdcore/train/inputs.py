@@ -27,7 +27,25 @@ from xrdcore.storage import atomic_write_bytes
 
 #: input kinds built from a cache's peak lists; ``images`` need an images simulator
 PEAK_CACHE_KINDS = ("profile", "peaks")
-AUGMENTATIONS = ("none", "laboratory")
+#: named augmentation presets of training inputs (validation and test inputs are never augmented)
+AUGMENTATIONS = {"none": Augmentations, "laboratory": Augmentations.laboratory}
+#: intensity scales of model inputs (of the profile, or of the peaks' intensities), all on [0, 1]
+INTENSITY_SCALES = ("linear", "sqrt", "log")
+#: decades a ``log`` input spans: log10(1 + 1000 I) / 3 keeps peaks down to 0.1% of the strongest
+_LOG_DECADES = 3
+
+
+def scale_intensity(values: torch.Tensor, scale: str) -> torch.Tensor:
+    """Relative intensities in [0, 1] on the ``scale`` a model sees: as they are, their square
+    root, or compressed logarithmically (3 decades). Weak peaks carry the systematic absences
+    that tell space groups apart; on a linear scale they are invisible next to the strongest."""
+    if scale == "linear":
+        return values
+    if scale == "sqrt":
+        return values.clamp(min=0).sqrt()
+    if scale == "log":
+        return torch.log10(1 + 10 ** _LOG_DECADES * values.clamp(min=0)) / _LOG_DECADES
+    raise ValueError(f"intensity scale must be one of {', '.join(INTENSITY_SCALES)}, got {scale!r}")
 
 
 @dataclass(frozen=True)
@@ -37,7 +55,8 @@ class InputSpec:
     ``images``, the registered simulator and its options.
 
     ``augment="laboratory"`` draws measured-like effects (:meth:`Augmentations.laboratory`) for
-    every training batch; validation and test profiles are never augmented.
+    every training batch; validation and test profiles are never augmented. ``intensity`` is the
+    scale the model sees (:func:`scale_intensity`).
     """
 
     kind: str = "profile"
@@ -46,6 +65,7 @@ class InputSpec:
     caglioti: tuple[float, float, float] = DEFAULT_CAGLIOTI
     eta: float = 0.5
     augment: str = "none"
+    intensity: str = "linear"
     simulator: str | None = None
     #: the images simulator's keyword arguments, stored as sorted (name, value) pairs (hashable)
     simulator_options: Any = field(default=())
@@ -69,6 +89,12 @@ class InputSpec:
             raise ValueError(f"unknown peak shape {self.shape!r}; use one of {', '.join(get_args(PeakShape))}")
         if self.augment not in AUGMENTATIONS:
             raise ValueError(f"augment must be one of {', '.join(AUGMENTATIONS)}, got {self.augment!r}")
+        if self.intensity not in INTENSITY_SCALES:
+            raise ValueError(f"intensity must be one of {', '.join(INTENSITY_SCALES)}, got {self.intensity!r}")
+
+    def augmentations(self) -> Augmentations:
+        """The ranges drawn for every training batch when ``augment`` is not ``none``."""
+        return AUGMENTATIONS[self.augment]()
 
     @property
     def grid(self) -> AngleGrid:
@@ -126,6 +152,11 @@ class InputSpec:
         if self.kind == "profile" and (grid.start < low - 1e-9 or grid.stop > high + 1e-9):
             raise ValueError(f"{cache.path}: peaks were simulated for 2θ {low}-{high} deg, but the input grid "
                              f"is {grid.start}-{grid.stop} deg; rebuild the data with --range or narrow the grid")
+        uses_indices = self.augment != "none" and self.augmentations().preferred_orientation is not None
+        if uses_indices and cache.manifest.get("peak_indices") is False:
+            raise ValueError(f"{cache.path}: augmentation {self.augment!r} includes preferred orientation, which "
+                             "needs the peaks' Miller indices, and this cache (imported from a compact export) "
+                             "has none; choose another augmentation or build the data set from its source")
 
     def make(self, peaks: PeakBatch, generator: torch.Generator | None = None) -> Any:
         """Inputs of ``kind`` for a batch of peak lists; augmented when ``generator`` is given and
@@ -133,11 +164,14 @@ class InputSpec:
         if self.kind == "images":
             raise ValueError("images are simulated from structures, not built from peak lists")
         if self.kind == "peaks":
-            return {"two_theta": peaks.two_theta, "intensity": peaks.intensity / 100.0, "mask": peaks.mask}
-        if generator is not None and self.augment == "laboratory":
-            return augment(peaks, self.grid, Augmentations.laboratory(), generator, shape=self.shape,
-                           caglioti=self.caglioti, eta=self.eta)
-        return render(peaks, self.grid, shape=self.shape, caglioti=self.caglioti, eta=self.eta)
+            return {"two_theta": peaks.two_theta, "intensity": scale_intensity(peaks.intensity / 100.0, self.intensity),
+                    "mask": peaks.mask}
+        if generator is not None and self.augment != "none":
+            profiles = augment(peaks, self.grid, self.augmentations(), generator, shape=self.shape,
+                               caglioti=self.caglioti, eta=self.eta)
+        else:
+            profiles = render(peaks, self.grid, shape=self.shape, caglioti=self.caglioti, eta=self.eta)
+        return scale_intensity(profiles, self.intensity)
 
     @property
     def static(self) -> bool:

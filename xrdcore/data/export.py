@@ -1,0 +1,233 @@
+"""A built peak cache as one compact file, and back: data that travels to a machine without
+pymatgen or spglib (a GPU node) and trains there as it trains here.
+
+What travels: the manifest, the frozen split (its hash is checked on import), the read report,
+every entry's id, spglib space group and reduced formula, and every peak list: 2θ to 1e-4°
+(delta-coded per pattern) and relative intensities on a 12-bit logarithmic scale between the
+simulator's cut-off (0.1% of the strongest) and 100 (at most 0.14% off), plus each pattern's
+wavelength and lattice. What does not: the structures (they are only used with pymatgen, for
+images and structure generation), the Miller indices and multiplicities of the peaks (only
+preferred-orientation augmentation needs them; it refuses an imported cache), and rendered
+images. The 12,020-entry CoRE MOF build (21 million peaks) exports to ~52 MiB.
+
+Layout: the magic line, an 8-byte little-endian header length, a JSON header, then
+LZMA-compressed arrays; the header gives each array's dtype, shape, position, length and SHA-256.
+Reading parses JSON and decompresses bytes into numpy arrays, nothing else: no pickle, no code.
+Sizes are checked against the file before anything is allocated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import lzma
+import math
+import struct
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from xrdcore.data.cache import CACHE_FORMAT, PeakCache, write_peak_chunk
+from xrdcore.data.splits import Split
+from xrdcore.storage import atomic_write_bytes, atomic_write_json, holds_other_files
+
+EXPORT_FORMAT = "xrdcore-export/1"
+MAGIC = b"XRDCORE-EXPORT\n"
+#: 2θ resolution of an export, degrees: 1% of the finest grid step in use (0.01°)
+TWO_THETA_QUANTUM = 1e-4
+#: relative intensities are stored as round(4095 · log(I / low) / log(high / low))
+INTENSITY_RANGE = (1e-3, 100.0)
+_LEVELS = 4095
+_MAX_HEADER = 64 << 20
+_MAX_ARRAY = 4 << 30
+
+
+class ExportError(ValueError):
+    """A file that is not a usable export, or an export that cannot be written; says which and why."""
+
+
+def export_cache(cache_dir: str | Path, file: str | Path) -> dict[str, Any]:
+    """Write the peak cache in ``cache_dir`` to ``file`` (atomically); returns a summary."""
+    cache = PeakCache(cache_dir)
+    chunks = [cache.chunk(k) for k in range(int(cache.manifest["chunks"]))]
+    joined = lambda name, dtype=None: np.concatenate([np.asarray(c[name], dtype=dtype) for c in chunks])  # noqa: E731
+    counts = np.concatenate([np.diff(c["offsets"]) for c in chunks]).astype(np.uint32)
+    two_theta, intensity = joined("two_theta", np.float64), joined("intensity", np.float64)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    steps = np.round(two_theta / TWO_THETA_QUANTUM).astype(np.int64)
+    deltas = np.diff(steps, prepend=0)
+    deltas[starts[counts > 0]] = steps[starts[counts > 0]]  # each pattern starts from 0°
+    if len(deltas) and (deltas.min() < 0 or deltas.max() >= 2**32):
+        raise ExportError(f"{cache.path}: peak positions are not sorted within patterns; not a peak cache")
+    arrays: dict[str, np.ndarray] = {"counts": counts}
+    arrays["two_theta_steps"] = _byte_planes(deltas.astype(np.uint32))
+    arrays["intensity_log"] = _byte_planes(_encode_intensity(intensity))
+    arrays["wavelength"] = joined("wavelength", np.float64)
+    arrays["lattice"] = joined("lattice", np.float64)
+    arrays["ok"] = joined("ok").astype(np.uint8)
+    entries = [{"id": i, "space_group": int(g), "formula": f} for i, g, f in zip(cache.ids, cache.space_groups,
+                                                                                 cache.formulas)]
+    header = {"format": EXPORT_FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+              "manifest": cache.manifest, "split": json.loads((cache.path / "split.json").read_text()),
+              "report": json.loads((cache.path / "report.json").read_text()), "entries": entries,
+              "encoding": {"two_theta_quantum": TWO_THETA_QUANTUM, "intensity_range": list(INTENSITY_RANGE),
+                           "intensity_levels": _LEVELS}, "arrays": {}}
+    blobs, position = [], 0
+    for name, array in arrays.items():
+        blob = lzma.compress(np.ascontiguousarray(array).tobytes(), preset=6)
+        header["arrays"][name] = {"dtype": array.dtype.str, "shape": list(array.shape), "offset": position,
+                                  "length": len(blob), "sha256": hashlib.sha256(blob).hexdigest()}
+        blobs.append(blob)
+        position += len(blob)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    data = MAGIC + struct.pack("<Q", len(text)) + text + b"".join(blobs)
+    atomic_write_bytes(file, data)
+    return {"file": str(file), "bytes": len(data), "structures": len(entries), "peaks": int(counts.sum()),
+            "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def import_cache(file: str | Path, cache_dir: str | Path) -> PeakCache:
+    """Unpack an export into a new cache directory ``cache_dir`` and return it as a PeakCache."""
+    file, out = Path(file), Path(cache_dir)
+    header, arrays = read_export(file)
+    if holds_other_files(out):
+        raise ExportError(f"{out}: exists and is not empty; import into a new directory")
+    manifest = dict(header["manifest"])
+    split = header["split"]
+    try:
+        Split.from_dict(split, str(file))
+    except ValueError as exc:
+        raise ExportError(f"{file}: the split inside does not verify ({exc})") from None
+    if split.get("hash") != manifest.get("split_hash"):
+        raise ExportError(f"{file}: the split hash {split.get('hash')} is not the manifest's {manifest.get('split_hash')}")
+    entries = header["entries"]
+    counts = arrays["counts"].astype(np.int64)
+    if len(entries) != len(counts) or len(entries) != manifest.get("structures"):
+        raise ExportError(f"{file}: {len(entries)} entries, {len(counts)} peak lists and "
+                          f"{manifest.get('structures')} structures in the manifest do not agree")
+    steps = _from_planes(arrays["two_theta_steps"]).astype(np.int64)
+    intensity = _decode_intensity(_from_planes(arrays["intensity_log"]))
+    if len(steps) != counts.sum() or len(intensity) != counts.sum():
+        raise ExportError(f"{file}: {counts.sum()} peaks listed, {len(steps)} positions and {len(intensity)} intensities")
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    # undo the delta coding: cumulative sums restarted at every pattern
+    totals = np.cumsum(steps)
+    restart = np.repeat(totals[starts[counts > 0]] - steps[starts[counts > 0]], counts[counts > 0])
+    two_theta = (totals - restart) * TWO_THETA_QUANTUM
+    chunk_size = int(manifest["chunk_size"])
+    out.mkdir(parents=True, exist_ok=True)
+    for k in range(math.ceil(len(entries) / chunk_size)):
+        rows = slice(k * chunk_size, (k + 1) * chunk_size)
+        n = len(counts[rows])
+        lo, hi = int(starts[rows][0]), int(starts[rows][-1] + counts[rows][-1])
+        wavelength = arrays["wavelength"][rows]
+        theta = np.radians(two_theta[lo:hi] / 2)
+        lam = np.repeat(wavelength, counts[rows])
+        write_peak_chunk(out / "peaks" / f"{k:05d}", {
+            "offsets": np.concatenate([[0], np.cumsum(counts[rows])]).astype(np.int64),
+            "two_theta": two_theta[lo:hi].astype(np.float32),
+            "d": (lam / (2 * np.sin(theta))).astype(np.float32),
+            "intensity": intensity[lo:hi].astype(np.float32),
+            "hkl": np.zeros((hi - lo, 3), dtype=np.int16), "multiplicity": np.zeros(hi - lo, dtype=np.int32),
+            "lattice": arrays["lattice"][rows], "wavelength": wavelength,
+            "rotations": np.tile(np.eye(3, dtype=np.int8), (n, 48, 1, 1)), "n_rotations": np.ones(n, dtype=np.int8),
+            "ok": arrays["ok"][rows].astype(bool)})
+    atomic_write_json(out / "index.json", {"ids": [e["id"] for e in entries],
+                                           "space_groups": [e["space_group"] for e in entries],
+                                           "formulas": [e["formula"] for e in entries]})
+    atomic_write_bytes(out / "split.json", (json.dumps(split, indent=1) + "\n").encode())
+    atomic_write_json(out / "report.json", header["report"])
+    manifest["imported_from"] = {"file": str(file), "format": header["format"], "created": header["created"],
+                                 "encoding": header["encoding"]}
+    manifest["peak_indices"] = False
+    manifest["structures_included"] = False
+    atomic_write_json(out / "manifest.json", manifest)
+    return PeakCache(out)
+
+
+def read_export(file: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The header and the arrays of an export, every size and checksum verified first."""
+    file = Path(file)
+    if not file.is_file():
+        raise ExportError(f"{file}: no such file")
+    size = file.stat().st_size
+    with file.open("rb") as handle:
+        if handle.read(len(MAGIC)) != MAGIC:
+            raise ExportError(f"{file}: not an xrdcore export (it does not start with {MAGIC!r})")
+        raw = handle.read(8)
+        if len(raw) != 8:
+            raise ExportError(f"{file}: truncated before its header")
+        (length,) = struct.unpack("<Q", raw)
+        if length > min(_MAX_HEADER, size - len(MAGIC) - 8):
+            raise ExportError(f"{file}: header of {length} bytes does not fit the file ({size} bytes) or the "
+                              f"{_MAX_HEADER >> 20} MiB limit")
+        try:
+            header = json.loads(handle.read(length))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ExportError(f"{file}: the header is not JSON ({exc})") from None
+        if not isinstance(header, dict) or header.get("format") != EXPORT_FORMAT:
+            raise ExportError(f"{file}: format {header.get('format') if isinstance(header, dict) else None!r}, "
+                              f"expected {EXPORT_FORMAT!r}")
+        if (header.get("manifest") or {}).get("format") != CACHE_FORMAT:
+            raise ExportError(f"{file}: holds no {CACHE_FORMAT} manifest")
+        body = len(MAGIC) + 8 + length
+        arrays = {}
+        for name in ("counts", "two_theta_steps", "intensity_log", "wavelength", "lattice", "ok"):
+            arrays[name] = _read_array(handle, file, name, (header.get("arrays") or {}).get(name), body, size)
+    return header, arrays
+
+
+def _read_array(handle: io.BufferedReader, file: Path, name: str, spec: Mapping[str, Any] | None, body: int,
+                size: int) -> np.ndarray:
+    if not isinstance(spec, Mapping):
+        raise ExportError(f"{file}: array {name!r} is missing from the header")
+    try:
+        dtype, shape = np.dtype(spec["dtype"]), tuple(int(n) for n in spec["shape"])
+        offset, length = int(spec["offset"]), int(spec["length"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ExportError(f"{file}: array {name!r} is described badly ({exc})") from None
+    if dtype.hasobject or dtype.kind not in "biuf" or any(n < 0 for n in shape):
+        raise ExportError(f"{file}: array {name!r} has dtype {dtype} and shape {shape}: not a plain numeric array")
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if offset < 0 or length < 0 or body + offset + length > size or expected > _MAX_ARRAY:
+        raise ExportError(f"{file}: array {name!r} ({length} bytes at {offset}, {expected} unpacked) lies outside "
+                          f"the file or above the {_MAX_ARRAY >> 30} GiB limit: the file is truncated or damaged")
+    handle.seek(body + offset)
+    blob = handle.read(length)
+    if hashlib.sha256(blob).hexdigest() != spec.get("sha256"):
+        raise ExportError(f"{file}: array {name!r} does not match its SHA-256: the file is damaged")
+    decompressor = lzma.LZMADecompressor()
+    try:
+        data = decompressor.decompress(blob, max_length=expected + 1)
+    except lzma.LZMAError as exc:
+        raise ExportError(f"{file}: array {name!r} cannot be decompressed ({exc})") from None
+    if len(data) != expected or not decompressor.eof:
+        raise ExportError(f"{file}: array {name!r} unpacks to {len(data)} bytes, expected {expected}")
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+
+def _byte_planes(values: np.ndarray) -> np.ndarray:
+    """(bytes, n) uint8: byte j of every value in row j; runs of equal high bytes compress well."""
+    raw = values.astype(values.dtype.newbyteorder("<")).view(np.uint8).reshape(-1, values.dtype.itemsize)
+    return np.ascontiguousarray(raw.T)
+
+
+def _from_planes(planes: np.ndarray) -> np.ndarray:
+    width = planes.shape[0]
+    dtype = {1: "<u1", 2: "<u2", 4: "<u4", 8: "<u8"}[width]
+    return np.ascontiguousarray(planes.T).view(dtype).reshape(-1)
+
+
+def _encode_intensity(values: np.ndarray) -> np.ndarray:
+    low, high = INTENSITY_RANGE
+    scaled = np.log(np.clip(values, low, high) / low) / math.log(high / low)
+    return np.round(scaled * _LEVELS).astype(np.uint16)
+
+
+def _decode_intensity(levels: np.ndarray) -> np.ndarray:
+    low, high = INTENSITY_RANGE
+    return low * np.exp(levels.astype(np.float64) / _LEVELS * math.log(high / low))
