@@ -2,13 +2,11 @@
 passively, and a small real data set (46 MP-20 structures, tests/data/mp20_sample.csv) built into
 a peak cache once per test session."""
 
-import os
 from pathlib import Path
 
 import pytest
 
-# spinning OpenMP threads slow small models 30-50x on a busy machine (set before torch loads)
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import xrdcore  # noqa: F401 - sets OMP_WAIT_POLICY=PASSIVE before any test module imports torch
 
 MP20_SAMPLE = Path(__file__).with_name("tests") / "data" / "mp20_sample.csv"
 

@@ -408,3 +408,61 @@ def test_a_batch_of_eight_mixed_structures(lists):
     for i, name in enumerate(names):
         top = GRID.values[int(out[i].argmax())]
         assert np.abs(lists[name].two_theta - top).min() < 0.5
+
+
+# --- lattice strain and the log-d axis ----------------------------------------------------------
+
+
+def test_strain_moves_every_peak_to_the_bragg_angle_of_the_stretched_d(lists):
+    config = Augmentations(strain=(0.03, 0.03))
+    peaks = batch(lists, "nacl")
+    strained = augment(peaks, GRID, config, seeded(0), shape="gaussian")
+    for d, two_theta, intensity in zip(lists["nacl"].d, lists["nacl"].two_theta, lists["nacl"].intensity):
+        if intensity < 20:
+            continue
+        expected = math.degrees(2 * math.asin(1.54056 / (2 * d * 1.03)))
+        assert abs(peak_top(strained[0], expected, window=0.2)[0] - expected) < 0.005
+        assert expected < two_theta  # longer d-spacings diffract at lower angle
+
+
+def test_profile_warp_matches_rendering_the_strained_and_shifted_peaks(lists):
+    """ProfileWarp acts on a rendered profile; the result is the profile rendered from peaks that
+    were strained and shifted, up to interpolation between grid points."""
+    from xrdcore.diffraction.augment import ProfileWarp, warp_profiles
+
+    grid = AngleGrid(5.0, 90.0, 0.02)
+    peaks = batch(lists, "monoclinic", "zno")
+    clean = render(peaks, grid, shape="gaussian")
+    warped = warp_profiles(clean, grid, torch.tensor([0.02, -0.015]), torch.tensor([0.03, -0.02]))
+    config = [Augmentations(strain=(0.02, 0.02), zero_shift=(0.03, 0.03)),
+              Augmentations(strain=(-0.015, -0.015), zero_shift=(-0.02, -0.02))]
+    for i in range(2):
+        reference = augment(PeakBatch.from_peak_lists([[lists["monoclinic"], lists["zno"]][i]]), grid, config[i],
+                            seeded(0), shape="gaussian")[0]
+        # linear interpolation between 0.02° samples of 0.07° wide peaks: the same peaks, slightly lower tops
+        assert abs(int(warped[i].argmax()) - int(reference.argmax())) <= 1
+        assert torch.nn.functional.cosine_similarity(warped[i], reference, dim=0) > 0.99
+    draws = [ProfileWarp()(clean, grid, seeded(s)) for s in (1, 1, 2)]
+    assert torch.equal(draws[0], draws[1]) and not torch.equal(draws[0], draws[2])
+    with pytest.raises(ValueError, match="strain"):
+        ProfileWarp(strain=(-0.5, 0.5))
+
+
+def test_a_log_d_axis_puts_peaks_where_their_d_spacing_says_and_turns_strain_into_a_shift(lists):
+    from xrdcore.diffraction.augment import warp_profiles
+
+    grid = AngleGrid(5.0, 90.0, 0.05, axis="log_d")
+    assert grid.length == 1700 and grid.values[0] == pytest.approx(5.0) and grid.values[-1] < 90.0
+    spacing = np.diff(np.log(np.sin(np.radians(grid.values / 2))))
+    assert np.allclose(spacing, spacing[0])  # uniform in ln sin θ, i.e. in ln 1/d
+    profile = render(batch(lists, "triclinic"), grid, shape="gaussian")[0]
+    for two_theta, intensity in zip(lists["triclinic"].two_theta, lists["triclinic"].intensity):
+        if intensity > 50:
+            top = grid.values[int(np.argmax(np.where(np.abs(grid.values - two_theta) < 0.3, profile.numpy(), 0)))]
+            assert abs(top - two_theta) < 0.05
+    shifted = warp_profiles(profile[None], grid, torch.tensor([0.02]), torch.tensor([0.0]))[0]
+    points = -math.log(1.02) / spacing[0]  # every peak moves by the same number of points
+    lag = int(np.argmax(np.correlate(shifted.numpy(), profile.numpy(), "full"))) - (grid.length - 1)
+    assert abs(lag - points) <= 1
+    with pytest.raises(ValueError, match="log_d axis needs 0 < start"):
+        AngleGrid(0.0, 90.0, 0.1, axis="log_d")

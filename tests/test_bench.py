@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 from conftest import TINY_INPUT
@@ -152,6 +153,18 @@ def test_a_bench_writes_results_with_seeds_a_leaderboard_and_plots_and_survives_
     assert len(table) == 2
     for name in ("level_accuracy.png", "confusion.png", "training_curves.png"):
         assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # baselines without learning, intervals, paired tests and the "learned nothing" flag
+    true = mp20_cache.space_groups[mp20_cache.indices("test")]
+    train_sg = mp20_cache.space_groups[mp20_cache.indices("train")]
+    most_common = np.bincount(train_sg).argmax()
+    baselines = results["baselines"]
+    assert baselines["majority"]["top1"] == pytest.approx(np.mean(true == most_common))
+    assert baselines["true"] == true.tolist() and 0 <= baselines["nearest_neighbour"]["top1"] <= 1
+    low, high = good["top1_ci95"]
+    assert low <= good["metrics"]["top1"]["mean"] <= high and isinstance(good["learned"], bool)
+    assert {e["b"] for e in results["significance"]} >= {"nearest_neighbour", "majority"}
+    assert all(0 < e["p"] <= 1 for e in results["significance"])
+    assert "majority class (no learning)" in markdown and "nearest-neighbour lookup" in markdown
 
 
 def test_an_occupied_directory_needs_resume_and_other_settings_are_refused(mp20_cache, tmp_path):

@@ -173,7 +173,7 @@ def test_augmented_training_runs_and_peaks_inputs_are_dicts(mp20_cache, tmp_path
 def test_torchrun_with_two_gloo_processes_trains_one_model(mp20_cache, tmp_path):
     out = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-               "-m", "xrdcore", "train", "--dataset", str(mp20_cache.path), "--encoder", "rcnet", "--tiny",
+               "-m", "xrdcore", "train", "--dataset", str(mp20_cache.path), "--encoder", "rcnet", "--size", "tiny",
                "--hierarchy", "multilevel", "--epochs", "2", "--batch-size", "8", "--two-theta", "5", "90", "0.05",
                "--device", "cpu", "--quiet", "--out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -187,7 +187,7 @@ def test_torchrun_with_two_gloo_processes_trains_one_model(mp20_cache, tmp_path)
 
 def test_cli_train_writes_a_run_and_reports_it(mp20_cache, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "--dataset", str(mp20_cache.path), "--encoder", "nopoolcnn", "--tiny", "--epochs", "1",
+    assert main(["train", "--dataset", str(mp20_cache.path), "--encoder", "nopoolcnn", "--size", "tiny", "--epochs", "1",
                  "--two-theta", "5", "90", "0.05", "--device", "cpu", "--quiet", "--out", str(out)]) == 0
     assert "test top-1" in capsys.readouterr().out and (out / "metrics.json").exists()
     if not torch.cuda.is_available():

@@ -7,11 +7,16 @@ crystallographic tables in :mod:`xrdcore.crystal`.
 
 from __future__ import annotations
 
+import os
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from xrdcore.registry import (AmbiguousComponentError, ComponentError, PluginError, Registry,
                               UnknownComponentError)
+
+# OpenMP threads that spin while they wait make small models 30-50x slower when two processes share
+# the cores (a benchmark beside a test run); read by torch's OpenMP when torch is first imported
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 try:
     __version__ = version("xrdcore")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import sys
 import traceback
@@ -96,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="run directory (an interrupted run resumes from it)")
     _training_arguments(p)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--tiny", action="store_true", help="the encoder's registered small variant")
+    _size_argument(p, "the encoder")
     for kind in ("encoder", "hierarchy", "scheduler"):
         p.add_argument(f"--{kind}-option", action="append", default=[], metavar="KEY=VALUE",
                        help=f"{kind} argument, value read as JSON when it is JSON (repeatable)")
@@ -111,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", action="append", default=[], metavar="LABEL=ENCODER[,KEY=VALUE...]",
                    help="an extra encoder under a new label, e.g. mamba-no-ssm=mamba,ssm=false (repeatable)")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2; --quick: 0)")
+    _size_argument(p, "every encoder")
     p.add_argument("--quick", action="store_true", help="tiny variants, 3 epochs, 0.1° grid: a smoke run of the "
                    "whole grid in minutes on a CPU")
     p.add_argument("--out", required=True, help="benchmark directory")
@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("generator", help="a registered generator, e.g. xtalnet or pyxtal-random")
     p.add_argument("--out", required=True, help="generator run directory")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--tiny", action="store_true", help="the generator's registered small variant")
+    p.add_argument("--tiny", action="store_true", help="the generator's registered tiny variant")
     p.add_argument("--generator-option", action="append", default=[], metavar="KEY=VALUE",
                    help="generator argument, value read as JSON when it is JSON (repeatable)")
     p.set_defaults(run=_train_generator)
@@ -160,6 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _size_argument(p: argparse.ArgumentParser, whose: str) -> None:
+    p.add_argument("--size", choices=["tiny", "small", "full"], default=None,
+                   help=f"{whose}'s registered size: tiny (tests, smoke runs), small (learns on a real data set "
+                   "on a CPU in well under an hour), full (the published size; default, --quick: tiny)")
+
+
 def _data_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", default="prototypes", help="a cache directory, a registered data set "
                    "(prototypes, coremof, ...), a folder of CIFs or a CSV of CIFs (default prototypes)")
@@ -180,13 +186,22 @@ def _training_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimizer", choices=["adamw", "adam"])
     p.add_argument("--patience", type=int,
                    help="stop after this many epochs without a better validation score")
+    p.add_argument("--balance", type=float, help="class-balanced loss: weight count^-B per class (0 off, 1 equal)")
+    p.add_argument("--label-smoothing", type=float, help="label smoothing of the cross-entropy (default 0)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"],
                    help="auto: bf16 autocast on CUDA, fp32 on the CPU")
     p.add_argument("--two-theta", nargs=3, type=float, metavar=("START", "STOP", "STEP"),
                    help="input grid in degrees (default 5 90 0.01)")
     p.add_argument("--shape", choices=["gaussian", "pseudo-voigt", "lorentzian", "stick"],
                    help="peak shape of the rendered profiles (default gaussian)")
-    p.add_argument("--augment", choices=["none", "laboratory"], help="augment training profiles (default none)")
+    p.add_argument("--caglioti", nargs=3, type=float, metavar=("U", "V", "W"),
+                   help="peak widths of the rendered profiles: FWHM² = U tan²θ + V tanθ + W, degrees²")
+    p.add_argument("--intensity", choices=["linear", "sqrt", "log"], help="intensity scale the model sees")
+    p.add_argument("--axis", choices=["two_theta", "log_d"],
+                   help="profile points uniform in 2θ or in ln(1/d) (a lattice strain is then a shift)")
+    p.add_argument("--augment", choices=["none", "laboratory", "lattice"],
+                   help="augment training profiles: laboratory (measured-like, rendered per batch) or lattice "
+                   "(strain and zero shift of profiles rendered once); default none")
     p.add_argument("--simulator", help="images simulator for encoders that take images (default: the one installed)")
     p.add_argument("--simulator-option", action="append", default=[], metavar="KEY=VALUE",
                    help="images simulator argument, e.g. size=64 or representation=spots (repeatable)")
@@ -228,7 +243,7 @@ def _generation_settings(args, seeds: tuple[int, ...]):
 def _training_settings(args) -> tuple[dict, dict, dict]:
     """Training settings, profile/peaks input settings, and images settings (simulator, options)."""
     names = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "optimizer", "patience", "precision",
-             "heads")
+             "heads", "balance", "label_smoothing")
     training = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
     if args.holdout_space_groups:
         try:
@@ -238,7 +253,8 @@ def _training_settings(args) -> tuple[dict, dict, dict]:
                              f"got {args.holdout_space_groups!r}") from None
         training["holdout_space_groups"] = held[0] if "," not in args.holdout_space_groups else held
     inputs = {"two_theta": tuple(args.two_theta) if args.two_theta else None, "shape": args.shape,
-              "augment": args.augment}
+              "augment": args.augment, "intensity": args.intensity, "axis": args.axis,
+              "caglioti": tuple(args.caglioti) if args.caglioti else None}
     images = dict(parse_option(o) for o in args.simulator_option)
     if args.simulator:
         images["simulator"] = args.simulator
@@ -246,9 +262,6 @@ def _training_settings(args) -> tuple[dict, dict, dict]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    # OpenMP threads that spin while waiting make small-op models 30-50x slower on a busy machine;
-    # must be set before torch is imported (every command imports it lazily, after this line)
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
@@ -484,9 +497,8 @@ def _train(args) -> None:
 
     training, inputs, images = _training_settings(args)
     registry = get_registry()
-    encoder_options = dict(parse_option(o) for o in args.encoder_option)
-    if args.tiny:
-        encoder_options = {**registry.get("encoder", args.encoder).tiny, **encoder_options}
+    encoder_options = {**registry.get("encoder", args.encoder).size_options(args.size or "full"),
+                       **dict(parse_option(o) for o in args.encoder_option)}
     kind = getattr(registry.get("encoder", args.encoder).load(), "input_kind", "profile")
     spec = images_input(registry, images) if kind == "images" else InputSpec(kind=kind, **inputs)
     config = TrainConfig(args.encoder, hierarchy=args.hierarchy, scheduler=args.scheduler,
@@ -529,7 +541,8 @@ def _bench(args) -> None:
     if args.task in ("all", "classification"):
         settings = BenchSettings(plugins=args.plugins, encoders=args.encoders, hierarchies=args.hierarchies,
                                  schedulers=args.schedulers, variants=dict(parse_variant(v) for v in args.variant),
-                                 seeds=seed_list, quick=args.quick, training=training, input=inputs, images=images)
+                                 seeds=seed_list, quick=args.quick, size=args.size or "full", training=training,
+                                 input=inputs, images=images)
         results = run_bench(cache, args.out, settings, device=args.device, resume=args.resume,
                             shard=args.shard, progress=not args.quiet, command=sys.argv)
         board = leaderboard(results)

@@ -73,14 +73,21 @@ class BenchSettings:
     variants: dict[str, tuple[str, dict[str, Any]]] = field(default_factory=dict)
     seeds: tuple[int, ...] = (0,)
     quick: bool = False
+    #: the registered size of every encoder (``tiny``, ``small``, ``full``); ``quick`` means tiny
+    size: str = "full"
     training: dict[str, Any] = field(default_factory=dict)
     input: dict[str, Any] = field(default_factory=dict)
     images: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def encoder_size(self) -> str:
+        return "tiny" if self.quick else self.size
+
     def to_dict(self) -> dict[str, Any]:
         return {"plugins": self.plugins, "encoders": self.encoders, "hierarchies": self.hierarchies,
                 "schedulers": self.schedulers, "variants": {k: [n, o] for k, (n, o) in self.variants.items()},
-                "seeds": list(self.seeds), "quick": self.quick, "training": self.training, "input": self.input,
+                "seeds": list(self.seeds), "quick": self.quick, "size": self.encoder_size, "training": self.training,
+                "input": self.input,
                 "images": self.images}
 
 
@@ -174,15 +181,14 @@ def run_config(combo: Combination, seed: int, settings: BenchSettings, registry:
     from xrdcore.train.inputs import images_input
 
     name, variant = settings.variants.get(combo.encoder, (combo.encoder, {}))
-    options = {k: v for k, v in variant.items() if not k.startswith(("input.", "train."))}
-    if settings.quick:
-        options = {**registry.get("encoder", name).tiny, **options}
+    options = {**registry.get("encoder", name).size_options(settings.encoder_size),
+               **{k: v for k, v in variant.items() if not k.startswith(("input.", "train."))}}
     training = {**(QUICK_TRAINING if settings.quick else {}), **settings.training,
                 **{k[6:]: v for k, v in variant.items() if k.startswith("train.")}}
     changes = {k[6:]: v for k, v in variant.items() if k.startswith("input.")}
     kind = _encoder_kind(registry, name)
     if kind == "images":
-        spec = images_input(registry, {**settings.images, **changes}, tiny=settings.quick)
+        spec = images_input(registry, {**settings.images, **changes}, size=settings.encoder_size)
     else:
         spec = InputSpec(kind=kind, **{**(QUICK_INPUT if settings.quick else {}), **settings.input, **changes})
     return TrainConfig(name, hierarchy=combo.hierarchy, scheduler=combo.scheduler, encoder_options=options,
@@ -209,47 +215,76 @@ def run_bench(data: Any, out: str | Path, settings: BenchSettings, *, device: st
               shard: str | None = None, progress: bool = True, registry: Any | None = None,
               command: Sequence[str] | None = None) -> dict[str, Any]:
     """Run (or continue) a benchmark on a peak cache and return the results written to ``out``."""
-    from tqdm import tqdm
-
     from xrdcore import get_registry
     from xrdcore.data.cache import PeakCache
-    from xrdcore.train.inputs import SplitInputs, split_inputs
-    from xrdcore.train.trainer import resolve_device, train
-    from xrdcore.train.unseen import choose_holdout
 
     registry = registry or get_registry()
     cache = data if isinstance(data, PeakCache) else PeakCache(data)
     out = Path(out)
     k, n = parse_shard(shard)
-    started = time.perf_counter()
     claim_bench_dir(out, BENCH_FORMAT, settings.to_dict(), cache, resume)
     combos, skipped = find_combinations(settings, registry)
     runs = [(c, s) for c in combos for s in settings.seeds][k::n]
-    device = resolve_device(device)
-    header = results_header(cache, settings, skipped, device, command, registry)
-    shared: dict[Any, dict[str, SplitInputs]] = {}
-    bar = tqdm(runs, desc="bench", unit="run", disable=not progress)
-    for combo, seed in bar:
-        bar.set_postfix_str(f"{combo.id} seed {seed}")
-        run_dir = out / "runs" / combo.id / f"seed{seed}"
+    bench = Bench(cache, out, settings, registry, skipped, device, command, progress)
+    return bench.run(runs, combos, settings.seeds)
+
+
+class Bench:
+    """Runs of one benchmark directory: trains the runs asked for (skipping finished ones, sharing
+    rendered inputs between runs of the same input) and rewrites the results after each run, so an
+    interruption loses at most the run in progress. ``seeds`` of :meth:`run` may differ per
+    combination (a mapping from combination id), as in a leaderboard that adds seeds to its best rows."""
+
+    def __init__(self, cache: Any, out: Path, settings: BenchSettings, registry: Any, skipped: Sequence[dict],
+                 device: str, command: Sequence[str] | None, progress: bool):
+        from xrdcore.train.trainer import resolve_device
+
+        self.cache, self.out, self.settings, self.registry = cache, out, settings, registry
+        self.device = resolve_device(device)
+        self.progress = progress
+        self.header = results_header(cache, settings, skipped, self.device, command, registry)
+        self.started = time.perf_counter()
+        self._inputs: dict[Any, Any] = {}
+
+    def run(self, runs: Sequence[tuple[Combination, int]], combos: Sequence[Combination],
+            seeds: Sequence[int] | Mapping[str, Sequence[int]]) -> dict[str, Any]:
+        from tqdm import tqdm
+
+        bar = tqdm(runs, desc="bench", unit="run", disable=not self.progress)
+        for combo, seed in bar:
+            bar.set_postfix_str(f"{combo.id} seed {seed}")
+            self.train(combo, seed)
+            write_results(self.out, self.header, combos, seeds, time.perf_counter() - self.started, plots=False)
+        return write_results(self.out, self.header, combos, seeds, time.perf_counter() - self.started)
+
+    def train(self, combo: Combination, seed: int) -> dict[str, Any] | None:
+        """One run (or its stored result); a run that raises is recorded in failed.json."""
+        from tqdm import tqdm
+
+        from xrdcore.train.inputs import split_inputs
+        from xrdcore.train.trainer import train
+        from xrdcore.train.unseen import choose_holdout
+
+        run_dir = self.out / "runs" / combo.id / f"seed{seed}"
         failed = run_dir / "failed.json"
         if (run_dir / "metrics.json").exists():
-            continue
+            return json.loads((run_dir / "metrics.json").read_text())
         try:
-            config = run_config(combo, seed, settings, registry)
-            holdout = tuple(choose_holdout(cache, config.holdout_space_groups))
-            if (config.input, holdout) not in shared:
-                shared[config.input, holdout] = split_inputs(cache, config.input, device, holdout, registry)
-            result = train(config, cache, run_dir, device=str(device), resume=True, progress=False,
-                           registry=registry, inputs=shared[config.input, holdout])
+            config = run_config(combo, seed, self.settings, self.registry)
+            holdout = tuple(choose_holdout(self.cache, config.holdout_space_groups))
+            if (config.input, holdout) not in self._inputs:
+                self._inputs[config.input, holdout] = split_inputs(self.cache, config.input, self.device, holdout,
+                                                                   self.registry)
+            result = train(config, self.cache, run_dir, device=str(self.device), resume=True, progress=False,
+                           registry=self.registry, inputs=self._inputs[config.input, holdout])
             failed.unlink(missing_ok=True)
             tqdm.write(f"{combo.id} seed {seed}: test top-1 {result['test']['top1']:.3f} "
                        f"({result['wall_seconds']:.1f} s)")
+            return result
         except Exception as exc:  # noqa: BLE001 - one failing run must not stop the grid
             atomic_write_json(failed, {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
             tqdm.write(f"{combo.id} seed {seed}: FAILED: {type(exc).__name__}: {exc}")
-        write_results(out, header, combos, settings.seeds, time.perf_counter() - started, plots=False)
-    return write_results(out, header, combos, settings.seeds, time.perf_counter() - started)
+            return None
 
 
 # --- results ------------------------------------------------------------------------------------
@@ -293,11 +328,14 @@ def seed_outcomes(folder: Path, seeds: Sequence[int]) -> tuple[list[dict[str, An
     return finished, status
 
 
-def collect_runs(out: Path, combos: Sequence[Combination], seeds: Sequence[int]) -> list[dict[str, Any]]:
-    """Per combination: status, every seed's outcome, and metrics as mean ± std over finished seeds."""
+def collect_runs(out: Path, combos: Sequence[Combination],
+                 seeds: Sequence[int] | Mapping[str, Sequence[int]]) -> list[dict[str, Any]]:
+    """Per combination: status, every seed's outcome, and metrics as mean ± std over finished seeds
+    (``seeds`` for all combinations, or per combination id)."""
     rows = []
     for combo in combos:
-        finished, seed_status = seed_outcomes(out / "runs" / combo.id, seeds)
+        finished, seed_status = seed_outcomes(out / "runs" / combo.id,
+                                              seeds[combo.id] if isinstance(seeds, Mapping) else seeds)
         statuses = {s["status"] for s in seed_status.values()}
         row: dict[str, Any] = {"id": combo.id, "encoder": combo.encoder, "hierarchy": combo.hierarchy,
                                "scheduler": combo.scheduler, "seeds": seed_status,
@@ -349,6 +387,7 @@ def results_header(cache: Any, settings: BenchSettings, skipped: Sequence[dict],
     seen = holdout_indices(cache, choose_holdout(cache, settings.training.get("holdout_space_groups", 0)))
     train_sg, test_sg = cache.space_groups[seen["train"]], cache.space_groups[seen["test"]]
     return {
+        "baselines": baselines(cache, seen["train"], seen["test"]),
         "format": BENCH_FORMAT,
         "command": list(command) if command else None,
         "settings": settings.to_dict(),
@@ -361,14 +400,72 @@ def results_header(cache: Any, settings: BenchSettings, skipped: Sequence[dict],
     }
 
 
-def write_results(out: Path, header: Mapping[str, Any], combos: Sequence[Combination], seeds: Sequence[int],
-                  wall_seconds: float, plots: bool = True) -> dict[str, Any]:
+def baselines(cache: Any, train: np.ndarray, test: np.ndarray) -> dict[str, Any]:
+    """The majority class and the nearest-neighbour lookup on the test structures: the metrics of
+    :func:`xrdcore.metrics.evaluate` that a leaderboard shows, a bootstrap interval of top-1 and
+    their top-1 predictions (for paired tests against the models)."""
+    from xrdcore.bench.baselines import NEAREST_NEIGHBOUR_INPUT, baseline_predictions
+    from xrdcore.bench.significance import bootstrap_interval
+    from xrdcore.metrics import evaluate
+
+    true = cache.space_groups[test]
+    out: dict[str, Any] = {}
+    for name, scores in baseline_predictions(cache, train, test).items():
+        metrics = evaluate(scores, true, train_sg=cache.space_groups[train])
+        top1 = (scores.argmax(1) + 1).tolist()
+        out[name] = {**{k: metrics[k] for k in ("top1", "top2", "top5", "macro_f1", "balanced", "level_accuracy",
+                                                 "extinction_accuracy", "sub_property_confusion")},
+                     "top1_ci95": list(bootstrap_interval(np.asarray(top1) == true)), "predictions": top1}
+    out["nearest_neighbour"]["input"] = NEAREST_NEIGHBOUR_INPUT.to_dict()
+    out["true"] = true.tolist()
+    return out
+
+
+def compare_rows(out: Path, runs: list[dict[str, Any]], reference: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Per-structure correctness of every row (mean over its finished seeds), each row's bootstrap
+    interval of top-1 and whether it beats the majority class; then a paired bootstrap test of
+    every row and baseline against the best row. Adds ``top1_ci95``, ``p_vs_majority`` and
+    ``learned`` to the rows; returns the ``significance`` list."""
+    from xrdcore.bench.significance import bootstrap_interval, correctness, paired_bootstrap
+
+    true = reference["true"]
+    correct: dict[str, np.ndarray] = {}
+    for row in runs:
+        folder = out / "runs" / row["id"]
+        predictions = [json.loads((folder / f"seed{seed}" / "metrics.json").read_text())["test"]["predictions"]
+                       for seed, state in row["seeds"].items() if state["status"] == "complete"]
+        if not predictions or any(p["true"] != true for p in predictions):
+            continue
+        correct[row["id"]] = correctness(true, [p["top1"] for p in predictions])
+    majority = correctness(true, [reference["majority"]["predictions"]])
+    for row in runs:
+        if row["id"] in correct:
+            c = correct[row["id"]]
+            row["top1_ci95"] = list(bootstrap_interval(c))
+            row["p_vs_majority"] = paired_bootstrap(c, majority)
+            row["learned"] = bool(c.mean() > majority.mean() and row["p_vs_majority"] < 0.05)
+    labelled = {f"{r['encoder']} × {r['hierarchy']} × {r['scheduler']}": correct[r["id"]] for r in runs
+                if r["id"] in correct}
+    if not labelled:
+        return []
+    best = max(labelled, key=lambda k: labelled[k].mean())
+    others = {**{k: v for k, v in labelled.items() if k != best},
+              **{name: correctness(true, [reference[name]["predictions"]]) for name in ("nearest_neighbour", "majority")}}
+    return [{"a": best, "b": name, "top1_a": float(labelled[best].mean()), "top1_b": float(c.mean()),
+             "p": paired_bootstrap(labelled[best], c), "test": "paired bootstrap over test structures"}
+            for name, c in others.items()]
+
+
+def write_results(out: Path, header: Mapping[str, Any], combos: Sequence[Combination],
+                  seeds: Sequence[int] | Mapping[str, Sequence[int]], wall_seconds: float,
+                  plots: bool = True) -> dict[str, Any]:
     """results.json, results.md (and plots) from every run found in ``out``, written atomically."""
     from xrdcore.bench.report import write_markdown, write_plots
 
+    runs = collect_runs(out, combos, seeds)
     results = {**header, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-               "runs": collect_runs(out, combos, seeds), "training": _training_settings(out),
-               "wall_seconds": round(wall_seconds, 2)}
+               "runs": runs, "training": _training_settings(out), "wall_seconds": round(wall_seconds, 2),
+               "significance": compare_rows(out, runs, header["baselines"])}
     atomic_write_json(out / "results.json", results)
     write_markdown(out / "results.md", results)
     if plots:

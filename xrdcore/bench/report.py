@@ -87,27 +87,31 @@ def write_markdown(path: Path, results: Mapping[str, Any]) -> Path:
         + (" · tiny variants (quick mode)" if results["settings"]["quick"] else ""),
         _training_line(results.get("training")),
         "",
-        "| # | encoder | hierarchy | scheduler | " + " | ".join(h for h, _ in COLUMNS) + " | parameters | samples/s |",
-        "|---|---|---|---|" + "---|" * len(COLUMNS) + "---|---|",
+        "| # | encoder | hierarchy | scheduler | " + " | ".join(h for h, _ in COLUMNS)
+        + " | top-1 95% CI | p vs best | parameters | samples/s |",
+        "|---|---|---|---|" + "---|" * len(COLUMNS) + "---|---|---|---|",
     ]
+    p_values = {entry["b"]: entry["p"] for entry in results.get("significance", [])}
+    rows = [(row["metrics"]["top1"]["mean"], _model_line(rank, row, p_values))
+            for rank, row in enumerate(leaderboard(results), 1)]
+    baselines = results.get("baselines", {})
+    for name, label in (("nearest_neighbour", "nearest-neighbour lookup (no learning)"),
+                        ("majority", "majority class (no learning)")):
+        if name in baselines:
+            rows.append((baselines[name]["top1"], _baseline_line(label, baselines[name], p_values.get(name))))
     ceiling = results["ceiling"][CEILING_LEVEL]
-    ceiling_row = (f"| | **extinction-class ceiling** | | | **{100 * ceiling:.1f}** |" + " |" * (len(COLUMNS) - 1)
-                   + " | |")
-    placed = False
-    for rank, row in enumerate(leaderboard(results), 1):
-        if not placed and row["metrics"]["top1"]["mean"] < ceiling:
-            lines.append(ceiling_row)
-            placed = True
-        cells = [_cell(row["metrics"].get(key)) for _, key in COLUMNS]
-        speed = f"{row['samples_per_s']['mean']:.0f}" if row.get("samples_per_s") else "–"
-        lines.append(f"| {rank} | {row['encoder']} | {row['hierarchy']} | {row['scheduler']} | " + " | ".join(cells)
-                     + f" | {row['parameters']:,} | {speed} |")
-    if not placed:
-        lines.append(ceiling_row)
+    rows.append((ceiling, f"| | **extinction-class ceiling** | | | **{100 * ceiling:.1f}** |"
+                 + " |" * (len(COLUMNS) - 1) + " | | | |"))
+    lines += [line for _, line in sorted(rows, key=lambda r: -r[0])]
+    best = next((e["a"] for e in results.get("significance", [])), None)
     lines += ["", (f"The **extinction-class ceiling** is the test accuracy of always answering the most frequent "
               f"training space group of the true extinction class ({CEILING_LEVEL}): how far peak positions "
               f"alone can go. *wrong: same …* columns are sub-property confusion: among wrong space-group "
-              f"predictions, the share that still agree with the truth on that superclass.")]
+              f"predictions, the share that still agree with the truth on that superclass. "
+              f"The 95% intervals are percentile bootstraps over test structures (a row with several seeds "
+              f"scores each structure by the share of seeds that got it right); *p vs best* is a paired "
+              f"bootstrap test against the best row" + (f" ({best})" if best else "") + ". A row marked "
+              "*learned nothing* does not beat the majority class (paired p < 0.05).")]
     lines += _unseen_table(results)
     failed = [r for r in results["runs"] if any(s["status"] == "failed" for s in r["seeds"].values())]
     if failed:
@@ -123,6 +127,36 @@ def write_markdown(path: Path, results: Mapping[str, Any]) -> Path:
         lines += ["", "## Skipped combinations", ""]
         lines += [f"- {s['encoder']} × {s['hierarchy']} × {s['scheduler']}: {s['reason']}" for s in results["skipped"]]
     return atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def _model_line(rank: int, row: Mapping[str, Any], p_values: Mapping[str, float]) -> str:
+    cells = [_cell(row["metrics"].get(key)) for _, key in COLUMNS]
+    speed = f"{row['samples_per_s']['mean']:.0f}" if row.get("samples_per_s") else "–"
+    label = f"{row['encoder']} × {row['hierarchy']} × {row['scheduler']}"
+    name = row["encoder"] + ("" if row.get("learned", True) else " ⚠ *learned nothing*")
+    return (f"| {rank} | {name} | {row['hierarchy']} | {row['scheduler']} | " + " | ".join(cells)
+            + f" | {_interval(row.get('top1_ci95'))} | {_p(p_values.get(label))} | {row['parameters']:,} | {speed} |")
+
+
+def _baseline_line(label: str, baseline: Mapping[str, Any], p: float | None) -> str:
+    def value(path: str) -> Any:
+        node: Any = baseline
+        for part in path.split("."):
+            node = node.get(part) if isinstance(node, Mapping) else None
+        return node
+
+    cells = [f"{100 * value(key):.1f}" if isinstance(value(key), (int, float)) else "–" for _, key in COLUMNS]
+    return (f"| | *{label}* | | | " + " | ".join(cells) + f" | {_interval(baseline['top1_ci95'])} | {_p(p)} | – | – |")
+
+
+def _interval(bounds: Any) -> str:
+    return f"{100 * bounds[0]:.1f}–{100 * bounds[1]:.1f}" if bounds else "–"
+
+
+def _p(value: float | None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.2g}" + (" *" if value < 0.05 else "")
 
 
 def write_plots(folder: Path, out: Path, results: Mapping[str, Any]) -> list[Path]:

@@ -10,8 +10,9 @@ Order (each step acts on what the previous ones produced):
 
 1. per phase, on the peak list: preferred orientation, intensity jitter;
 2. impurity phase: another pattern's peaks are mixed in (converted to this pattern's wavelength);
-3. instrument, on all peaks: Kα2 doublet, then sample displacement and zero shift (which move
-   Kα1 and Kα2 peaks alike), then the widths (Caglioti ⊕ Scherrer);
+3. lattice strain of the sample, then the instrument, on all peaks: Kα2 doublet, sample
+   displacement and zero shift (which move Kα1 and Kα2 peaks alike), then the widths
+   (Caglioti ⊕ Scherrer);
 4. rendering (:func:`~xrdcore.diffraction.profile.render`, maximum 1);
 5. background (polynomial + amorphous hump), then counting and read noise; the result is clamped
    at 0 and scaled to a maximum of 1.
@@ -49,7 +50,7 @@ KALPHA_PAIRS: dict[str, tuple[float, float]] = {
 _LINE_RTOL = 1e-6
 _TINY = torch.finfo(torch.float32).tiny
 #: the augmentations that act on peak lists, then those that act on rendered profiles
-_PEAK_LEVEL = ("zero_shift", "displacement", "crystallite_size", "intensity_jitter", "preferred_orientation",
+_PEAK_LEVEL = ("strain", "zero_shift", "displacement", "crystallite_size", "intensity_jitter", "preferred_orientation",
                "impurity", "kalpha2")
 _PROFILE_LEVEL = ("background", "hump_height", "max_counts", "read_noise")
 
@@ -61,6 +62,9 @@ class Augmentations:
     Values are drawn uniformly in the range, except the crystallite size and the maximum count,
     which span decades and are drawn log-uniformly. ``low == high`` fixes a value.
 
+    - ``strain``: ε, a relative change of every d-spacing (an isotropic lattice strain: thermal
+      expansion, a solvated or breathing framework, an isostructural analogue), so
+      sin θ' = sin θ / (1 + ε); peaks move most at high angle.
     - ``zero_shift``: constant Δ2θ of a misaligned goniometer zero, degrees.
     - ``displacement``: sample height error s, mm; Δ2θ = −2 s cos θ / R (radians) with
       R = ``goniometer_radius`` in mm, so s > 0 moves peaks to lower 2θ, most at low angle.
@@ -80,6 +84,7 @@ class Augmentations:
     - ``read_noise``: σ of additive Gaussian detector noise, fraction of the pattern maximum.
     """
 
+    strain: Range | None = None
     zero_shift: Range | None = None
     displacement: Range | None = None
     goniometer_radius: float = 240.0
@@ -103,6 +108,7 @@ class Augmentations:
         _positive_scalar("scherrer_constant", self.scherrer_constant, "")
         # name: (minimum, minimum allowed?, maximum, maximum allowed?, unit)
         limits = {
+            "strain": (-0.2, True, 0.2, True, "(relative change of the d-spacings)"),
             "zero_shift": (-10.0, True, 10.0, True, "degrees"),
             "displacement": (-0.1 * radius, True, 0.1 * radius, True, "mm (|s| <= R/10)"),
             "crystallite_size": (1.0, True, math.inf, False, "nm"),
@@ -149,6 +155,7 @@ class AugmentationDraw:
 
     config: Augmentations
     batch_size: int
+    strain: torch.Tensor | None = None  # relative change of d
     zero_shift: torch.Tensor | None = None  # degrees
     displacement: torch.Tensor | None = None  # mm
     crystallite_size: torch.Tensor | None = None  # nm
@@ -202,6 +209,7 @@ def draw_parameters(config: Augmentations, batch_size: int, generator: torch.Gen
         return low + (high - low) * u
 
     values = {
+        "strain": uniform(config.strain),
         "zero_shift": uniform(config.zero_shift),
         "displacement": uniform(config.displacement),
         "crystallite_size": uniform(config.crystallite_size, log=True),
@@ -249,6 +257,13 @@ def apply_augmentations(peaks: PeakBatch, grid: AngleGrid, draw: AugmentationDra
 
 
 # --- the physics, one formula each ------------------------------------------------------------
+
+
+def lattice_strain(two_theta: torch.Tensor, strain: torch.Tensor) -> torch.Tensor:
+    """2θ' in degrees of reflections whose d-spacings grow by the factor 1 + ``strain``:
+    sin θ' = sin θ / (1 + ε)."""
+    sin = torch.sin(torch.deg2rad(two_theta / 2)) / (1 + strain)
+    return torch.rad2deg(2 * torch.asin(sin.clamp(-1.0, 1.0)))
 
 
 def sample_displacement_shift(two_theta: torch.Tensor, displacement: torch.Tensor,
@@ -323,7 +338,7 @@ def background_profiles(grid: AngleGrid, draw: AugmentationDraw,
         return None
     if device is None:
         device = (draw.background if draw.background is not None else draw.hump_height).device
-    angles = grid.start + grid.step * torch.arange(grid.length, device=device, dtype=torch.float32)
+    angles = torch.as_tensor(grid.values, device=device, dtype=torch.float32)
     total = torch.zeros(draw.batch_size, grid.length, device=device)
     if draw.background is not None:
         n = draw.background.shape[1] - 1
@@ -366,6 +381,8 @@ def _augment_peaks(peaks: PeakBatch, draw: AugmentationDraw, generator: torch.Ge
         two_theta = torch.cat([two_theta, torch.where(ok, two_theta2, torch.zeros_like(two_theta2))], dim=1)
         intensity = torch.cat([intensity, torch.where(ok, draw.kalpha2[:, None] * intensity, 0.0)], dim=1)
         mask, hkl, lam = torch.cat([mask, ok], 1), torch.cat([hkl, hkl], 1), torch.cat([lam, lambda2], 1)
+    if draw.strain is not None:  # the sample's own d-spacings: before the instrument's errors
+        two_theta = lattice_strain(two_theta, draw.strain[:, None])
     true_two_theta = two_theta
     if draw.displacement is not None:
         two_theta = two_theta + sample_displacement_shift(true_two_theta, draw.displacement[:, None],
@@ -493,3 +510,50 @@ def _check_directions(directions) -> tuple[Direction, ...]:
         raise ValueError(f"orientation_directions must be non-empty integer (h, k, l) triples, "
                          f"not (0, 0, 0); got {directions!r}")
     return checked
+
+
+# --- augmentations of rendered profiles -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProfileWarp:
+    """Augmentations applied to profiles already rendered (so a data set renders once and each
+    batch costs a resampling, not a rendering): per pattern a lattice ``strain`` ε (relative change
+    of every d-spacing) and a ``zero_shift`` (degrees 2θ), each drawn uniformly from its range.
+
+    What it teaches a model: a framework with a slightly larger or smaller cell (another metal, a
+    solvent, temperature) keeps its space group; the peaks' pattern, not their exact positions,
+    carries it. Peak widths and the Lorentz–polarisation factor are left as they are (for |ε| of a
+    few percent their change is far below the change of position).
+    """
+
+    strain: Range = (-0.02, 0.02)
+    zero_shift: Range = (-0.03, 0.03)
+
+    def __post_init__(self):
+        object.__setattr__(self, "strain", _check_range("strain", self.strain, -0.2, True, 0.2, True, ""))
+        object.__setattr__(self, "zero_shift",
+                           _check_range("zero_shift", self.zero_shift, -10.0, True, 10.0, True, "degrees"))
+
+    def __call__(self, profiles: torch.Tensor, grid: AngleGrid, generator: torch.Generator) -> torch.Tensor:
+        _check_generator(generator, profiles.device)
+        u = torch.rand(2, len(profiles), generator=generator, device=profiles.device)
+        strain = self.strain[0] + (self.strain[1] - self.strain[0]) * u[0]
+        shift = self.zero_shift[0] + (self.zero_shift[1] - self.zero_shift[0]) * u[1]
+        return warp_profiles(profiles, grid, strain, shift)
+
+
+def warp_profiles(profiles: torch.Tensor, grid: AngleGrid, strain: torch.Tensor,
+                  zero_shift: torch.Tensor) -> torch.Tensor:
+    """Profiles ``(B, L)`` on ``grid`` as they look after a lattice strain ε and a zero shift Δ
+    (degrees) per pattern: the value at 2θ is the original value at 2θ₀ with
+    sin θ₀ = (1 + ε) sin((2θ − Δ) / 2), linearly interpolated, and 0 where 2θ₀ is off the grid."""
+    angles = torch.as_tensor(grid.values, device=profiles.device, dtype=torch.float64)
+    source = torch.sin(torch.deg2rad((angles[None] - zero_shift.double()[:, None]) / 2)) * (1 + strain.double()[:, None])
+    position = grid.position(torch.rad2deg(2 * torch.asin(source.clamp(1e-12, 1.0))))
+    inside = (position >= 0) & (position <= grid.length - 1)
+    low = position.floor().clamp(0, grid.length - 1).long()
+    high = (low + 1).clamp(max=grid.length - 1)
+    weight = (position - low).to(profiles.dtype)
+    values = profiles.gather(1, low) * (1 - weight) + profiles.gather(1, high) * weight
+    return torch.where(inside, values, torch.zeros_like(values))

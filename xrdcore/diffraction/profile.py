@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -26,14 +26,28 @@ DEFAULT_CAGLIOTI = (0.01, -0.002, 0.005)
 _WINDOW_FWHM = {"gaussian": 3.0, "pseudo-voigt": 12.0, "lorentzian": 12.0}
 
 
+#: axes a profile can be sampled on: uniform in 2θ, or uniform in ln(1/d) (= ln sin θ + const)
+AXES = ("two_theta", "log_d")
+
+
 @dataclass(frozen=True)
 class AngleGrid:
-    """The 2θ grid of a profile, degrees: ``start + step * i`` for ``i < length`` (stop excluded),
-    so the default 5–90° at 0.01° has the 8,500 points of the published models."""
+    """The points of a profile between 2θ ``start`` and ``stop`` (degrees, stop excluded), with the
+    number of points of a ``step`` (degrees): the default 5–90° at 0.01° has the 8,500 points of the
+    published models.
+
+    ``axis="two_theta"`` spaces them uniformly in 2θ. ``axis="log_d"`` spaces the same number of
+    points uniformly in ln(1/d) = ln(2 sin θ / λ) over the same range: a change of every d-spacing
+    by a factor (a strained, breathing or isostructural crystal: the same space group) moves every
+    peak by the same number of points, so convolutions and pooling see it as a shift. Points are
+    then denser than ``step`` at low angle and sparser at high angle (where MOF patterns are a
+    dense, weak forest of peaks).
+    """
 
     start: float = 5.0
     stop: float = 90.0
     step: float = 0.01
+    axis: str = "two_theta"
 
     def __post_init__(self):
         values = (self.start, self.stop, self.step)
@@ -45,17 +59,46 @@ class AngleGrid:
             raise ValueError(f"2θ step must be positive and below the range, got {self.step}")
         if self.length > 10_000_000:
             raise ValueError(f"2θ grid of {self.length} points is too fine")
+        if self.axis not in AXES:
+            raise ValueError(f"axis must be one of {', '.join(AXES)}, got {self.axis!r}")
+        if self.axis == "log_d" and (self.start <= 0 or self.stop >= 180):
+            raise ValueError(f"a log_d axis needs 0 < start and stop < 180 degrees, got {self.start}, {self.stop}")
 
     @property
     def length(self) -> int:
         return int(round((self.stop - self.start) / self.step))
 
     @property
-    def values(self) -> np.ndarray:
-        return self.start + self.step * np.arange(self.length)
+    def _log_bounds(self) -> tuple[float, float]:
+        """ln sin θ at the first point and its spacing (log_d axis)."""
+        first, last = (math.log(math.sin(math.radians(t / 2))) for t in (self.start, self.stop))
+        return first, (last - first) / self.length
 
-    def to_dict(self) -> dict[str, float]:
-        return {"start": self.start, "stop": self.stop, "step": self.step}
+    @property
+    def values(self) -> np.ndarray:
+        """2θ of every point, degrees."""
+        if self.axis == "two_theta":
+            return self.start + self.step * np.arange(self.length)
+        first, spacing = self._log_bounds
+        return np.degrees(2 * np.arcsin(np.exp(first + spacing * np.arange(self.length))))
+
+    def position(self, two_theta: torch.Tensor) -> torch.Tensor:
+        """Fractional point index of each angle (degrees 2θ); angles at or below 0° map far left."""
+        if self.axis == "two_theta":
+            return (two_theta - self.start) / self.step
+        first, spacing = self._log_bounds
+        sin = torch.sin(torch.deg2rad(two_theta.double() / 2)).clamp(min=1e-12)
+        return ((torch.log(sin) - first) / spacing).to(two_theta.dtype)
+
+    def points_per_degree(self, two_theta: torch.Tensor) -> torch.Tensor:
+        """d(point index)/d(2θ in degrees) at each angle: 1/step, or cot θ · π/360 / Δln sin θ."""
+        if self.axis == "two_theta":
+            return torch.full_like(two_theta, 1 / self.step)
+        theta = torch.deg2rad(two_theta.double() / 2).clamp(min=1e-6)
+        return (math.pi / 360 / torch.tan(theta) / self._log_bounds[1]).to(two_theta.dtype)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"start": self.start, "stop": self.stop, "step": self.step, "axis": self.axis}
 
 
 @dataclass
@@ -115,13 +158,15 @@ def render(peaks: PeakBatch, grid: AngleGrid = AngleGrid(), *, shape: PeakShape 
     pattern never depends on which patterns share its batch; ``pseudo-voigt`` mixes a Lorentzian
     fraction ``eta``. ``stick`` puts each peak in its nearest grid point, keeping the maximum per
     point, with no broadening (the XRDecoupler input). ``normalise`` scales every profile to a
-    maximum of 1.
+    maximum of 1. On a ``log_d`` grid each peak keeps the height it has on a 2θ grid of ``step``
+    (its width in points follows the axis).
     """
     device = peaks.two_theta.device
     batch, length = len(peaks), grid.length
     flat = torch.zeros(batch * length, dtype=torch.float32, device=device)
     pattern, peak = peaks.mask.nonzero(as_tuple=True)  # real peaks only, as a flat list
-    position = (peaks.two_theta[pattern, peak] - grid.start) / grid.step  # fractional grid index
+    angle = peaks.two_theta[pattern, peak]
+    position = grid.position(angle)  # fractional grid index
     intensity = peaks.intensity[pattern, peak]
     if shape == "stick":
         index = torch.round(position).long()
@@ -140,7 +185,8 @@ def render(peaks: PeakBatch, grid: AngleGrid = AngleGrid(), *, shape: PeakShape 
                 raise ValueError("fwhm must be finite and positive for every real peak")
         lorentz_fraction = {"gaussian": 0.0, "lorentzian": 1.0, "pseudo-voigt": eta}[shape]
         reach = _WINDOW_FWHM[shape] * widths  # degrees each side, per peak
-        half = torch.ceil(reach / grid.step).long()
+        density = grid.points_per_degree(angle)  # points per degree at each peak
+        half = torch.ceil(reach * density).long()
         # peaks in classes of similar window (powers of two), each drawn with its class's window
         window_class = torch.ceil(torch.log2(half.clamp(min=1).float())).long()
         for c in torch.unique(window_class).tolist():
@@ -150,7 +196,7 @@ def render(peaks: PeakBatch, grid: AngleGrid = AngleGrid(), *, shape: PeakShape 
             for start in range(0, len(chosen), step):
                 rows = chosen[start:start + step]
                 index = torch.round(position[rows]).long()[:, None] + offsets  # (n, window)
-                x = (index - position[rows][:, None]) * grid.step  # degrees from the peak
+                x = (index - position[rows][:, None]) / density[rows][:, None]  # degrees from the peak
                 values = _unit_area(x, widths[rows][:, None], lorentz_fraction) * intensity[rows][:, None]
                 ok = (index >= 0) & (index < length) & (x.abs() <= reach[rows][:, None])
                 flat.index_add_(0, (index + (pattern[rows] * length)[:, None])[ok], values[ok] * grid.step)

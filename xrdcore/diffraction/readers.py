@@ -114,7 +114,7 @@ def resample(pattern: MeasuredPattern, grid: AngleGrid, *, outside: str = "error
         raise _error(pattern.source, f"pattern covers {x[0]:.2f}-{x[-1]:.2f} deg 2theta, the model's grid "
                                      f"needs {needs} (outside='zero' pads it with 0)")
     values = np.interp(angles, x, y)
-    if grid.step * (len(x) - 1) / (x[-1] - x[0]) > 2:
+    if grid.axis == "two_theta" and grid.step * (len(x) - 1) / (x[-1] - x[0]) > 2:
         cell = np.floor((x - grid.start) / grid.step + 0.5).astype(np.int64)  # nearest grid point
         inside = (cell >= 0) & (cell < grid.length)
         counts = np.bincount(cell[inside], minlength=grid.length)

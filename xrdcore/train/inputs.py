@@ -20,15 +20,19 @@ import numpy as np
 import torch
 
 from xrdcore.data.cache import PeakCache
-from xrdcore.diffraction.augment import Augmentations, augment
+from xrdcore.diffraction.augment import Augmentations, ProfileWarp, augment
 from xrdcore.diffraction.profile import DEFAULT_CAGLIOTI, AngleGrid, PeakBatch, PeakShape, render
 from xrdcore.interfaces import INPUT_KINDS
 from xrdcore.storage import atomic_write_bytes
 
 #: input kinds built from a cache's peak lists; ``images`` need an images simulator
 PEAK_CACHE_KINDS = ("profile", "peaks")
-#: named augmentation presets of training inputs (validation and test inputs are never augmented)
-AUGMENTATIONS = {"none": Augmentations, "laboratory": Augmentations.laboratory}
+#: named augmentations of training inputs (validation and test inputs are never augmented): peak
+#: lists rendered per batch with measured-like effects (``laboratory``), or profiles rendered once
+#: and warped per batch (``lattice``: :class:`ProfileWarp`, strain and zero shift)
+AUGMENTATIONS = {"none": Augmentations, "laboratory": Augmentations.laboratory, "lattice": ProfileWarp}
+#: the presets that act on rendered profiles
+PROFILE_AUGMENTATIONS = ("lattice",)
 #: intensity scales of model inputs (of the profile, or of the peaks' intensities), all on [0, 1]
 INTENSITY_SCALES = ("linear", "sqrt", "log")
 #: decades a ``log`` input spans: log10(1 + 1000 I) / 3 keeps peaks down to 0.1% of the strongest
@@ -50,9 +54,10 @@ def scale_intensity(values: torch.Tensor, scale: str) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class InputSpec:
-    """Model input settings: the input kind, the 2θ grid (start, stop, step in degrees), the peak
-    shape and widths of rendered profiles, and whether training profiles are augmented; for
-    ``images``, the registered simulator and its options.
+    """Model input settings: the input kind, the 2θ grid (start, stop, step in degrees) and its
+    axis (:class:`AngleGrid`: uniform in 2θ or in ln 1/d), the peak shape and widths of rendered
+    profiles, and whether training profiles are augmented; for ``images``, the registered
+    simulator and its options.
 
     ``augment="laboratory"`` draws measured-like effects (:meth:`Augmentations.laboratory`) for
     every training batch; validation and test profiles are never augmented. ``intensity`` is the
@@ -66,6 +71,7 @@ class InputSpec:
     eta: float = 0.5
     augment: str = "none"
     intensity: str = "linear"
+    axis: str = "two_theta"
     simulator: str | None = None
     #: the images simulator's keyword arguments, stored as sorted (name, value) pairs (hashable)
     simulator_options: Any = field(default=())
@@ -84,7 +90,7 @@ class InputSpec:
         if len(self.two_theta) != 3 or len(self.caglioti) != 3:
             raise ValueError(f"two_theta needs (start, stop, step) and caglioti (U, V, W); got "
                              f"{self.two_theta} and {self.caglioti}")
-        AngleGrid(*self.two_theta)  # checks the grid
+        AngleGrid(*self.two_theta, axis=self.axis)  # checks the grid
         if self.shape not in get_args(PeakShape):
             raise ValueError(f"unknown peak shape {self.shape!r}; use one of {', '.join(get_args(PeakShape))}")
         if self.augment not in AUGMENTATIONS:
@@ -92,13 +98,13 @@ class InputSpec:
         if self.intensity not in INTENSITY_SCALES:
             raise ValueError(f"intensity must be one of {', '.join(INTENSITY_SCALES)}, got {self.intensity!r}")
 
-    def augmentations(self) -> Augmentations:
+    def augmentations(self) -> Augmentations | ProfileWarp:
         """The ranges drawn for every training batch when ``augment`` is not ``none``."""
         return AUGMENTATIONS[self.augment]()
 
     @property
     def grid(self) -> AngleGrid:
-        return AngleGrid(*self.two_theta)
+        return AngleGrid(*self.two_theta, axis=self.axis)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -152,7 +158,7 @@ class InputSpec:
         if self.kind == "profile" and (grid.start < low - 1e-9 or grid.stop > high + 1e-9):
             raise ValueError(f"{cache.path}: peaks were simulated for 2θ {low}-{high} deg, but the input grid "
                              f"is {grid.start}-{grid.stop} deg; rebuild the data with --range or narrow the grid")
-        uses_indices = self.augment != "none" and self.augmentations().preferred_orientation is not None
+        uses_indices = self.augment == "laboratory" and self.augmentations().preferred_orientation is not None
         if uses_indices and cache.manifest.get("peak_indices") is False:
             raise ValueError(f"{cache.path}: augmentation {self.augment!r} includes preferred orientation, which "
                              "needs the peaks' Miller indices, and this cache (imported from a compact export) "
@@ -166,17 +172,30 @@ class InputSpec:
         if self.kind == "peaks":
             return {"two_theta": peaks.two_theta, "intensity": scale_intensity(peaks.intensity / 100.0, self.intensity),
                     "mask": peaks.mask}
-        if generator is not None and self.augment != "none":
+        if generator is not None and self.augment == "laboratory":
             profiles = augment(peaks, self.grid, self.augmentations(), generator, shape=self.shape,
                                caglioti=self.caglioti, eta=self.eta)
         else:
             profiles = render(peaks, self.grid, shape=self.shape, caglioti=self.caglioti, eta=self.eta)
-        return scale_intensity(profiles, self.intensity)
+        profiles = scale_intensity(profiles, self.intensity)
+        return self.warp(profiles, generator)
+
+    def warp(self, profiles: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+        """A profile-level augmentation (``lattice``) of rendered training profiles; as they are
+        without ``generator`` (validation, test) or with any other setting."""
+        if generator is None or self.augment not in PROFILE_AUGMENTATIONS:
+            return profiles
+        return self.augmentations()(profiles, self.grid, generator)
 
     @property
     def static(self) -> bool:
         """True when a pattern's input never changes, so it can be rendered once and reused."""
         return self.kind == "images" or (self.kind == "profile" and self.augment == "none")
+
+    @property
+    def rendered_once(self) -> bool:
+        """True when profiles are rendered once per data set (and warped per batch if augmented)."""
+        return self.kind == "profile" and (self.augment == "none" or self.augment in PROFILE_AUGMENTATIONS)
 
 
 def _frozen(value: Any) -> Any:
@@ -197,7 +216,7 @@ class SplitInputs:
         self._images: torch.Tensor | None = None
         if spec.kind == "images":
             self._images = torch.as_tensor(cached_images(cache, spec, self.indices, registry), device=device)
-        elif spec.static and len(self.indices):
+        elif spec.rendered_once and len(self.indices):
             self._profiles = torch.cat([spec.make(self._peaks(np.arange(i, min(i + render_batch, len(self)))))
                                         for i in range(0, len(self), render_batch)])
 
@@ -214,7 +233,7 @@ class SplitInputs:
         if self._images is not None:
             return self._images[rows].float() / 255.0, labels
         if self._profiles is not None:
-            return self._profiles[rows], labels
+            return self.spec.warp(self._profiles[rows], generator), labels
         return self.spec.make(self._peaks(rows.tolist()), generator), labels
 
 
@@ -269,9 +288,10 @@ def images_simulators(registry: Any) -> list[str]:
     return names
 
 
-def images_input(registry: Any, images: Mapping[str, Any], tiny: bool = False) -> InputSpec:
+def images_input(registry: Any, images: Mapping[str, Any], size: str = "full") -> InputSpec:
     """The images InputSpec of ``{"simulator": name, **options}``; without a name, the one images
-    simulator installed; ``tiny``: the simulator's small variant under the options."""
+    simulator installed; ``size``: the simulator's registered size under the options (a simulator
+    without a ``small`` size renders its full images for it)."""
     options = dict(images)
     simulator = options.pop("simulator", None)
     if simulator is None:
@@ -281,8 +301,9 @@ def images_input(registry: Any, images: Mapping[str, Any], tiny: bool = False) -
         if len(names) > 1:
             raise ValueError(f"several images simulators are installed ({', '.join(names)}); choose one with --simulator")
         simulator = names[0]
-    small = registry.get("simulator", simulator).tiny if tiny else {}
-    return InputSpec(kind="images", simulator=simulator, simulator_options={**small, **options})
+    component = registry.get("simulator", simulator)
+    sized = component.size_options(size) if size != "small" or component.small is not None else {}
+    return InputSpec(kind="images", simulator=simulator, simulator_options={**sized, **options})
 
 
 def split_inputs(cache: PeakCache, spec: InputSpec, device: torch.device, holdout: Sequence[int] = (),

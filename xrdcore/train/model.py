@@ -55,11 +55,24 @@ class HierarchicalClassifier(nn.Module):
         return views.flatten(1), logits
 
 
-def level_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of one level; with per-view logits ``(B, V, C)`` the sum over the views."""
+def level_loss(logits: torch.Tensor, targets: torch.Tensor, weight: torch.Tensor | None = None,
+               label_smoothing: float = 0.0) -> torch.Tensor:
+    """Cross-entropy of one level (optionally class-weighted, label-smoothed); with per-view logits
+    ``(B, V, C)`` the sum over the views."""
+    def one(x: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(x.float(), targets, weight=weight, label_smoothing=label_smoothing)
+
     if logits.dim() == 3:
-        return sum(F.cross_entropy(logits[:, v].float(), targets) for v in range(logits.shape[1]))
-    return F.cross_entropy(logits.float(), targets)
+        return sum(one(logits[:, v]) for v in range(logits.shape[1]))
+    return one(logits)
+
+
+def class_weights(counts: torch.Tensor, power: float) -> torch.Tensor:
+    """Loss weights count^-power per class (classes never seen get the weight of a class seen once),
+    scaled so that the weighted mean over the training set is 1: ``power`` 0 is the plain loss,
+    1 weighs every class equally, 0.5 is in between."""
+    weights = counts.clamp(min=1).float() ** -power
+    return weights * counts.sum() / (weights * counts).sum().clamp(min=1e-12)
 
 
 def class_logits(logits: torch.Tensor) -> torch.Tensor:

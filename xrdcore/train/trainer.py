@@ -37,7 +37,8 @@ from xrdcore.metrics import evaluate
 from xrdcore.storage import atomic_write_json, holds_other_files
 from xrdcore.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from xrdcore.train.inputs import InputSpec, SplitInputs, split_inputs
-from xrdcore.train.model import HEADS, HierarchicalClassifier, class_logits, count_parameters, level_loss
+from xrdcore.train.model import (HEADS, HierarchicalClassifier, class_logits, class_weights, count_parameters,
+                                 level_loss)
 from xrdcore.train.unseen import choose_holdout, score_unseen
 
 RUN_FORMAT = "xrdcore-run/1"
@@ -77,6 +78,9 @@ class TrainConfig:
     batch_size: int = 64
     grad_clip: float | None = 1.0
     patience: int | None = 10
+    #: class-balanced loss: weights count^-balance per class of each level (0 off, 1 equal classes)
+    balance: float = 0.0
+    label_smoothing: float = 0.0
     seed: int = 0
     precision: str = "auto"
     heads: str = "shared"
@@ -115,6 +119,10 @@ class TrainConfig:
             problems.append(f"warmup_epochs must be >= 0, got {self.warmup_epochs!r}")
         if self.grad_clip is not None and not (isinstance(self.grad_clip, (int, float)) and self.grad_clip > 0):
             problems.append(f"grad_clip must be positive or None, got {self.grad_clip!r}")
+        if not (isinstance(self.balance, (int, float)) and 0 <= self.balance <= 1):
+            problems.append(f"balance must be in [0, 1], got {self.balance!r}")
+        if not (isinstance(self.label_smoothing, (int, float)) and 0 <= self.label_smoothing < 1):
+            problems.append(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -333,6 +341,11 @@ def _fit(config, cache, out, device, dist, progress, registry, inputs, model, st
         raise RunError(f"{cache.path}: needs at least 2 training and 1 validation structure, has "
                        f"{len(train_data)} and {len(splits['val'])}")
     train_sg = train_data.space_groups.cpu().numpy()
+    balanced = None
+    if config.balance:
+        train_targets = hierarchy.targets(train_data.space_groups)
+        balanced = {name: class_weights(torch.bincount(train_targets[name], minlength=n), config.balance).to(device)
+                   for name, n in hierarchy.num_classes.items()}
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
     parameters = [p for _, p in named]
     # an encoder may name parameters that must not decay (e.g. Mamba's A_log and D), as in timm
@@ -376,7 +389,8 @@ def _fit(config, cache, out, device, dist, progress, registry, inputs, model, st
             targets = hierarchy.targets(labels)
             with autocast():
                 shared, logits = network(x)
-            level_losses = {name: level_loss(logits[name], targets[name]) for name in logits}
+            level_losses = {name: level_loss(logits[name], targets[name], None if balanced is None else balanced[name],
+                                             config.label_smoothing) for name in logits}
             loss, weights = scheduler.combine(level_losses, shared if scheduler.needs_shared else None,
                                               hierarchy)
             if not torch.isfinite(loss):
