@@ -45,6 +45,8 @@ def main() -> None:
     parser.add_argument("--encoders", default="*", help="encoder names or globs (default: every installed one)")
     parser.add_argument("--images-limit", type=int, default=1500,
                         help="CoRE MOF entries for the images encoders' own table (0: leave them out)")
+    parser.add_argument("--time-budget", type=float, default=300,
+                        help="seconds of training per run, the same for every row (equal compute)")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
@@ -58,7 +60,7 @@ def main() -> None:
     cache = open_dataset(args.data or "coremof", args.data_dir, workers=args.workers)
     more = tuple(int(s) for s in args.more_seeds.split(",") if s.strip())
     settings = BenchSettings(encoders=args.encoders, hierarchies="flat", schedulers="sum", size="small",
-                             seeds=(0, *more))
+                             seeds=(0, *more), training={"time_budget": args.time_budget})
     out = Path(args.out)
     combos, skipped = find_combinations(settings, registry, input_kinds=PEAK_CACHE_KINDS)
     mixed = [Combination(*row) for row in MIXED if _installed(registry, row)]
@@ -115,7 +117,8 @@ def _images_table(args, registry, out: Path):
     if not images_simulators(registry):
         return None
     subset = open_dataset("coremof", args.data_dir, limit=args.images_limit, workers=args.workers)
-    settings = BenchSettings(encoders=args.encoders, hierarchies="flat", schedulers="sum", size="small", seeds=(0,))
+    settings = BenchSettings(encoders=args.encoders, hierarchies="flat", schedulers="sum", size="small", seeds=(0,),
+                             training={"time_budget": args.time_budget})
     from xrdcore.bench.harness import find_combinations
 
     combos, _ = find_combinations(settings, registry, input_kinds=("images",))

@@ -238,3 +238,30 @@ def test_bad_arguments_are_rejected():
         xrdcore.create_encoder("rcnet", blocks=2, channels=(4, 8, 16))
     with pytest.raises(xrdcore.ComponentError, match="accepts"):
         xrdcore.create_encoder("rcnet", depth=3)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_encoder_has_a_small_variant_that_trains_on_the_default_input(name):
+    """``--size small`` is what the CoRE MOF reference leaderboard trains: every encoder, built-in
+    or plugin, registers one, and it takes a training step on the default input of its kind."""
+    from xrdcore.bench.harness import BenchSettings, Combination, run_config
+    from xrdcore.train import build_model
+
+    registry = xrdcore.get_registry()
+    component = registry.get("encoder", name)
+    assert component.small is not None, f"{name} registers no small variant"
+    settings = BenchSettings(encoders=name, size="small")
+    config = run_config(Combination(name, "flat", "sum"), 0, settings, registry)
+    if config.input.kind == "images":
+        config.input = type(config.input)(kind="images", simulator=config.input.simulator,
+                                          simulator_options={**dict(config.input.simulator_options), "size": 32})
+    model, description = build_model(config, registry)
+    for key, value in component.small.items():
+        assert description["encoder"]["kwargs"][key] == value
+    encoder = model.encoder
+    length = config.input.grid.length if encoder.input_kind == "profile" else L
+    batch = _batch(encoder, b=4, length=length)
+    _, logits = model(batch)
+    loss = torch.nn.functional.cross_entropy(logits["space_group"], torch.tensor([0, 1, 2, 3]))
+    loss.backward()
+    assert torch.isfinite(loss) and all(p.grad is not None for p in model.parameters() if p.requires_grad)

@@ -232,5 +232,5 @@ def test_pxrd_simulator_through_the_registry():
     profiles = simulator.simulate([nacl, nacl])
     assert profiles.shape == (2, 3500) and torch.equal(profiles[0], profiles[1])
     assert profiles.max(dim=1).values.tolist() == [1.0, 1.0]
-    assert simulator.settings["two_theta"] == {"start": 10, "stop": 80, "step": 0.02}
+    assert simulator.settings["two_theta"] == {"start": 10, "stop": 80, "step": 0.02, "axis": "two_theta"}
     assert simulator.settings["wavelength"] == 1.54056

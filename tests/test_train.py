@@ -97,6 +97,16 @@ def test_early_stopping_ends_a_run_that_stops_improving(mp20_cache, tmp_path):
     assert result["epochs_run"] - result["best_epoch"] == 1
 
 
+def test_a_time_budget_fits_the_epochs_and_the_schedule_to_it(mp20_cache, tmp_path):
+    short = train(tiny_config(hierarchy="flat", epochs=40, patience=None, time_budget=1e-3), mp20_cache,
+                  tmp_path / "short", device="cpu", progress=False)
+    assert short["epochs_planned"] == short["epochs_run"] == 2  # at least two epochs, whatever the budget
+    assert short["history"][-1]["lr"] < 0.2 * short["history"][0]["lr"]  # its cosine decay ran to the end
+    long = train(tiny_config(hierarchy="flat", epochs=3, patience=None, time_budget=3600), mp20_cache,
+                 tmp_path / "long", device="cpu", progress=False)
+    assert long["epochs_planned"] == long["epochs_run"] == 3  # never more than asked
+
+
 def test_checkpoints_round_trip_and_bad_ones_are_refused_without_unpickling(tiny_run, tmp_path):
     model, config, record = load_run(tiny_run)
     assert record["format"] == "xrdcore-run/1" and not model.training
@@ -143,6 +153,7 @@ def test_a_run_directory_is_protected(mp20_cache, tmp_path):
     ({"lr": -1.0}, "lr must be a positive"),
     ({"warmup_epochs": -1.0}, "warmup_epochs must be >= 0"),
     ({"precision": "fp8"}, "precision must be one of"),
+    ({"time_budget": 0}, "time_budget must be a positive number"),
 ])
 def test_bad_settings_are_refused_with_the_reason(changes, message):
     with pytest.raises(ValueError, match=message):

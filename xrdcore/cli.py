@@ -177,31 +177,36 @@ def _data_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _training_arguments(p: argparse.ArgumentParser) -> None:
-    """Training settings; one left out keeps TrainConfig's default (or the harness's, --quick)."""
-    p.add_argument("--epochs", type=int)
+    """Training settings; one left out keeps the recipe of docs/training.md (TrainConfig's and
+    InputSpec's defaults; --quick: 3 epochs)."""
+    p.add_argument("--epochs", type=int, help="at most this many epochs (default 80)")
     p.add_argument("--batch-size", type=int)
-    p.add_argument("--lr", type=float)
+    p.add_argument("--lr", type=float, help="peak learning rate (default 3e-3)")
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--warmup-epochs", type=float, help="linear warm-up before the cosine decay")
     p.add_argument("--optimizer", choices=["adamw", "adam"])
     p.add_argument("--patience", type=int,
-                   help="stop after this many epochs without a better validation score")
+                   help="stop after this many epochs without a better validation score (default 20)")
     p.add_argument("--balance", type=float, help="class-balanced loss: weight count^-B per class (0 off, 1 equal)")
     p.add_argument("--label-smoothing", type=float, help="label smoothing of the cross-entropy (default 0)")
+    p.add_argument("--time-budget", type=float, metavar="SECONDS",
+                   help="train for about this long: the epoch count is fitted after the first epoch")
+    p.add_argument("--train-limit", type=int, help="train on N training structures (seeded subset; learning curves)")
     p.add_argument("--precision", choices=["auto", "fp32", "bf16"],
                    help="auto: bf16 autocast on CUDA, fp32 on the CPU")
     p.add_argument("--two-theta", nargs=3, type=float, metavar=("START", "STOP", "STEP"),
-                   help="input grid in degrees (default 5 90 0.01)")
+                   help="input grid in degrees (default 5 90 0.1)")
     p.add_argument("--shape", choices=["gaussian", "pseudo-voigt", "lorentzian", "stick"],
                    help="peak shape of the rendered profiles (default gaussian)")
     p.add_argument("--caglioti", nargs=3, type=float, metavar=("U", "V", "W"),
-                   help="peak widths of the rendered profiles: FWHM² = U tan²θ + V tanθ + W, degrees²")
-    p.add_argument("--intensity", choices=["linear", "sqrt", "log"], help="intensity scale the model sees")
+                   help="peak widths of the rendered profiles: FWHM² = U tan²θ + V tanθ + W, degrees² "
+                   "(default 0.01 -0.002 0.03)")
+    p.add_argument("--intensity", choices=["linear", "sqrt", "log"], help="intensity scale the model sees (default linear)")
     p.add_argument("--axis", choices=["two_theta", "log_d"],
-                   help="profile points uniform in 2θ or in ln(1/d) (a lattice strain is then a shift)")
+                   help="profile points uniform in 2θ or in ln(1/d) (a lattice strain is then a shift; default)")
     p.add_argument("--augment", choices=["none", "laboratory", "lattice"],
                    help="augment training profiles: laboratory (measured-like, rendered per batch) or lattice "
-                   "(strain and zero shift of profiles rendered once); default none")
+                   "(strain and zero shift of profiles rendered once; default)")
     p.add_argument("--simulator", help="images simulator for encoders that take images (default: the one installed)")
     p.add_argument("--simulator-option", action="append", default=[], metavar="KEY=VALUE",
                    help="images simulator argument, e.g. size=64 or representation=spots (repeatable)")
@@ -243,7 +248,7 @@ def _generation_settings(args, seeds: tuple[int, ...]):
 def _training_settings(args) -> tuple[dict, dict, dict]:
     """Training settings, profile/peaks input settings, and images settings (simulator, options)."""
     names = ("epochs", "batch_size", "lr", "weight_decay", "warmup_epochs", "optimizer", "patience", "precision",
-             "heads", "balance", "label_smoothing")
+             "heads", "balance", "label_smoothing", "train_limit", "time_budget")
     training = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
     if args.holdout_space_groups:
         try:

@@ -529,18 +529,32 @@ class ProfileWarp:
 
     strain: Range = (-0.02, 0.02)
     zero_shift: Range = (-0.03, 0.03)
+    #: σ of ln of a smooth random gain along the pattern (knots every ``gain_points`` points,
+    #: linear between): relative intensities of regions change as they do between analogues
+    gain: float = 0.0
+    gain_points: int = 20
 
     def __post_init__(self):
         object.__setattr__(self, "strain", _check_range("strain", self.strain, -0.2, True, 0.2, True, ""))
         object.__setattr__(self, "zero_shift",
                            _check_range("zero_shift", self.zero_shift, -10.0, True, 10.0, True, "degrees"))
+        if not _is_real(self.gain) or not 0 <= self.gain <= 2:
+            raise ValueError(f"gain must be a number in [0, 2], got {self.gain!r}")
+        if isinstance(self.gain_points, bool) or not isinstance(self.gain_points, int) or self.gain_points < 1:
+            raise ValueError(f"gain_points must be a positive integer, got {self.gain_points!r}")
 
     def __call__(self, profiles: torch.Tensor, grid: AngleGrid, generator: torch.Generator) -> torch.Tensor:
         _check_generator(generator, profiles.device)
         u = torch.rand(2, len(profiles), generator=generator, device=profiles.device)
         strain = self.strain[0] + (self.strain[1] - self.strain[0]) * u[0]
         shift = self.zero_shift[0] + (self.zero_shift[1] - self.zero_shift[0]) * u[1]
-        return warp_profiles(profiles, grid, strain, shift)
+        warped = warp_profiles(profiles, grid, strain, shift)
+        if not self.gain:
+            return warped
+        knots = torch.randn(len(profiles), 1, grid.length // self.gain_points + 2, generator=generator,
+                            device=profiles.device)
+        gain = torch.nn.functional.interpolate(knots, size=grid.length, mode="linear", align_corners=True)[:, 0]
+        return _normalise(warped * torch.exp(self.gain * gain))
 
 
 def warp_profiles(profiles: torch.Tensor, grid: AngleGrid, strain: torch.Tensor,

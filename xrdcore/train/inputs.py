@@ -21,7 +21,7 @@ import torch
 
 from xrdcore.data.cache import PeakCache
 from xrdcore.diffraction.augment import Augmentations, ProfileWarp, augment
-from xrdcore.diffraction.profile import DEFAULT_CAGLIOTI, AngleGrid, PeakBatch, PeakShape, render
+from xrdcore.diffraction.profile import AngleGrid, PeakBatch, PeakShape, render
 from xrdcore.interfaces import INPUT_KINDS
 from xrdcore.storage import atomic_write_bytes
 
@@ -35,6 +35,9 @@ AUGMENTATIONS = {"none": Augmentations, "laboratory": Augmentations.laboratory, 
 PROFILE_AUGMENTATIONS = ("lattice",)
 #: intensity scales of model inputs (of the profile, or of the peaks' intensities), all on [0, 1]
 INTENSITY_SCALES = ("linear", "sqrt", "log")
+#: peak widths of model inputs (U, V, W in deg²): FWHM 0.17-0.3° over 5-90°, so every peak spans
+#: two or more points of the 0.1° grid of the training recipe (docs/training.md)
+RECIPE_CAGLIOTI = (0.01, -0.002, 0.03)
 #: decades a ``log`` input spans: log10(1 + 1000 I) / 3 keeps peaks down to 0.1% of the strongest
 _LOG_DECADES = 3
 
@@ -65,13 +68,13 @@ class InputSpec:
     """
 
     kind: str = "profile"
-    two_theta: tuple[float, float, float] = (5.0, 90.0, 0.01)
+    two_theta: tuple[float, float, float] = (5.0, 90.0, 0.1)
     shape: str = "gaussian"
-    caglioti: tuple[float, float, float] = DEFAULT_CAGLIOTI
+    caglioti: tuple[float, float, float] = RECIPE_CAGLIOTI
     eta: float = 0.5
-    augment: str = "none"
+    augment: str = "lattice"
     intensity: str = "linear"
-    axis: str = "two_theta"
+    axis: str = "log_d"
     simulator: str | None = None
     #: the images simulator's keyword arguments, stored as sorted (name, value) pairs (hashable)
     simulator_options: Any = field(default=())
@@ -118,8 +121,9 @@ class InputSpec:
 
     def encoder_kwargs(self, factory: Callable[..., Any], registry: Any | None = None) -> dict[str, Any]:
         """What an encoder learns from the data: ``input_length`` (profiles), ``two_theta`` when
-        the factory accepts it (encoders that use the angle of each point or peak), and
-        ``views``/``channels``/``image_size`` (images) when accepted."""
+        the factory accepts it (encoders that use the angle of each point or peak), ``axis`` for
+        profiles on a ``log_d`` axis, and ``views``/``channels``/``image_size`` (images) when
+        accepted."""
         if self.kind == "images":
             views, channels, height, width = self.image_shape(registry)
             if height != width:
@@ -129,6 +133,8 @@ class InputSpec:
             offered = {"two_theta": self.two_theta}
             if self.kind == "profile":
                 offered["input_length"] = self.grid.length
+                if self.axis != "two_theta":
+                    offered["axis"] = self.axis
         try:
             parameters = inspect.signature(factory).parameters
         except (TypeError, ValueError):
@@ -222,6 +228,17 @@ class SplitInputs:
 
     def __len__(self) -> int:
         return len(self.indices)
+
+    def subset(self, n: int, seed: int = 0) -> SplitInputs:
+        """``n`` of these structures, drawn without replacement (seeded), sharing rendered inputs."""
+        rows = torch.as_tensor(np.sort(np.random.default_rng(seed).permutation(len(self))[:n]))
+        part = object.__new__(SplitInputs)
+        part.cache, part.split, part.spec, part.device = self.cache, self.split, self.spec, self.device
+        part.indices = self.indices[rows.numpy()]
+        part.space_groups = self.space_groups[rows.to(self.space_groups.device)]
+        part._profiles = None if self._profiles is None else self._profiles[rows.to(self._profiles.device)]
+        part._images = None if self._images is None else self._images[rows.to(self._images.device)]
+        return part
 
     def _peaks(self, rows: Sequence[int]) -> PeakBatch:
         return PeakBatch.from_peak_lists([self.cache.peaks(int(self.indices[r])) for r in rows], self.device)

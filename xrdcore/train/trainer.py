@@ -71,16 +71,21 @@ class TrainConfig:
     scheduler_options: dict[str, Any] = field(default_factory=dict)
     input: InputSpec = field(default_factory=InputSpec)
     optimizer: str = "adamw"
-    lr: float = 1e-3
+    lr: float = 3e-3
     weight_decay: float = 1e-2
-    epochs: int = 30
+    epochs: int = 80
     warmup_epochs: float = 2.0
     batch_size: int = 64
     grad_clip: float | None = 1.0
-    patience: int | None = 10
+    patience: int | None = 20
     #: class-balanced loss: weights count^-balance per class of each level (0 off, 1 equal classes)
     balance: float = 0.0
     label_smoothing: float = 0.0
+    #: train on this many training structures (a seeded subset, for learning curves); None: all
+    train_limit: int | None = None
+    #: seconds of training (validation included): after the first epoch the epoch count becomes what
+    #: fits, so the learning-rate schedule still ends; None: ``epochs``. Equal-compute comparisons.
+    time_budget: float | None = None
     seed: int = 0
     precision: str = "auto"
     heads: str = "shared"
@@ -123,6 +128,11 @@ class TrainConfig:
             problems.append(f"balance must be in [0, 1], got {self.balance!r}")
         if not (isinstance(self.label_smoothing, (int, float)) and 0 <= self.label_smoothing < 1):
             problems.append(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
+        if self.train_limit is not None and (isinstance(self.train_limit, bool) or not isinstance(self.train_limit, int)
+                                             or self.train_limit < 2):
+            problems.append(f"train_limit must be an integer >= 2 or None, got {self.train_limit!r}")
+        if self.time_budget is not None and not (isinstance(self.time_budget, (int, float)) and self.time_budget > 0):
+            problems.append(f"time_budget must be a positive number of seconds or None, got {self.time_budget!r}")
         if problems:
             raise ValueError("; ".join(problems))
 
@@ -215,11 +225,11 @@ def _batches(n: int, batch_size: int, generator: torch.Generator) -> list[torch.
     return batches
 
 
-def _learning_rate(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
+def _learning_rate(config: TrainConfig, step: int, steps_per_epoch: int, epochs: int) -> float:
     """Linear warm-up over ``warmup_epochs`` (at most all epochs), then cosine decay to 1% of ``lr``
-    at the last step."""
-    total = config.epochs * steps_per_epoch
-    warmup = round(min(config.warmup_epochs, config.epochs) * steps_per_epoch)
+    at the last step of ``epochs``."""
+    total = epochs * steps_per_epoch
+    warmup = round(min(config.warmup_epochs, epochs) * steps_per_epoch)
     if step < warmup:
         return config.lr * (step + 1) / warmup
     progress = (step - warmup) / max(1, total - warmup)
@@ -337,6 +347,8 @@ def _fit(config, cache, out, device, dist, progress, registry, inputs, model, st
     if bool(holdout) != ("unseen" in splits):
         raise RunError(f"{out}: the inputs given do not match holdout_space_groups={config.holdout_space_groups!r}")
     train_data = splits["train"]
+    if config.train_limit is not None and config.train_limit < len(train_data):
+        train_data = train_data.subset(config.train_limit, seed=config.seed)
     if len(train_data) < 2 or len(splits["val"]) < 1:
         raise RunError(f"{cache.path}: needs at least 2 training and 1 validation structure, has "
                        f"{len(train_data)} and {len(splits['val'])}")
@@ -369,7 +381,7 @@ def _fit(config, cache, out, device, dist, progress, registry, inputs, model, st
         network = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
 
     steps_per_epoch = len(_batches(len(train_data), config.batch_size, torch.Generator().manual_seed(0)))
-    while state["epoch"] < config.epochs and not _stopped_early(config, state):
+    while state["epoch"] < state.get("epochs_planned", config.epochs) and not _stopped_early(config, state):
         epoch = state["epoch"]
         seed = _epoch_seed(config.seed, epoch)
         torch.manual_seed(seed)
@@ -382,7 +394,7 @@ def _fit(config, cache, out, device, dist, progress, registry, inputs, model, st
                    disable=not progress, leave=False)
         for rows in bar:
             mine = rows[dist.rank::dist.world] if dist.world > 1 else rows
-            lr = _learning_rate(config, state["step"], steps_per_epoch)
+            lr = _learning_rate(config, state["step"], steps_per_epoch, state.get("epochs_planned", config.epochs))
             for group in optimizer.param_groups:
                 group["lr"] = lr
             x, labels = train_data.batch(mine, augment_generator)
@@ -419,6 +431,11 @@ def _fit(config, cache, out, device, dist, progress, registry, inputs, model, st
             row["loss_weights_per_step"] = {k: [round(w, 6) for w in v] for k, v in level_weights.items()}
         state["history"].append(row)
         state["epoch"] = epoch + 1
+        if config.time_budget is not None and epoch == 0:
+            fits = torch.tensor(int(config.time_budget // (time.perf_counter() - tic)), device=device)
+            if dist.world > 1:  # every rank runs the same epochs
+                torch.distributed.all_reduce(fits, op=torch.distributed.ReduceOp.MIN)
+            state["epochs_planned"] = max(min(2, config.epochs), min(config.epochs, int(fits)))
         if state["best"] is None or _selection_key(val) > tuple(state["best"]):
             state["best"], state["best_epoch"] = list(_selection_key(val)), epoch + 1
             if dist.main:
@@ -439,7 +456,8 @@ def _fit(config, cache, out, device, dist, progress, registry, inputs, model, st
     test = score_split(model, splits["test"], train_sg, config.seed, autocast)
     result = {
         "status": "complete", "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
-        "stopped_early": _stopped_early(config, state), "val": val, "test": test,
+        "stopped_early": _stopped_early(config, state), "epochs_planned": state.get("epochs_planned", config.epochs),
+        "val": val, "test": test,
         "history": state["history"], "parameters": count_parameters(model),
         "samples_per_s": state["train_samples"] / state["train_seconds"] if state["train_seconds"] else None,
         "train_seconds": round(state["train_seconds"], 3),
@@ -460,7 +478,8 @@ def _fit(config, cache, out, device, dist, progress, registry, inputs, model, st
 
 def _stopped_early(config: TrainConfig, state: Mapping[str, Any]) -> bool:
     return (config.patience is not None and state["best_epoch"] is not None
-            and state["epoch"] - state["best_epoch"] >= config.patience and state["epoch"] < config.epochs)
+            and state["epoch"] - state["best_epoch"] >= config.patience
+            and state["epoch"] < state.get("epochs_planned", config.epochs))
 
 
 def _comparable(value: Any, key: str) -> Any:

@@ -58,7 +58,7 @@ def test_the_harness_trains_msdn_on_spots_and_shapes_with_unseen_space_groups(mp
 
 
 def test_train_and_simulate_from_the_command_line(mp20_cache, tmp_path, capsys):
-    assert main(["train", "--dataset", str(mp20_cache.path), "--encoder", "msdn", "--tiny", "--simulator-option",
+    assert main(["train", "--dataset", str(mp20_cache.path), "--encoder", "msdn", "--size", "tiny", "--simulator-option",
                  "size=64", "--heads", "per-view", "--epochs", "1", "--batch-size", "8", "--device", "cpu",
                  "--quiet", "--out", str(tmp_path / "run")]) == 0
     record = json.loads((tmp_path / "run" / "config.json").read_text())

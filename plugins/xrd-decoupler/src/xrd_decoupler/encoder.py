@@ -42,20 +42,21 @@ def _fraction(name: str, value: Any, high: float) -> float:
     return float(value)
 
 
-def _grid(two_theta: Any, input_length: int) -> AngleGrid:
+def _grid(two_theta: Any, input_length: int, axis: str = "two_theta") -> AngleGrid:
     """The 2θ grid (degrees) of the profiles: ``two_theta`` as ``(start, stop, step)``, a mapping
-    with those keys or an ``AngleGrid``, which must have ``input_length`` points; ``None`` spreads
-    5–90° over ``input_length`` points (the default 0.01° grid at 8,500 points)."""
+    with those keys or an ``AngleGrid``, which must have ``input_length`` points, its points spaced
+    along ``axis`` (uniform in 2θ, or in ln 1/d); ``None`` spreads 5–90° over ``input_length``
+    points (the default 0.01° grid at 8,500 points)."""
     if two_theta is None:
-        return AngleGrid(5.0, 90.0, 85.0 / input_length)
+        return AngleGrid(5.0, 90.0, 85.0 / input_length, axis=axis)
     if isinstance(two_theta, AngleGrid):
         grid = two_theta
     elif isinstance(two_theta, Mapping):
-        grid = AngleGrid(**{k: float(two_theta[k]) for k in ("start", "stop", "step")})
+        grid = AngleGrid(**{k: float(two_theta[k]) for k in ("start", "stop", "step")}, axis=two_theta.get("axis", axis))
     else:
         try:
             start, stop, step = two_theta
-            grid = AngleGrid(float(start), float(stop), float(step))
+            grid = AngleGrid(float(start), float(stop), float(step), axis=axis)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"two_theta must be (start, stop, step) in degrees, got {two_theta!r}: "
                              f"{exc}") from None
@@ -209,10 +210,10 @@ class DecouplerEncoder(Encoder):
                  local_channels: Sequence[int] = (16, 16, 16), local_pool: int = 4, local_dim: int = 32,
                  patch_size: int = 10, patch_conv_features: int = 16, patch_learned_features: int = 15,
                  layers: int = 2, heads: int = 4, feedforward: int = 64, dropout: float = 0.1,
-                 empty_threshold: float = 1e-3):
+                 empty_threshold: float = 1e-3, axis: str = "two_theta"):
         super().__init__()
         self.input_length = _positive_int("input_length", input_length)
-        self.grid = _grid(two_theta, self.input_length)
+        self.grid = _grid(two_theta, self.input_length, axis)
         if isinstance(local_channels, int) and not isinstance(local_channels, bool):
             local_channels = (local_channels,)
         try:

@@ -126,7 +126,8 @@ class MambaEncoder(Encoder):
     """XRDMamba encoder (Yu et al., CIKM 2024): crystal-plane tokens → Mamba blocks → residual CNN.
 
     Input ``(B, input_length)`` relative intensities (max 1) on the 2θ grid ``two_theta`` =
-    (start, stop, step) in degrees, point i at start + i·step. Tokens (``tokens``):
+    (start, stop, step) in degrees, point i at start + i·step (or, with ``axis="log_d"``, spaced
+    uniformly in ln 1/d over that range). Tokens (``tokens``):
 
     * ``"angle"`` (paper, default): Linear(1 → ``token_dim``) of the point's angle, normalised as
       (2θ - start) / (stop - start), so the grid maps onto [0, 1), times the intensity;
@@ -153,7 +154,7 @@ class MambaEncoder(Encoder):
                  tokens: str = "angle", token_dim: int = 8, depth: int = 8, state_size: int = 16,
                  expand: int = 2, conv_width: int = 4, dt_rank: int | None = None, ssm: bool = True,
                  cnn_channels: Sequence[int] = PAPER_CNN_CHANNELS, cnn_kernel_size: int = 3,
-                 scan_backend: str = "auto", scan_chunk_size: int | None = None):
+                 scan_backend: str = "auto", scan_chunk_size: int | None = None, axis: str = "two_theta"):
         super().__init__()
         self.input_length = _positive_int("input_length", input_length)
         self.two_theta = start, stop, step = _grid(two_theta)
@@ -174,8 +175,14 @@ class MambaEncoder(Encoder):
         channels = tuple(_positive_int("each of cnn_channels", c) for c in cnn_channels)
 
         if self.tokens == "angle":
-            # (2θ_i - start) / (stop - start) with 2θ_i = start + i·step
-            angles = step * torch.arange(self.input_length, dtype=torch.float64) / (stop - start)
+            # (2θ_i - start) / (stop - start), 2θ_i of point i on the data's axis (uniform in 2θ or ln 1/d)
+            if axis == "two_theta":
+                angles = step * torch.arange(self.input_length, dtype=torch.float64) / (stop - start)
+            else:
+                from xrdcore.diffraction.profile import AngleGrid
+
+                grid = AngleGrid(start, stop, (stop - start) / self.input_length, axis=axis)
+                angles = (torch.from_numpy(grid.values) - start) / (stop - start)
             self.register_buffer("angles", angles.float()[:, None], persistent=False)
             self.embed = nn.Linear(1, token_dim)
         elif self.tokens == "bin":
