@@ -14,7 +14,6 @@ finished rows are read back, an interrupted one resumes from its checkpoint).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 

@@ -3,15 +3,16 @@ accuracy, throughput (samples/s) and peak memory, through the same harness as `x
 (`--dataset` runs the same on another data set, e.g. the shared MP-20 table).
 
 On a GPU this is the full benchmark: all 12,020 CoRE MOF 2019-ASR entries, full-size models, the
-0.01° grid, three seeds (`--device cuda`). On a CPU the same script runs a reduced version that fits
-a small machine (`--limit`, `--tiny`, `--epochs`), and says so in its output. Results go to
+training recipe of docs/training.md, three seeds (`--device cuda`). On a CPU the same script runs a
+reduced version that fits a small machine (`--limit`, `--size small|tiny`, `--epochs`), and says so
+in its output. Results go to
 benchmarks/results/<name>/ (results.json, results.md, plots/; name coremof-<device> by default) and
 a summary with the peak memory to benchmarks/results/train_<name>.json. With --encoders,
 --hierarchies, --schedulers and --variant it also runs the plugins' CoRE MOF tables (see the
 plugins' READMEs); --holdout-space-groups and --simulator-option (images encoders) as in xrdcore bench.
 
 Run on a GPU:  python benchmarks/train_coremof.py --device cuda
-Run on a CPU:  python benchmarks/train_coremof.py --device cpu --limit 1500 --tiny --epochs 15 --seeds 0
+Run on a CPU:  python benchmarks/train_coremof.py --device cpu --size small --seeds 0
 """
 
 from __future__ import annotations
@@ -48,10 +49,10 @@ def main() -> None:
     parser.add_argument("--hierarchies", default="flat")
     parser.add_argument("--schedulers", default="sum")
     parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--tiny", action="store_true", help="the registered small variants (CPU)")
-    parser.add_argument("--step", type=float, default=0.01, help="2θ step of the input grid, degrees")
+    parser.add_argument("--epochs", type=int, help="at most this many epochs (default: the recipe's)")
+    parser.add_argument("--size", choices=["tiny", "small", "full"], default="full",
+                        help="every encoder's registered size (small: CPU)")
+    parser.add_argument("--step", type=float, help="grid step, degrees (default: the recipe's 0.1)")
     parser.add_argument("--variant", action="append", default=[], metavar="LABEL=ENCODER[,KEY=VALUE...]",
                         help="an extra encoder with other options (ablations), as in xrdcore bench")
     parser.add_argument("--name", help="results name (default <dataset>-<device>): benchmarks/results/NAME/ "
@@ -68,11 +69,11 @@ def main() -> None:
     out = ROOT / "benchmarks" / "results" / name
     settings = BenchSettings(encoders=args.encoders, hierarchies=args.hierarchies, schedulers=args.schedulers,
                              variants=dict(parse_variant(v) for v in args.variant),
-                             seeds=tuple(int(s) for s in args.seeds.split(",")), quick=args.tiny,
-                             training={"epochs": args.epochs, "batch_size": args.batch_size,
+                             seeds=tuple(int(s) for s in args.seeds.split(",")), size=args.size,
+                             training={**({"epochs": args.epochs} if args.epochs else {}),
                                        **({"holdout_space_groups": args.holdout_space_groups}
                                           if args.holdout_space_groups else {})},
-                             input={"two_theta": (5.0, 90.0, args.step)},
+                             input={"two_theta": (5.0, 90.0, args.step)} if args.step else {},
                              images=dict(parse_option(o) for o in args.simulator_option))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -80,9 +81,9 @@ def main() -> None:
                         command=["benchmarks/train_coremof.py", *__import__("sys").argv[1:]])
     summary = {
         "device": results["environment"]["device_name"],
-        "reduced": {"limit": args.limit, "tiny_models": args.tiny, "epochs": args.epochs, "step_deg": args.step,
+        "reduced": {"limit": args.limit, "size": args.size, "epochs": args.epochs, "step_deg": args.step,
                     "images": dict(parse_option(o) for o in args.simulator_option)}
-        if (args.limit or args.tiny or device.type == "cpu") else None,
+        if (args.limit or args.size != "full" or device.type == "cpu") else None,
         "data": results["data"], "data_seconds": round(build_seconds, 1),
         "peak_memory_mb": {"cuda_allocated": round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
                            if device.type == "cuda" else None,

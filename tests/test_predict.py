@@ -120,7 +120,11 @@ def test_format_names_the_top_space_group_and_every_level(prediction):
 def test_measured_film_covering_part_of_the_grid(tiny_run):
     p = predict(tiny_run, FILM, top=3)
     assert p.pattern == FILM and len(p.space_groups) == 3
-    assert p.coverage.measured == (10.0, 80.014) and 0.8 < p.coverage.fraction < 0.85
+    assert p.coverage.measured == (10.0, 80.014)
+    # the share of the grid's points inside the measurement (fewer than 70/85 on an ln 1/d axis,
+    # whose points crowd towards low angles)
+    inside = np.mean((p.two_theta >= 10.0) & (p.two_theta <= 80.014))
+    assert p.coverage.fraction == pytest.approx(inside, abs=2e-3) and 0.65 < p.coverage.fraction < 0.85
     assert (p.profile[p.two_theta < 10 - 0.025] == 0).all() and p.profile.max() == 1
     assert p.warnings == []  # its strongest peak, at 14°, is well inside the measurement
     assert f"coverage: {p.coverage.fraction:.0%} of the model's 2θ grid" in format_prediction(p)
@@ -132,8 +136,8 @@ def test_measured_film_covering_part_of_the_grid(tiny_run):
 @needs_pvlab
 def test_a_close_up_of_one_peak_is_flagged(tiny_run):
     p = predict(tiny_run, CLOSE_UP)
-    assert p.coverage.fraction < 0.01
-    assert len(p.warnings) == 1 and "covers only 1% of the model's 2θ grid" in p.warnings[0]
+    assert p.coverage.fraction < 0.03
+    assert len(p.warnings) == 1 and re.search(r"covers only [12]% of the model's 2θ grid", p.warnings[0])
     assert "warning:  the measurement covers only" in format_prediction(p)
 
 

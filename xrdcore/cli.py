@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="an extra encoder under a new label, e.g. mamba-no-ssm=mamba,ssm=false (repeatable)")
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2; --quick: 0)")
     _size_argument(p, "every encoder")
-    p.add_argument("--quick", action="store_true", help="tiny variants, 3 epochs, 0.1° grid: a smoke run of the "
+    p.add_argument("--quick", action="store_true", help="tiny variants, 3 epochs: a smoke run of the "
                    "whole grid in minutes on a CPU")
     p.add_argument("--out", required=True, help="benchmark directory")
     p.add_argument("--resume", action="store_true", help="continue the benchmark in --out, skipping finished runs")

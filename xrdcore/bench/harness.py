@@ -422,9 +422,9 @@ def baselines(cache: Any, train: np.ndarray, test: np.ndarray) -> dict[str, Any]
 def compare_rows(out: Path, runs: list[dict[str, Any]], reference: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Per-structure correctness of every row (mean over its finished seeds), each row's bootstrap
     interval of top-1 and whether it beats the majority class; then a paired bootstrap test of
-    every row and baseline against the best row. Adds ``top1_ci95``, ``p_vs_majority`` and
+    every row and baseline against the best row (and McNemar's where both are single runs). Adds ``top1_ci95``, ``p_vs_majority`` and
     ``learned`` to the rows; returns the ``significance`` list."""
-    from xrdcore.bench.significance import bootstrap_interval, correctness, paired_bootstrap
+    from xrdcore.bench.significance import bootstrap_interval, correctness, mcnemar, paired_bootstrap
 
     true = reference["true"]
     correct: dict[str, np.ndarray] = {}
@@ -449,8 +449,11 @@ def compare_rows(out: Path, runs: list[dict[str, Any]], reference: Mapping[str, 
     best = max(labelled, key=lambda k: labelled[k].mean())
     others = {**{k: v for k, v in labelled.items() if k != best},
               **{name: correctness(true, [reference[name]["predictions"]]) for name in ("nearest_neighbour", "majority")}}
+    single = {name for name, c in {**labelled, **others}.items() if np.isin(c, (0.0, 1.0)).all()}
     return [{"a": best, "b": name, "top1_a": float(labelled[best].mean()), "top1_b": float(c.mean()),
-             "p": paired_bootstrap(labelled[best], c), "test": "paired bootstrap over test structures"}
+             "p": paired_bootstrap(labelled[best], c), "test": "paired bootstrap over test structures",
+             # exact McNemar as a cross-check where both sides are single runs (0/1 per structure)
+             **({"p_mcnemar": mcnemar(labelled[best], c)} if {best, name} <= single else {})}
             for name, c in others.items()]
 
 

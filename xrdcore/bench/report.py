@@ -39,8 +39,11 @@ def leaderboard(results: Mapping[str, Any]) -> list[dict[str, Any]]:
 def _training_line(training: Mapping[str, Any] | None) -> str:
     if not training:
         return ""
+    budget = training.get("time_budget")
+    epochs = (f"at most {training['epochs']} epochs fitted to {budget:g} s of training per run"
+              if budget else f"{training['epochs']} epochs")
     return (f"Training: {training['optimizer']} lr {training['lr']:g}, weight decay {training['weight_decay']:g}, "
-            f"{training['epochs']} epochs ({training['warmup_epochs']:g} warm-up, cosine), batch "
+            f"{epochs} ({training['warmup_epochs']:g} warm-up, cosine), batch "
             f"{training['batch_size']}, patience {training['patience']}; input "
             + "; ".join(_input_text(spec) for spec in training["inputs"]) + ".")
 
@@ -50,8 +53,11 @@ def _input_text(spec: Mapping[str, Any]) -> str:
         options = ", ".join(f"{k} {v}" for k, v in spec["simulator_options"].items())
         return f"images from {spec['simulator']}" + (f" ({options})" if options else "")
     grid = spec["two_theta"]
-    text = f"{spec['kind']} on {grid[0]:g}-{grid[1]:g}° at {grid[2]:g}°"
-    return text + (f", {spec['shape']} peaks, augmentation {spec['augment']}" if spec["kind"] == "profile" else "")
+    axis = " (points uniform in ln 1/d)" if spec.get("axis") == "log_d" else ""
+    text = f"{spec['kind']} on {grid[0]:g}-{grid[1]:g}° at {grid[2]:g}°{axis}"
+    if spec["kind"] != "profile":
+        return text
+    return text + f", {spec.get('intensity', 'linear')} intensities, {spec['shape']} peaks, augmentation {spec['augment']}"
 
 
 def _unseen_table(results: Mapping[str, Any]) -> list[str]:

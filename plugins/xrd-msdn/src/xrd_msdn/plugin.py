@@ -10,8 +10,8 @@ from xrdcore.hookspecs import hookimpl
 #: of 32 × (3 views, 3 channels, 64 × 64) in well under 0.5 s on two CPU cores
 TINY_ENCODER = {"growth_rate": 8, "block_config": (2, 2), "bottleneck": 2}
 #: a DenseNet of three short blocks on 64-pixel images: trains on a few thousand structures on 2 CPU
-#: cores in well under an hour (docs/training.md)
-SMALL_ENCODER = {"growth_rate": 12, "block_config": (3, 6, 6), "bottleneck": 4}
+#: cores in well under an hour (msdn: three images per structure; docs/training.md)
+SMALL_ENCODER = {"growth_rate": 12, "block_config": (2, 4, 4), "bottleneck": 4}
 #: 64-pixel zone-axis images for the small encoders
 SMALL_SIMULATOR = {"size": 64}
 
