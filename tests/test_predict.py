@@ -224,3 +224,12 @@ def test_cli_predict_prints_the_top_groups_and_writes_the_plot(tiny_run, simulat
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
     assert main(["predict", str(tmp_path), str(simulated[0])]) == 2
     assert "not an xrdcore run directory" in capsys.readouterr().err
+
+
+def test_a_powder_cif_that_states_its_wavelength_is_refused_not_guessed(tiny_run, tmp_path):
+    scan = "\n".join(f"{5 + 0.05 * i:.2f} {100 + (i % 7)}" for i in range(1700))
+    path = tmp_path / "mo.cif"
+    path.write_text(f"data_mo\n_diffrn_radiation_wavelength 0.7093\nloop_\n_pd_meas_2theta_scan\n"
+                    f"_pd_meas_counts_total\n{scan}\n")
+    with pytest.raises(PatternError, match=r"mo\.cif: the file states a wavelength of 0\.7093 Å"):
+        predict(tiny_run, path)

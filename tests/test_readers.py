@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from xrdcore.diffraction.profile import AngleGrid
-from xrdcore.diffraction.readers import COLUMNS, MeasuredPattern, PatternError, read_pattern, resample
+from xrdcore.diffraction.readers import COLUMNS, MeasuredPattern, PatternError, at_wavelength, read_pattern, resample
 
 PVLAB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pvlab_thinfilm_xy"
 PVLAB_FILES = sorted(PVLAB.glob("*/*.xy")) if PVLAB.is_dir() else []
@@ -433,3 +433,82 @@ def test_two_points_per_step_are_still_interpolated():
     grid = AngleGrid(10.1, 14.9, 0.01)
     expected = np.interp(grid.values, x, y)
     np.testing.assert_allclose(resample(measured(x, y), grid), expected / expected.max(), rtol=1e-6)
+
+
+# --- powder CIFs and other wavelengths ----------------------------------------------------------
+
+PDCIF_SCAN = """data_film
+_diffrn_radiation_wavelength 0.70930
+loop_
+_pd_meas_2theta_scan
+_pd_meas_counts_total
+5.00 120(11)
+5.02 130(11)
+5.04 1250.5(35)
+"""
+
+PDCIF_RANGE = """data_pattern
+_pd_meas_2theta_range_min 10.0
+_pd_meas_2theta_range_max 10.4
+_pd_meas_2theta_range_inc 0.1
+loop_
+_pd_proc_intensity_net
+1 2 3 4 5
+"""
+
+
+def test_a_powder_cif_gives_its_scan_intensities_uncertainties_and_wavelength(tmp_path):
+    path = tmp_path / "film.cif"
+    path.write_text(PDCIF_SCAN)
+    p = read_pattern(path)
+    assert p.two_theta.tolist() == [5.0, 5.02, 5.04] and p.intensity.tolist() == [120, 130, 1250.5]
+    assert p.sigma.tolist() == [11, 11, 3.5] and p.wavelength == 0.7093
+    path = tmp_path / "range.cif"
+    path.write_text(PDCIF_RANGE)
+    p = read_pattern(path)
+    assert np.allclose(p.two_theta, [10.0, 10.1, 10.2, 10.3, 10.4]) and p.intensity.tolist() == [1, 2, 3, 4, 5]
+    assert p.sigma is None and p.wavelength is None  # the file does not say
+    assert read_pattern(_write(tmp_path, "a.xy", "10 1\n11 2\n")).wavelength is None
+
+
+@pytest.mark.parametrize("content, words", [
+    ("data_x\n_cell_length_a 5.0\n", "no powder pattern in the CIF"),
+    ("data_x\nloop_\n_pd_meas_counts_total\n1\n2\n", "no 2θ in the CIF"),
+    ("data_x\n_pd_meas_2theta_range_min 10\n_pd_meas_2theta_range_max 11\n_pd_meas_2theta_range_inc 0.1\n"
+     "loop_\n_pd_meas_counts_total\n1\n2\n", "end at 10.1, not at _pd_meas_2theta_range_max 11"),
+    ("data_x\nloop_\n_pd_meas_2theta_scan\n_pd_meas_counts_total\n10 1\n11 abc\n", "'abc' is not a number"),
+    ("data_x\nloop_\n_pd_meas_2theta_scan\n_pd_meas_counts_total\n10 1\n11\n", "not a readable CIF"),
+])
+def test_a_bad_powder_cif_is_refused_naming_the_file(tmp_path, content, words):
+    path = _write(tmp_path, "bad.cif", content)
+    with pytest.raises(PatternError) as caught:
+        read_pattern(path)
+    assert str(caught.value).startswith(f"{path}: ") and words in str(caught.value)
+
+
+def test_a_pattern_at_mo_ka1_becomes_the_same_crystal_at_cu_ka1():
+    """NaCl simulated at both wavelengths: the Mo peaks moved to Cu Kα1 are the Cu peaks, positions and
+    relative intensities (Lorentz-polarisation included)."""
+    from pymatgen.core import Lattice, Structure
+
+    from xrdcore.diffraction.pxrd import peak_list
+
+    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    mo = peak_list(nacl, wavelength="MoKa1", two_theta_range=(3.0, 60.0))
+    cu = peak_list(nacl, wavelength="CuKa1", two_theta_range=(5.0, 140.0))
+    pattern = MeasuredPattern(mo.two_theta, mo.intensity, None, Path("nacl-mo.cif"), wavelength=mo.wavelength)
+    moved = at_wavelength(pattern, cu.wavelength)
+    inside = (moved.two_theta >= 5.0) & (moved.two_theta <= 140.0)
+    assert inside.sum() == len(cu) >= 10
+    assert np.allclose(moved.two_theta[inside], cu.two_theta, atol=1e-6)
+    relative = moved.intensity[inside] / moved.intensity[inside].max()
+    assert np.allclose(relative, cu.intensity / cu.intensity.max(), rtol=1e-6)
+    assert moved.wavelength == cu.wavelength
+    with pytest.raises(PatternError, match="does not state its wavelength"):
+        at_wavelength(MeasuredPattern(mo.two_theta, mo.intensity, None, Path("a.xy")), 1.54)
+
+
+def _write(folder: Path, name: str, content: str) -> Path:
+    path = folder / name
+    path.write_text(content)
+    return path

@@ -25,7 +25,7 @@ from xrdcore.data.cache import CacheError, PeakCache
 from xrdcore.diffraction.profile import PeakBatch
 from xrdcore.diffraction.peaks import find_peaks
 from xrdcore.diffraction.plot import save_figure
-from xrdcore.diffraction.readers import read_pattern, resample
+from xrdcore.diffraction.readers import PatternError, read_pattern, resample
 from xrdcore.train.checkpoint import CheckpointError
 from xrdcore.train.inputs import InputSpec, scale_intensity
 from xrdcore.train.model import class_logits
@@ -130,6 +130,11 @@ def predict(run_dir: str | Path, pattern_path: str | Path, top: int = 5, outside
     run_dir = Path(run_dir)
     model, config, record = _load(run_dir, device)
     pattern = read_pattern(pattern_path)
+    if pattern.wavelength is not None:  # runs do not record theirs yet: refuse rather than guess
+        raise PatternError(f"{pattern.source}: the file states a wavelength of {pattern.wavelength:g} Å, and predict "
+                           "cannot yet move a pattern to the wavelength of the run's data; convert it first "
+                           "(xrdcore.diffraction.readers.at_wavelength, e.g. to CuKa1 = 1.54056 Å for the built-in "
+                           "data sets) and save it as .xy")
     grid = config.input.grid
     profile = resample(pattern, grid, outside=outside)
     two_theta = grid.values

@@ -1,5 +1,5 @@
-"""Measured powder patterns from text files (.xy, .xye, .csv, .txt, .dat), checked, and put on a
-model's 2θ grid.
+"""Measured powder patterns from text files (.xy, .xye, .csv, .txt, .dat) and powder CIFs (pdCIF),
+checked, moved to another wavelength, and put on a model's 2θ grid.
 
 Instrument exports differ in header lines, comment marks, delimiters, line ends and byte-order marks;
 their content does not: 2θ in degrees, intensity, and sometimes its standard uncertainty. Anything
@@ -9,6 +9,7 @@ pattern still answers, only wrongly.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ class MeasuredPattern:
     intensity: np.ndarray
     sigma: np.ndarray | None
     source: Path
+    wavelength: float | None = None
 
     def __post_init__(self):
         for name in ("two_theta", "intensity", "sigma"):
@@ -79,15 +81,104 @@ def read_pattern(path: str | os.PathLike) -> MeasuredPattern:
     """
     source = Path(path)
     text = _read_text(source)
+    if source.suffix.lower() == ".cif":
+        return _read_pdcif(source, text)
     allowed = COLUMNS.get(source.suffix.lower())
     if allowed is None:
         what = f"extension {source.suffix!r}" if source.suffix else "no extension"
-        raise _error(source, f"{what} is not a pattern format; read_pattern reads {', '.join(COLUMNS)}")
+        raise _error(source, f"{what} is not a pattern format; read_pattern reads {', '.join(COLUMNS)}, .cif")
     table, line_numbers = _parse_table(source, text, allowed)
     two_theta, intensity = table[:, 0], table[:, 1]
     sigma = table[:, 2] if table.shape[1] == 3 else None
     _check_values(source, two_theta, intensity, sigma, line_numbers)
     return MeasuredPattern(two_theta, intensity, sigma, source)
+
+
+def at_wavelength(pattern: MeasuredPattern, wavelength: float) -> MeasuredPattern:
+    """The pattern as it would be measured at ``wavelength`` (Å), from its own (``pattern.wavelength``).
+
+    Each point keeps its d-spacing (2θ' = 2 asin(λ'/λ · sin θ)); intensities are rescaled by the ratio
+    of the Lorentz-polarisation factors, as simulated patterns carry that factor. Points beyond 180°
+    at the new wavelength are dropped. Absorption and instrument broadening are not converted.
+    """
+    if pattern.wavelength is None:
+        raise _error(pattern.source, "the file does not state its wavelength; give it (e.g. --wavelength MoKa1)")
+    if not 0.01 <= wavelength <= 20:
+        raise ValueError(f"wavelength {wavelength} Å is outside 0.01-20 Å")
+    sin_theta = np.sin(np.radians(pattern.two_theta / 2)) * wavelength / pattern.wavelength
+    keep = sin_theta < 1
+    if keep.sum() < 2:
+        raise _error(pattern.source, f"no part of the pattern is reachable at {wavelength} Å")
+    theta_old = np.radians(pattern.two_theta[keep] / 2)
+    theta_new = np.arcsin(sin_theta[keep])
+    factor = _lorentz_polarisation(theta_new) / _lorentz_polarisation(theta_old)
+    sigma = None if pattern.sigma is None else pattern.sigma[keep] * factor
+    return MeasuredPattern(np.degrees(2 * theta_new), pattern.intensity[keep] * factor, sigma, pattern.source,
+                           wavelength)
+
+
+def _lorentz_polarisation(theta: np.ndarray) -> np.ndarray:
+    return (1 + np.cos(2 * theta) ** 2) / (np.sin(theta) ** 2 * np.cos(theta))
+
+
+#: pdCIF tags, in order of preference: 2θ of each point, and the intensity of each point
+_PD_TWO_THETA = ("_pd_meas_2theta_scan", "_pd_proc_2theta_corrected")
+_PD_RANGE = ("_pd_meas_2theta_range_min", "_pd_meas_2theta_range_max", "_pd_meas_2theta_range_inc")
+_PD_INTENSITY = ("_pd_meas_counts_total", "_pd_meas_intensity_total", "_pd_proc_intensity_total",
+                 "_pd_proc_intensity_net")
+
+
+def _read_pdcif(source: Path, text: str) -> MeasuredPattern:
+    """A powder CIF: 2θ from a scan loop or from range min/max/inc, the first intensity column that
+    the file has (counts, measured, processed total, net), su in parentheses as sigma, and the
+    wavelength from ``_diffrn_radiation_wavelength`` (the first one listed)."""
+    import gemmi
+
+    try:
+        document = gemmi.cif.read_string(text)
+    except Exception as exc:  # noqa: BLE001 - gemmi's parse errors carry the line
+        raise _error(source, f"not a readable CIF: {exc}") from None
+    block = next((b for b in document if any(b.find_values(t) for t in _PD_INTENSITY)), None)
+    if block is None:
+        raise _error(source, f"no powder pattern in the CIF: none of {', '.join(_PD_INTENSITY)} is there")
+    name = next(t for t in _PD_INTENSITY if block.find_values(t))
+    intensity, sigma = _cif_numbers(source, block.find_values(name), name)
+    scan = next((t for t in _PD_TWO_THETA if block.find_values(t)), None)
+    if scan is not None:
+        two_theta, _ = _cif_numbers(source, block.find_values(scan), scan)
+    elif all(block.find_value(t) for t in _PD_RANGE):
+        low, high, step = (gemmi.cif.as_number(block.find_value(t)) for t in _PD_RANGE)
+        two_theta = low + step * np.arange(len(intensity))
+        if not math.isclose(two_theta[-1], high, abs_tol=step / 2):
+            raise _error(source, f"{len(intensity)} intensities from {low:g} in steps of {step:g} end at "
+                                 f"{two_theta[-1]:g}, not at _pd_meas_2theta_range_max {high:g}")
+    else:
+        raise _error(source, f"no 2θ in the CIF: neither {' nor '.join(_PD_TWO_THETA)} nor {', '.join(_PD_RANGE)}")
+    if len(two_theta) != len(intensity):
+        raise _error(source, f"{len(two_theta)} 2θ values but {len(intensity)} intensities")
+    _check_values(source, two_theta, intensity, sigma, list(range(1, len(two_theta) + 1)))
+    stated = block.find_values("_diffrn_radiation_wavelength")
+    wavelength = gemmi.cif.as_number(stated[0]) if stated else None
+    if wavelength is not None and not (0.01 <= wavelength <= 20):
+        raise _error(source, f"_diffrn_radiation_wavelength {stated[0]} is not a wavelength in Å")
+    return MeasuredPattern(two_theta, intensity, sigma, source, wavelength)
+
+
+def _cif_numbers(source: Path, values, tag: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Numbers of a CIF column and their standard uncertainties ("123(4)" → 123, 4) where given."""
+    import gemmi
+
+    numbers, uncertainties = [], []
+    for value in values:
+        number = gemmi.cif.as_number(value)
+        if math.isnan(number):
+            raise _error(source, f"{tag}: {value!r} is not a number")
+        numbers.append(number)
+        match = re.fullmatch(r"[-+]?(\d*)\.?(\d*)(?:[eE][-+]?\d+)?\((\d+)\)", value.strip())
+        if match:
+            uncertainties.append(int(match.group(3)) * 10.0 ** -len(match.group(2)))
+    sigma = np.array(uncertainties) if len(uncertainties) == len(numbers) else None
+    return np.array(numbers, dtype=np.float64), sigma
 
 
 def resample(pattern: MeasuredPattern, grid: AngleGrid, *, outside: str = "error") -> np.ndarray:
