@@ -226,10 +226,33 @@ def test_cli_predict_prints_the_top_groups_and_writes_the_plot(tiny_run, simulat
     assert "not an xrdcore run directory" in capsys.readouterr().err
 
 
-def test_a_powder_cif_that_states_its_wavelength_is_refused_not_guessed(tiny_run, tmp_path):
-    scan = "\n".join(f"{5 + 0.05 * i:.2f} {100 + (i % 7)}" for i in range(1700))
-    path = tmp_path / "mo.cif"
-    path.write_text(f"data_mo\n_diffrn_radiation_wavelength 0.7093\nloop_\n_pd_meas_2theta_scan\n"
-                    f"_pd_meas_counts_total\n{scan}\n")
-    with pytest.raises(PatternError, match=r"mo\.cif: the file states a wavelength of 0\.7093 Å"):
-        predict(tiny_run, path)
+def test_a_mo_pattern_as_pdcif_or_xy_with_its_wavelength_answers_as_the_pattern_moved_to_cu(tiny_run, tmp_path):
+    """NaCl simulated at Mo Kα1: the pdCIF (which states it), the .xy with --wavelength, and the same
+    pattern moved to Cu Kα1 (the run's data) and saved as .xy give one answer."""
+    from pymatgen.core import Lattice, Structure
+
+    from xrdcore.diffraction.pxrd import peak_list
+    from xrdcore.diffraction.readers import at_wavelength
+
+    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    mo = peak_list(nacl, wavelength="MoKa1", two_theta_range=(2.0, 45.0))
+    grid = AngleGrid(2.0, 45.0, 0.01)
+    profile = render(PeakBatch.from_peak_lists([mo]), grid, caglioti=(0.0, 0.0, 0.002))[0].numpy()
+    rows = "\n".join(f"{t:.4f} {y:.6f}" for t, y in zip(grid.values, profile))
+    (tmp_path / "mo.cif").write_text(f"data_nacl\n_diffrn_radiation_wavelength 0.7093\nloop_\n_pd_meas_2theta_scan\n"
+                                     f"_pd_proc_intensity_total\n{rows}\n")
+    (tmp_path / "mo.xy").write_text(rows + "\n")
+    moved = at_wavelength(read_pattern(tmp_path / "mo.cif"), 1.54056)
+    (tmp_path / "cu.xy").write_text("\n".join(f"{t:.17g} {y:.17g}" for t, y in zip(moved.two_theta, moved.intensity)))
+    from_cif = predict(tiny_run, tmp_path / "mo.cif")
+    from_xy = predict(tiny_run, tmp_path / "mo.xy", wavelength="0.7093")
+    at_cu = predict(tiny_run, tmp_path / "cu.xy")
+    for p in (from_xy, at_cu):
+        assert [s.number for s in p.space_groups] == [s.number for s in from_cif.space_groups]
+        assert [s.probability for s in p.space_groups] == pytest.approx([s.probability for s in from_cif.space_groups],
+                                                                         abs=1e-6)
+    assert "0.7093 Å (from the file), moved to the run's data's 1.54056 Å" in format_prediction(from_cif)
+    assert "0.7093 Å (as given), moved to" in format_prediction(from_xy)
+    assert "not stated; taken to be the run's data's 1.54056 Å" in format_prediction(at_cu)
+    with pytest.raises(PatternError, match=r"mo\.cif: the file states 0\.7093 Å, the command says 1\.54056 Å"):
+        predict(tiny_run, tmp_path / "mo.cif", wavelength="CuKa1")

@@ -135,7 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("generate", help="candidate structures for a measured pattern from a generator run")
     p.add_argument("run_dir", help="a generator run directory (xrdcore train-generator, or bench runs/)")
-    p.add_argument("pattern", help="measured pattern: 2θ in degrees and intensity (.xy, .xye, .csv, .txt, .dat)")
+    p.add_argument("pattern", help="measured pattern: 2θ in degrees and intensity (.xy, .xye, .csv, .txt, .dat, "
+                   "or a powder CIF)")
+    p.add_argument("--wavelength", help="the pattern's wavelength, a line name (MoKa1) or Å, where the file does not "
+                   "state it; the pattern is moved to the run's wavelength (default: taken to be the run's)")
     p.add_argument("--composition", required=True, help="the cell content, e.g. Zn4O13C24H12")
     p.add_argument("-n", type=int, default=20, help="candidates to draw (default 20)")
     p.add_argument("--out", required=True, help="new directory for the ranked CIFs and ranking.json")
@@ -144,7 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("predict", help="space group of a measured pattern from a trained run")
     p.add_argument("run_dir", help="a training run directory (its best checkpoint is used)")
-    p.add_argument("pattern", help="measured pattern: 2θ in degrees and intensity (.xy, .xye, .csv, .txt, .dat)")
+    p.add_argument("pattern", help="measured pattern: 2θ in degrees and intensity (.xy, .xye, .csv, .txt, .dat, "
+                   "or a powder CIF)")
+    p.add_argument("--wavelength", help="the pattern's wavelength, a line name (MoKa1) or Å, where the file does not "
+                   "state it; the pattern is moved to the run's wavelength (default: taken to be the run's)")
     p.add_argument("--top", type=int, default=5, help="space groups to list (default 5)")
     p.add_argument("--outside", choices=["zero", "error"], default="zero",
                    help="grid points the measurement does not reach: 0 (default) or refuse the pattern")
@@ -598,7 +604,8 @@ def _generate(args) -> None:
 def _predict(args) -> None:
     from xrdcore.predict import format_prediction, plot_prediction, predict
 
-    prediction = predict(args.run_dir, args.pattern, top=args.top, outside=args.outside, device=args.device)
+    prediction = predict(args.run_dir, args.pattern, top=args.top, outside=args.outside, device=args.device,
+                         wavelength=args.wavelength)
     if args.plot:
         plot_prediction(prediction, args.plot)  # first, so the printout names the reference it drew
     print(format_prediction(prediction))

@@ -25,7 +25,8 @@ from xrdcore.data.cache import CacheError, PeakCache
 from xrdcore.diffraction.profile import PeakBatch
 from xrdcore.diffraction.peaks import find_peaks
 from xrdcore.diffraction.plot import save_figure
-from xrdcore.diffraction.readers import PatternError, read_pattern, resample
+from xrdcore.diffraction.radiation import wavelength as parse_wavelength
+from xrdcore.diffraction.readers import MeasuredPattern, PatternError, at_wavelength, read_pattern, resample
 from xrdcore.train.checkpoint import CheckpointError
 from xrdcore.train.inputs import InputSpec, scale_intensity
 from xrdcore.train.model import class_logits
@@ -110,16 +111,20 @@ class Prediction:
     profile: np.ndarray = field(repr=False)  # the measured pattern as the model saw it, maximum 1
     data_path: Path | None  # the run's training cache, as config.json records it
     data_key: str | None
+    #: how the pattern's wavelength was handled, printed with every result
+    wavelength_note: str = ""
     reference: Reference | None = None
     reference_note: str | None = None
 
 
 def predict(run_dir: str | Path, pattern_path: str | Path, top: int = 5, outside: str = "zero",
-            device: str = "cpu") -> Prediction:
+            device: str = "cpu", wavelength: str | float | None = None) -> Prediction:
     """Predict the space group of the pattern in ``pattern_path`` (2θ in degrees, intensity) with the
     best checkpoint of ``run_dir``: the ``top`` most probable space groups and every head's answer.
 
     ``outside="error"`` refuses a pattern that does not cover the whole grid (PatternError).
+    ``wavelength`` (a line name or Å) is the pattern's, where the file does not state it (a pdCIF
+    does); a pattern at another wavelength than the run's data is moved to it (:func:`at_wavelength`).
     Runs on ``peaks`` inputs get the peaks :func:`find_peaks` finds in the pattern within the run's
     2θ range (heights relative to the strongest; training used integrated intensities).
     """
@@ -129,12 +134,7 @@ def predict(run_dir: str | Path, pattern_path: str | Path, top: int = 5, outside
         raise ValueError(f"outside must be 'zero' or 'error', got {outside!r}")
     run_dir = Path(run_dir)
     model, config, record = _load(run_dir, device)
-    pattern = read_pattern(pattern_path)
-    if pattern.wavelength is not None:  # runs do not record theirs yet: refuse rather than guess
-        raise PatternError(f"{pattern.source}: the file states a wavelength of {pattern.wavelength:g} Å, and predict "
-                           "cannot yet move a pattern to the wavelength of the run's data; convert it first "
-                           "(xrdcore.diffraction.readers.at_wavelength, e.g. to CuKa1 = 1.54056 Å for the built-in "
-                           "data sets) and save it as .xy")
+    pattern, wavelength_note = _at_run_wavelength(read_pattern(pattern_path), wavelength, record, run_dir)
     grid = config.input.grid
     profile = resample(pattern, grid, outside=outside)
     two_theta = grid.values
@@ -189,7 +189,28 @@ def predict(run_dir: str | Path, pattern_path: str | Path, top: int = 5, outside
     data, encoder = record.get("data", {}), record["encoder"]["qualified_name"]
     return Prediction(run_dir, pattern.source, encoder, record["hierarchy"]["name"], scores, levels,
                       disagreements, coverage, warnings, config.input, two_theta, profile,
-                      Path(data["path"]) if data.get("path") else None, data.get("key"))
+                      Path(data["path"]) if data.get("path") else None, data.get("key"), wavelength_note)
+
+
+def _at_run_wavelength(pattern: MeasuredPattern, stated: str | float | None, record: dict,
+                       run_dir: Path) -> tuple[MeasuredPattern, str]:
+    """The pattern at the wavelength of the run's data, and a line saying what was done."""
+    given = None if stated is None else parse_wavelength(stated)
+    if given is not None and pattern.wavelength is not None and abs(given - pattern.wavelength) > 1e-4:
+        raise PatternError(f"{pattern.source}: the file states {pattern.wavelength:g} Å, the command says {given:g} Å")
+    own = pattern.wavelength if pattern.wavelength is not None else given
+    run = record.get("wavelength")
+    if own is None:
+        where = f"{run:g} Å" if run is not None else "its wavelength (not recorded by this run)"
+        return pattern, f"not stated; taken to be the run's data's {where} (--wavelength to say otherwise)"
+    source = "from the file" if pattern.wavelength is not None else "as given"
+    if run is None:
+        raise PatternError(f"{pattern.source}: the pattern is at {own:g} Å but {run_dir} does not record the "
+                           "wavelength of its data (a run from before wavelengths were recorded); retrain it")
+    if abs(own - run) <= 1e-4:
+        return replace(pattern, wavelength=own), f"{own:g} Å ({source}), the run's data's"
+    return (at_wavelength(replace(pattern, wavelength=own), run),
+            f"{own:g} Å ({source}), moved to the run's data's {run:g} Å (same d-spacings)")
 
 
 def _load(run_dir: Path, device: str):
@@ -320,6 +341,7 @@ def format_prediction(p: Prediction) -> str:
     (low, high), (first, last) = coverage.measured, coverage.grid
     lines = [f"run:      {p.run_dir} ({p.encoder}, hierarchy {p.hierarchy})",
              f"pattern:  {p.pattern}",
+             f"wavelength: {p.wavelength_note}",
              f"coverage: {coverage.fraction:.0%} of the model's 2θ grid {first:.2f}-{last:.2f}° (measured "
              f"{low:.2f}-{high:.2f}°" + ("; unmeasured points set to 0)" if coverage.fraction < 1 else ")")]
     lines += [f"warning:  {w}" for w in p.warnings]

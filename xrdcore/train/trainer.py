@@ -315,7 +315,8 @@ def _train(config, cache, out, device, dist, resume, progress, registry, inputs)
     metrics_file = out / "metrics.json"
     torch.manual_seed(config.seed)  # the initial weights
     model, description = build_model(config, registry)
-    record = {"format": RUN_FORMAT, "config": config.to_dict(), **description, "data": cache.describe()}
+    record = {"format": RUN_FORMAT, "config": config.to_dict(), **description, "data": cache.describe(),
+              "wavelength": _data_wavelength(cache)}
     config_file = out / "config.json"
     if config_file.exists():
         stored = _read_json(config_file)
@@ -480,6 +481,14 @@ def _stopped_early(config: TrainConfig, state: Mapping[str, Any]) -> bool:
     return (config.patience is not None and state["best_epoch"] is not None
             and state["epoch"] - state["best_epoch"] >= config.patience
             and state["epoch"] < state.get("epochs_planned", config.epochs))
+
+
+def _data_wavelength(cache: Any) -> float | None:
+    """The wavelength (Å) the cache's patterns were simulated at, which `predict` moves patterns to."""
+    from xrdcore.diffraction.radiation import wavelength
+
+    stated = cache.manifest.get("spec", {}).get("wavelength")
+    return None if stated is None else wavelength(stated)
 
 
 def _comparable(value: Any, key: str) -> Any:
