@@ -2,6 +2,7 @@
 PV-Lab thin-film patterns that cover part of the grid, the plot with and without the training data,
 and the refusals."""
 
+import csv
 import json
 import re
 import shutil
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+from xrdcore.cli import main
 from xrdcore.crystal import level, space_group
 from xrdcore.diffraction.profile import AngleGrid, PeakBatch, render
 from xrdcore.diffraction.readers import PatternError, read_pattern, resample
@@ -256,3 +258,30 @@ def test_a_mo_pattern_as_pdcif_or_xy_with_its_wavelength_answers_as_the_pattern_
     assert "not stated; taken to be the run's data's 1.54056 Å" in format_prediction(at_cu)
     with pytest.raises(PatternError, match=r"mo\.cif: the file states 0\.7093 Å, the command says 1\.54056 Å"):
         predict(tiny_run, tmp_path / "mo.cif", wavelength="CuKa1")
+
+
+def test_a_batch_answers_every_file_reports_a_bad_one_and_goes_on(tiny_run, simulated, tmp_path, capsys):
+    folder = tmp_path / "patterns"
+    folder.mkdir()
+    for name in ("a.xy", "b.xy"):
+        shutil.copy(simulated[0], folder / name)
+    (folder / "broken.xy").write_text("10 1\n11 oops\n")
+    (folder / "notes.md").write_text("not a pattern, not searched")
+    out = tmp_path / "answers.csv"
+    assert main(["predict", str(tiny_run), str(folder), "--top", "2", "--out", str(out)]) == 1  # one failed
+    printed = capsys.readouterr()
+    assert "broken.xy: line 2 has a non-numeric value 'oops'" in printed.err
+    assert "2 of 3 patterns answered" in printed.out
+    rows = list(csv.DictReader(out.open()))
+    assert [Path(r["file"]).name for r in rows] == ["a.xy", "b.xy", "broken.xy"]
+    single = predict(tiny_run, simulated[0], top=2)
+    for row in rows[:2]:
+        assert row["status"] == "ok" and int(row["space_group_1"]) == single.space_groups[0].number
+        assert float(row["probability_2"]) == pytest.approx(single.space_groups[1].probability, abs=1e-6)
+        assert row["crystal_system"] == next(lv.predicted for lv in single.levels if lv.level == "crystal_system")
+    assert rows[2]["status"] == "failed" and "non-numeric" in rows[2]["error"]
+    as_json = tmp_path / "answers.json"
+    assert main(["predict", str(tiny_run), str(folder / "*.xy"), str(simulated[0]), "--out", str(as_json)]) == 1
+    assert [Path(r["file"]).name for r in json.loads(as_json.read_text())] == ["a.xy", "b.xy", "broken.xy",
+                                                                                 "simulated.xy"]
+    assert main(["predict", str(tiny_run), str(folder / "a.xy"), str(folder / "b.xy"), "--plot", "x.png"]) == 2

@@ -135,10 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("generate", help="candidate structures for a measured pattern from a generator run")
     p.add_argument("run_dir", help="a generator run directory (xrdcore train-generator, or bench runs/)")
-    p.add_argument("pattern", help="measured pattern: 2θ in degrees and intensity (.xy, .xye, .csv, .txt, .dat, "
-                   "or a powder CIF)")
-    p.add_argument("--wavelength", help="the pattern's wavelength, a line name (MoKa1) or Å, where the file does not "
-                   "state it; the pattern is moved to the run's wavelength (default: taken to be the run's)")
+    p.add_argument("pattern", help="measured pattern: 2θ in degrees and intensity (.xy, .xye, .csv, .txt, .dat)")
     p.add_argument("--composition", required=True, help="the cell content, e.g. Zn4O13C24H12")
     p.add_argument("-n", type=int, default=20, help="candidates to draw (default 20)")
     p.add_argument("--out", required=True, help="new directory for the ranked CIFs and ranking.json")
@@ -147,8 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = commands.add_parser("predict", help="space group of a measured pattern from a trained run")
     p.add_argument("run_dir", help="a training run directory (its best checkpoint is used)")
-    p.add_argument("pattern", help="measured pattern: 2θ in degrees and intensity (.xy, .xye, .csv, .txt, .dat, "
-                   "or a powder CIF)")
+    p.add_argument("patterns", nargs="+", metavar="PATTERN", help="measured patterns: files (2θ in degrees and "
+                   "intensity: .xy, .xye, .csv, .txt, .dat, or a powder CIF), folders of them, or globs")
+    p.add_argument("--out", metavar="PATH", help="also write every pattern's answer to a .csv or .json file")
     p.add_argument("--wavelength", help="the pattern's wavelength, a line name (MoKa1) or Å, where the file does not "
                    "state it; the pattern is moved to the run's wavelength (default: taken to be the run's)")
     p.add_argument("--top", type=int, default=5, help="space groups to list (default 5)")
@@ -275,7 +273,7 @@ def _training_settings(args) -> tuple[dict, dict, dict]:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        args.run(args)
+        status = args.run(args)
     except BrokenPipeError:  # e.g. `xrdcore levels | head`
         return 0
     except Exception as exc:
@@ -284,7 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"xrdcore: error: {message}", file=sys.stderr)
         return 2
-    return 0
+    return status or 0
 
 
 def _plugins(args) -> None:
@@ -601,13 +599,50 @@ def _generate(args) -> None:
         print(f"  {row['rank']:3d}  score {row['score']:.3f}  space group {row['space_group']:3d}  {row['file']}")
 
 
-def _predict(args) -> None:
-    from xrdcore.predict import format_prediction, plot_prediction, predict
+def _predict(args) -> int:
+    """One pattern: the whole printout. Several: a line each; a file that fails is reported and
+    skipped, and the exit status is 1 if any failed."""
+    from pathlib import Path
 
-    prediction = predict(args.run_dir, args.pattern, top=args.top, outside=args.outside, device=args.device,
-                         wavelength=args.wavelength)
-    if args.plot:
-        plot_prediction(prediction, args.plot)  # first, so the printout names the reference it drew
-    print(format_prediction(prediction))
-    if args.plot:
-        print(f"plot: {args.plot}")
+    from xrdcore.predict import (
+        format_prediction,
+        pattern_files,
+        plot_prediction,
+        predict,
+        prediction_row,
+        write_rows,
+    )
+
+    files = pattern_files(args.patterns)
+    if args.plot and len(files) != 1:
+        raise ValueError(f"--plot draws one pattern; {len(files)} were given")
+    if args.out and Path(args.out).suffix.lower() not in (".csv", ".json"):
+        raise ValueError(f"{args.out}: --out writes .csv or .json")
+    options = dict(top=args.top, outside=args.outside, device=args.device, wavelength=args.wavelength)
+    if len(files) == 1 and not args.out:
+        prediction = predict(args.run_dir, files[0], **options)
+        if args.plot:
+            plot_prediction(prediction, args.plot)  # first, so the printout names the reference it drew
+        print(format_prediction(prediction))
+        if args.plot:
+            print(f"plot: {args.plot}")
+        return 0
+    rows, failed = [], 0
+    for path in files:
+        try:
+            p = predict(args.run_dir, path, **options)
+        except (ValueError, OSError) as exc:  # PatternError is a ValueError: report the file, go on
+            failed += 1
+            message = str(exc).splitlines()[0]
+            print(f"xrdcore: error: {message}", file=sys.stderr)
+            rows.append({"file": str(path), "status": "failed", "error": message})
+            continue
+        rows.append(prediction_row(p))
+        top = p.space_groups[0]
+        print(f"{path}: {top.symbol} (No. {top.number}, {top.probability:.3f}); wavelength {p.wavelength_note}")
+    if args.out:
+        write_rows(rows, Path(args.out))
+        print(f"{len(rows) - failed} of {len(rows)} patterns answered; results in {args.out}")
+    else:
+        print(f"{len(rows) - failed} of {len(rows)} patterns answered")
+    return 1 if failed else 0

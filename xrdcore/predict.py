@@ -12,19 +12,25 @@ the model's answer for this input, not calibrated confidences about the sample.
 
 from __future__ import annotations
 
+import csv
+import functools
+import glob
+import io
 import json
 import textwrap
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 from xrdcore.crystal import space_group
 from xrdcore.data.cache import CacheError, PeakCache
-from xrdcore.diffraction.profile import PeakBatch
 from xrdcore.diffraction.peaks import find_peaks
 from xrdcore.diffraction.plot import save_figure
+from xrdcore.diffraction.profile import PeakBatch
 from xrdcore.diffraction.radiation import wavelength as parse_wavelength
 from xrdcore.diffraction.readers import MeasuredPattern, PatternError, at_wavelength, read_pattern, resample
 from xrdcore.train.checkpoint import CheckpointError
@@ -133,7 +139,7 @@ def predict(run_dir: str | Path, pattern_path: str | Path, top: int = 5, outside
     if outside not in ("zero", "error"):
         raise ValueError(f"outside must be 'zero' or 'error', got {outside!r}")
     run_dir = Path(run_dir)
-    model, config, record = _load(run_dir, device)
+    model, config, record = _load_once(run_dir, device)
     pattern, wavelength_note = _at_run_wavelength(read_pattern(pattern_path), wavelength, record, run_dir)
     grid = config.input.grid
     profile = resample(pattern, grid, outside=outside)
@@ -211,6 +217,18 @@ def _at_run_wavelength(pattern: MeasuredPattern, stated: str | float | None, rec
         return replace(pattern, wavelength=own), f"{own:g} Å ({source}), the run's data's"
     return (at_wavelength(replace(pattern, wavelength=own), run),
             f"{own:g} Å ({source}), moved to the run's data's {run:g} Å (same d-spacings)")
+
+
+def _load_once(run_dir: Path, device: str):
+    """:func:`_load`, kept for the next pattern of a batch while the best checkpoint is unchanged."""
+    best = run_dir / "checkpoints" / "best.safetensors"
+    stamp = best.stat().st_mtime_ns if best.is_file() else None
+    return _loaded(str(run_dir.resolve()), device, stamp)
+
+
+@functools.lru_cache(maxsize=2)
+def _loaded(run_dir: str, device: str, stamp: int | None):
+    return _load(Path(run_dir), device)
 
 
 def _load(run_dir: Path, device: str):
@@ -333,6 +351,58 @@ def plot_prediction(p: Prediction, path: str | Path) -> Reference | None:
 def _plain(text: str) -> str:
     """Text shown as written: matplotlib reads $...$ as mathematics."""
     return text.replace("$", r"\$")
+
+
+#: extensions a folder given to ``xrdcore predict`` is searched for
+PATTERN_SUFFIXES = (".xy", ".xye", ".csv", ".txt", ".dat", ".cif")
+
+
+def pattern_files(specs: Sequence[str]) -> list[Path]:
+    """Files from command-line arguments: files as given, folders' pattern files (sorted), and globs."""
+    files: list[Path] = []
+    for spec in specs:
+        path = Path(spec)
+        if path.is_dir():
+            files += sorted(f for f in path.iterdir() if f.suffix.lower() in PATTERN_SUFFIXES and f.is_file())
+        elif any(c in spec for c in "*?[") and not path.exists():
+            matches = sorted(Path(m) for m in glob.glob(spec, recursive=True))
+            if not matches:
+                raise PatternError(f"{spec}: no file matches")
+            files += matches
+        else:
+            files.append(path)
+    return files
+
+
+def prediction_row(p: Prediction) -> dict[str, Any]:
+    """One pattern's answer as a flat row (CSV/JSON of a batch)."""
+    row: dict[str, Any] = {"file": str(p.pattern), "status": "ok", "error": "", "wavelength": p.wavelength_note,
+                           "coverage": round(p.coverage.fraction, 4)}
+    for k, score in enumerate(p.space_groups, 1):
+        row[f"space_group_{k}"], row[f"symbol_{k}"], row[f"probability_{k}"] = (score.number, score.symbol,
+                                                                               round(score.probability, 6))
+    for level in p.levels:
+        if level.level != "space_group":
+            row[level.level] = level.predicted
+            row[f"{level.level}_agrees"] = level.agrees
+    return row
+
+
+def write_rows(rows: list[dict[str, Any]], path: Path) -> None:
+    """A batch's rows as CSV (columns: the union, in first-seen order) or JSON, by the file's suffix."""
+    from xrdcore.storage import atomic_write_json, atomic_write_text
+
+    if path.suffix.lower() == ".json":
+        atomic_write_json(path, rows)
+        return
+    if path.suffix.lower() != ".csv":
+        raise ValueError(f"{path}: write results as .csv or .json")
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buffer.getvalue())
 
 
 def format_prediction(p: Prediction) -> str:
