@@ -422,8 +422,8 @@ def baselines(cache: Any, train: np.ndarray, test: np.ndarray) -> dict[str, Any]
 def compare_rows(out: Path, runs: list[dict[str, Any]], reference: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Per-structure correctness of every row (mean over its finished seeds), each row's bootstrap
     interval of top-1 and whether it beats the majority class; then a paired bootstrap test of
-    every row and baseline against the best row (and McNemar's where both are single runs). Adds ``top1_ci95``, ``p_vs_majority`` and
-    ``learned`` to the rows; returns the ``significance`` list."""
+    every row and baseline against the best row (and McNemar's where both are single runs). Adds
+    ``top1_ci95``, ``p_vs_majority`` and ``learned`` to the rows; returns the ``significance`` list."""
     from xrdcore.bench.significance import bootstrap_interval, correctness, mcnemar, paired_bootstrap
 
     true = reference["true"]

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from xrdcore.diffraction.radiation import wavelength as parse_wavelength
+
 if TYPE_CHECKING:
     from xrdcore.diffraction.profile import AngleGrid
 
@@ -94,8 +96,8 @@ def read_pattern(path: str | os.PathLike) -> MeasuredPattern:
     return MeasuredPattern(two_theta, intensity, sigma, source)
 
 
-def at_wavelength(pattern: MeasuredPattern, wavelength: float) -> MeasuredPattern:
-    """The pattern as it would be measured at ``wavelength`` (Å), from its own (``pattern.wavelength``).
+def at_wavelength(pattern: MeasuredPattern, wavelength: str | float) -> MeasuredPattern:
+    """The pattern as it would be measured at ``wavelength`` (Å or a line name), from its own (``pattern.wavelength``).
 
     Each point keeps its d-spacing (2θ' = 2 asin(λ'/λ · sin θ)); intensities are rescaled by the ratio
     of the Lorentz-polarisation factors, as simulated patterns carry that factor. Points beyond 180°
@@ -103,8 +105,7 @@ def at_wavelength(pattern: MeasuredPattern, wavelength: float) -> MeasuredPatter
     """
     if pattern.wavelength is None:
         raise _error(pattern.source, "the file does not state its wavelength; give it (e.g. --wavelength MoKa1)")
-    if not 0.01 <= wavelength <= 20:
-        raise ValueError(f"wavelength {wavelength} Å is outside 0.01-20 Å")
+    wavelength = parse_wavelength(wavelength)
     sin_theta = np.sin(np.radians(pattern.two_theta / 2)) * wavelength / pattern.wavelength
     keep = sin_theta < 1
     if keep.sum() < 2:
@@ -158,9 +159,10 @@ def _read_pdcif(source: Path, text: str) -> MeasuredPattern:
         raise _error(source, f"{len(two_theta)} 2θ values but {len(intensity)} intensities")
     _check_values(source, two_theta, intensity, sigma, list(range(1, len(two_theta) + 1)))
     stated = block.find_values("_diffrn_radiation_wavelength")
-    wavelength = gemmi.cif.as_number(stated[0]) if stated else None
-    if wavelength is not None and not (0.01 <= wavelength <= 20):
-        raise _error(source, f"_diffrn_radiation_wavelength {stated[0]} is not a wavelength in Å")
+    try:
+        wavelength = parse_wavelength(gemmi.cif.as_number(stated[0])) if stated else None
+    except ValueError as exc:
+        raise _error(source, f"_diffrn_radiation_wavelength {stated[0]}: {exc}") from None
     return MeasuredPattern(two_theta, intensity, sigma, source, wavelength)
 
 
