@@ -1,11 +1,21 @@
 """Shared by the core's tests: small input settings and a tiny model trained on the MP-20 sample
 (``mp20_cache``, from the repository's conftest.py)."""
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 
 #: a fast, small input: 5–90° at 0.05° (1,700 points), Gaussian peaks
 TINY_INPUT = {"two_theta": (5.0, 90.0, 0.05)}
 TINY_RCNET = {"blocks": 2, "kernel_size": 5, "channels": (8,)}
+#: finer than the tiny run's 0.05° grid, as a measurement would be: 5-90° at 0.01°
+FINE = (5.0, 90.0, 0.01)
+
+
+def write_xy(path: Path, two_theta: np.ndarray, intensity: np.ndarray) -> Path:
+    np.savetxt(path, np.column_stack([two_theta, intensity]), fmt="%.4f %.6g", header="2theta intensity")
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -18,3 +28,18 @@ def tiny_run(mp20_cache, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "rcnet"
     train(config, mp20_cache, out, device="cpu", progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def simulated(tiny_run, mp20_cache, tmp_path_factory):
+    """The profile of the first training structure rendered with the run's peak shape on a 0.01° grid,
+    as an .xy file, and that structure's index in the cache."""
+    from xrdcore.diffraction.profile import AngleGrid, PeakBatch, render
+    from xrdcore.train import load_run
+
+    spec = load_run(tiny_run)[1].input
+    index = int(mp20_cache.indices("train")[0])
+    fine = AngleGrid(*FINE)
+    profile = render(PeakBatch.from_peak_lists([mp20_cache.peaks(index)]), fine, shape=spec.shape,
+                     caglioti=spec.caglioti, eta=spec.eta)[0].numpy()
+    return write_xy(tmp_path_factory.mktemp("predict") / "simulated.xy", fine.values, profile), index

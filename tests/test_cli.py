@@ -45,7 +45,7 @@ def test_labels_table(capsys):
 @pytest.mark.parametrize("argv, message", [
     (["labels", "Fm3m"], "unknown space-group symbol 'Fm3m'; did you mean Fm-3m"),
     (["labels", "231"], "space-group number must be 1-230, got 231"),
-    (["list", "models"], "unknown component kind 'models'"),
+    (["list", "potentials"], "unknown component kind 'potentials'"),
     (["levels", "point_grup"], "Unknown level 'point_grup'. Did you mean 'point_group'"),
 ])
 def test_errors_are_one_line_with_status_2(capsys, argv, message):

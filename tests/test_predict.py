@@ -16,20 +16,15 @@ from xrdcore.cli import main
 from xrdcore.crystal import level, space_group
 from xrdcore.diffraction.profile import AngleGrid, PeakBatch, render
 from xrdcore.diffraction.readers import PatternError, read_pattern, resample
-from xrdcore.predict import format_prediction, nearest_reference, plot_prediction, predict
+from xrdcore.predict import SUPERCLASS_LEVELS, format_prediction, nearest_reference, plot_prediction, predict
 from xrdcore.train import RunError, load_run
+from tests.conftest import write_xy
 
 PVLAB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pvlab_thinfilm_xy"
 FILM = PVLAB / "I4Imcm" / "0% Sn 100%Pb Perovskite at 0.5M 4to1 dmftodmso.xy"  # 10.000-80.014°
 CLOSE_UP = PVLAB / "pm-3m" / "0.65M DT perovskite 14 deg peak.xy"  # 13.75-14.40°
 needs_pvlab = pytest.mark.skipif(not FILM.is_file(), reason=f"shared data folder {PVLAB} is absent")
 PNG = b"\x89PNG\r\n\x1a\n"
-FINE = AngleGrid(5.0, 90.0, 0.01)  # finer than the run's 0.05° grid, as a measurement would be
-
-
-def write_xy(path: Path, two_theta: np.ndarray, intensity: np.ndarray) -> Path:
-    np.savetxt(path, np.column_stack([two_theta, intensity]), fmt="%.4f %.6g", header="2theta intensity")
-    return path
 
 
 def record(run_dir: Path) -> dict:
@@ -50,19 +45,8 @@ def copy_run(run_dir: Path, to: Path, *, skip: tuple[str, ...] = (), **changes) 
 
 
 @pytest.fixture(scope="module")
-def simulated(tiny_run, mp20_cache, tmp_path_factory):
-    """The profile of the first training structure rendered with the run's peak shape on a 0.01° grid,
-    as an .xy file, and that structure's index in the cache."""
-    spec = load_run(tiny_run)[1].input
-    index = int(mp20_cache.indices("train")[0])
-    profile = render(PeakBatch.from_peak_lists([mp20_cache.peaks(index)]), FINE, shape=spec.shape,
-                     caglioti=spec.caglioti, eta=spec.eta)[0].numpy()
-    return write_xy(tmp_path_factory.mktemp("predict") / "simulated.xy", FINE.values, profile), index
-
-
-@pytest.fixture(scope="module")
 def prediction(tiny_run, simulated):
-    return predict(tiny_run, simulated[0], top=5)
+    return predict(tiny_run, simulated[0], top=5, background="none")
 
 
 def test_simulated_training_pattern(tiny_run, mp20_cache, simulated, prediction):
@@ -87,11 +71,18 @@ def test_simulated_training_pattern(tiny_run, mp20_cache, simulated, prediction)
     assert all(s.symbol == space_group(s.number).symbol for s in p.space_groups)
 
     top1 = p.space_groups[0].number
-    assert [row.level for row in p.levels] == run["hierarchy"]["levels"]
+    heads = run["hierarchy"]["levels"]
+    assert [row.level for row in p.levels] == heads + [n for n in SUPERCLASS_LEVELS if n not in heads]
+    assert all(row.head == (row.level in heads) for row in p.levels)
     disagreeing = []
     for row in p.levels:
         lv = level(row.level)
-        own = int(logits[row.level][0].argmax())
+        if not row.head:  # summed over the space-group head
+            summed = np.bincount(lv.table, weights=sg.numpy().astype(np.float64), minlength=len(lv))
+            own = int(summed.argmax())
+            assert row.probability == pytest.approx(summed[own], rel=1e-5)
+        else:
+            own = int(logits[row.level][0].argmax())
         of_top1 = int(lv.index(np.array([top1]))[0])
         assert (row.predicted, row.of_top_space_group) == (lv.classes[own], lv.classes[of_top1])
         if own != of_top1:
@@ -199,7 +190,7 @@ def test_refusals(tiny_run, simulated, tmp_path):
     images = copy_run(tiny_run, tmp_path / "images", input_kind="images")
     with pytest.raises(RunError, match=f"^{re.escape(str(images))}: .*simulated diffraction images"):
         predict(images, pattern)
-    for bad in (tmp_path / "missing.xy", write_xy(tmp_path / "flat.xy", FINE.values[:10], np.ones(10))):
+    for bad in (tmp_path / "missing.xy", write_xy(tmp_path / "flat.xy", np.arange(5.0, 5.1, 0.01), np.ones(10))):
         with pytest.raises(PatternError) as caught:
             predict(tiny_run, bad)
         assert str(caught.value).startswith(f"{bad}: ")
@@ -285,3 +276,31 @@ def test_a_batch_answers_every_file_reports_a_bad_one_and_goes_on(tiny_run, simu
     assert [Path(r["file"]).name for r in json.loads(as_json.read_text())] == ["a.xy", "b.xy", "broken.xy",
                                                                                  "simulated.xy"]
     assert main(["predict", str(tiny_run), str(folder / "a.xy"), str(folder / "b.xy"), "--plot", "x.png"]) == 2
+
+
+def test_same_absences_are_listed_with_their_probabilities(tiny_run):
+    """P2/m (No. 10) shares its lattice and absences with P2 and Pm: whatever the model answers, the
+    groups listed are exactly the others of the top group's extinction class, most probable first."""
+    p = predict(tiny_run, FILM, top=230)
+    best = p.space_groups[0].number
+    absences = level("extinction_class_any_setting")
+    expected = set(absences.members(int(absences.index(best)))) - {best}
+    assert {s.number for s in p.alternatives} == expected
+    probability = {s.number: s.probability for s in p.space_groups}
+    assert [s.probability for s in p.alternatives] == sorted((probability[n] for n in expected), reverse=True)
+    assert set(level("extinction_class_any_setting").members(int(absences.index(10)))) == {3, 6, 10}
+
+
+def test_background_auto_answers_a_pattern_on_a_hump_like_the_clean_one(tiny_run, simulated, tmp_path):
+    table = np.loadtxt(simulated[0])
+    hump = 0.3 * np.exp(-0.5 * ((table[:, 0] - 25) / 6) ** 2) + 0.05  # an amorphous hump and a floor
+    humped = write_xy(tmp_path / "humped.xy", table[:, 0], table[:, 1] + hump * table[:, 1].max())
+    clean = predict(tiny_run, simulated[0], background="none")
+    auto, raw = predict(tiny_run, humped), predict(tiny_run, humped, background="none")
+    assert "SNIP" in auto.background_note and "background: auto (SNIP" in format_prediction(auto)
+
+    def cosine(a, b):
+        return a.dot(b) / np.linalg.norm(a) / np.linalg.norm(b)
+
+    assert cosine(auto.profile, clean.profile) > 0.97 > cosine(raw.profile, clean.profile)
+    assert auto.space_groups[0].number == clean.space_groups[0].number

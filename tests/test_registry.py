@@ -111,6 +111,10 @@ class EveryKind:
     def register_datasets(self, register):
         register("rocksalt", RockSaltDataset)
 
+    @hookimpl
+    def register_models(self, register):  # created from a real packaged run in tests/test_zoo.py
+        register("packaged", "xrdcore.zoo:PretrainedModel.from_folder")
+
 
 def test_builtins_are_registered_through_the_hooks():
     registry = Registry(entry_points=[])
@@ -131,6 +135,7 @@ def test_every_hook_reaches_the_registry_and_builds_real_components():
     assert [r.id for r in records] == ["nacl-0", "nacl-1"]
     volumes = registry.create("simulator", "volume").simulate([r.structure for r in records])
     assert volumes[0, 0].item() == pytest.approx(5.64 ** 3 / 8)
+    assert registry.names("models") == ["packaged"]
     generator = registry.create("generator", "scaled-copy", seed_structure=records[0].structure)
     candidates = generator.sample(torch.zeros(1), "NaCl", 3)
     target = records[0].structure.copy().scale_lattice(records[0].structure.volume * 1.1)
@@ -156,7 +161,7 @@ def test_unknown_names_suggest_close_matches():
     with pytest.raises(UnknownComponentError, match=r"Did you mean 'multilevel'\?.*Available: flat, multilevel"):
         registry.create("label_hierarchy", "multilevle")
     with pytest.raises(ValueError, match="unknown component kind"):
-        registry.names("models")
+        registry.names("potentials")
 
 
 def test_precedence_between_builtins_and_third_parties():

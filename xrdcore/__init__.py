@@ -27,7 +27,7 @@ __all__ = [
     "AmbiguousComponentError", "ComponentError", "PluginError", "Registry", "UnknownComponentError",
     "create_dataset", "create_encoder", "create_generator", "create_hierarchy", "create_scheduler",
     "create_simulator", "get_registry", "list_datasets", "list_encoders", "list_generators",
-    "list_hierarchies", "list_schedulers", "list_simulators", "reload_plugins",
+    "list_hierarchies", "list_models", "list_schedulers", "list_simulators", "load_model", "reload_plugins",
 ]
 
 _registry: Registry | None = None
@@ -94,3 +94,14 @@ def list_datasets(pattern: str = "*") -> list[str]:
 
 def create_dataset(name: str, /, **kwargs: Any):
     return get_registry().create("dataset", name, **kwargs)
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Pretrained models installed (``xrdcore models`` prints their cards' facts)."""
+    return get_registry().names("model", pattern)
+
+
+def load_model(name: str, /):
+    """A pretrained model by name, its weights checked against their sha256: ``.predict(path)``,
+    ``.load()`` for the torch module, ``.card`` and ``.card_text`` (:mod:`xrdcore.zoo`)."""
+    return get_registry().create("model", name)

@@ -44,3 +44,9 @@ def register_generators(register):
 @hookspec
 def register_datasets(register):
     """Register structure data sets with provenance (:class:`xrdcore.interfaces.StructureDataset`)."""
+
+
+@hookspec
+def register_models(register):
+    """Register pretrained models (:class:`xrdcore.zoo.PretrainedModel`); the factory is usually
+    ``xrdcore.zoo.packaged("your_package", "models/NAME")``, a folder shipped as package data."""

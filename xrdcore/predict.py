@@ -5,9 +5,11 @@ group, and the nearest training structure of that group to compare the pattern w
 The pattern is preprocessed like the run's training inputs: put on the run's 2θ grid (degrees) and
 divided by its maximum; grid points the measurement does not reach are 0 (``outside="zero"``) and
 the output says how much of the grid was measured. Training profiles were rendered from simulated
-peak lists with the run's peak shape; a measured pattern also has background, noise, preferred
-orientation and its instrument's peak shapes, none of which is removed here. The probabilities are
-the model's answer for this input, not calibrated confidences about the sample.
+peak lists with the run's peak shape; a measured pattern also has background (subtracted by SNIP
+unless ``background="none"``), noise, preferred orientation and its instrument's peak shapes, which
+are not removed. The probabilities are the model's answer for this input, not calibrated
+confidences about the sample. Levels the model has no head for (a flat model's crystal system) are
+answered by summing the space-group probabilities.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import glob
 import io
 import json
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -27,7 +29,9 @@ import numpy as np
 import torch
 
 from xrdcore.crystal import space_group
+from xrdcore.crystal.levels import level
 from xrdcore.data.cache import CacheError, PeakCache
+from xrdcore.diffraction.background import BACKGROUNDS, subtract_background
 from xrdcore.diffraction.peaks import find_peaks
 from xrdcore.diffraction.plot import save_figure
 from xrdcore.diffraction.profile import PeakBatch
@@ -45,6 +49,9 @@ MIN_COVERAGE = 0.5
 EDGE_WINDOW = 0.2
 #: training profiles rendered at a time when searching the nearest reference
 RENDER_BATCH = 256
+#: levels every answer reports, from the model's head where it has one, else summed over the
+#: space-group probabilities
+SUPERCLASS_LEVELS = ("crystal_system", "lattice_system", "centring", "bravais", "point_group", "laue_class")
 #: how a class of each level reads after "has": "has crystal system monoclinic"
 _NOUNS = {"crystal_system": "crystal system", "lattice_system": "lattice system", "centring": "centring",
           "bravais": "Bravais lattice", "point_group": "point group", "laue_class": "Laue class",
@@ -69,6 +76,8 @@ class LevelPrediction:
     probability: float
     of_top_space_group: str
     top_space_group_probability: float
+    #: the model has a head for this level; else its probabilities are summed over the space groups
+    head: bool = True
 
     @property
     def agrees(self) -> bool:
@@ -119,83 +128,172 @@ class Prediction:
     data_key: str | None
     #: how the pattern's wavelength was handled, printed with every result
     wavelength_note: str = ""
+    #: what was done about the pattern's background
+    background_note: str = ""
+    #: the other space groups of the top one's extinction class (in any setting: an unindexed powder
+    #: pattern's axes are unknown), most probable first: same lattice system and systematic absences,
+    #: so the reflections present cannot tell them apart, only their intensities may
+    alternatives: list[SpaceGroupScore] = field(default_factory=list)
+    #: the packaged model's name, where the run is one (``--model``)
+    model: str | None = None
     reference: Reference | None = None
     reference_note: str | None = None
 
 
 def predict(run_dir: str | Path, pattern_path: str | Path, top: int = 5, outside: str = "zero",
-            device: str = "cpu", wavelength: str | float | None = None) -> Prediction:
+            device: str = "cpu", wavelength: str | float | None = None, background: str = "auto",
+            model_name: str | None = None) -> Prediction:
     """Predict the space group of the pattern in ``pattern_path`` (2θ in degrees, intensity) with the
-    best checkpoint of ``run_dir``: the ``top`` most probable space groups and every head's answer.
+    best checkpoint of ``run_dir``: the ``top`` most probable space groups, every level's answer, and
+    the space groups the pattern's absences cannot tell from the top one.
 
     ``outside="error"`` refuses a pattern that does not cover the whole grid (PatternError).
     ``wavelength`` (a line name or Å) is the pattern's, where the file does not state it (a pdCIF
-    does); a pattern at another wavelength than the run's data is moved to it (:func:`at_wavelength`).
-    Runs on ``peaks`` inputs get the peaks :func:`find_peaks` finds in the pattern within the run's
-    2θ range (heights relative to the strongest; training used integrated intensities).
+    does); a pattern at another wavelength than the run's data is moved to it (:func:`at_wavelength`),
+    and refused if it then covers less than half the model's grid. ``background="auto"`` subtracts
+    a SNIP background (:mod:`xrdcore.diffraction.background`), ``"none"`` leaves it. Runs on
+    ``peaks`` inputs get the peaks :func:`find_peaks` finds in the pattern within the run's 2θ range
+    (heights relative to the strongest; training used integrated intensities). ``model_name`` is
+    the name of a packaged model, for the printout.
     """
+    result = next(predict_many(run_dir, [pattern_path], top=top, outside=outside, device=device,
+                               wavelength=wavelength, background=background, model_name=model_name))
+    if isinstance(result, Exception):
+        raise result
+    return result
+
+
+#: patterns put through the model at once by :func:`predict_many`
+BATCH = 64
+
+
+def predict_many(run_dir: str | Path, pattern_paths: Sequence[str | Path], top: int = 5,
+                 outside: str = "zero", device: str = "cpu", wavelength: str | float | None = None,
+                 background: str = "auto", model_name: str | None = None) -> Iterator[Prediction | Exception]:
+    """:func:`predict` for many files, the model run on batches of them: yields for each file, in
+    order, its Prediction, or the PatternError/OSError/ValueError that stopped it (the others go on)."""
     if isinstance(top, bool) or not isinstance(top, int) or top < 1:
         raise ValueError(f"top must be a positive integer, got {top!r}")
     if outside not in ("zero", "error"):
         raise ValueError(f"outside must be 'zero' or 'error', got {outside!r}")
+    if background not in BACKGROUNDS:
+        raise ValueError(f"background must be one of {', '.join(BACKGROUNDS)}, got {background!r}")
     run_dir = Path(run_dir)
     model, config, record = _load_once(run_dir, device)
-    pattern, wavelength_note = _at_run_wavelength(read_pattern(pattern_path), wavelength, record, run_dir)
+    for start in range(0, len(pattern_paths), BATCH):
+        prepared: list[_Prepared | Exception] = []
+        for path in pattern_paths[start:start + BATCH]:
+            try:
+                prepared.append(_prepare(path, config, record, run_dir, outside, wavelength, background))
+            except (ValueError, OSError) as exc:  # PatternError is a ValueError
+                prepared.append(exc)
+        good = [p for p in prepared if isinstance(p, _Prepared)]
+        probabilities = iter(_probabilities(model, config, good))
+        for item in prepared:
+            yield item if isinstance(item, Exception) else _answer(item, next(probabilities), model, config,
+                                                                   record, run_dir, top, model_name)
+
+
+@dataclass
+class _Prepared:
+    """One pattern read, at the run's wavelength, background handled, on the model's grid."""
+
+    pattern: MeasuredPattern
+    profile: np.ndarray  # on the grid, maximum 1
+    coverage: Coverage
+    wavelength_note: str
+    background_note: str
+
+
+def _prepare(path, config, record, run_dir, outside, wavelength, background) -> _Prepared:
+    read = read_pattern(path)
+    pattern, wavelength_note = _at_run_wavelength(read, wavelength, record, run_dir)
+    pattern, background_note = subtract_background(pattern, background)
     grid = config.input.grid
     profile = resample(pattern, grid, outside=outside)
-    two_theta = grid.values
     measured = (float(pattern.two_theta[0]), float(pattern.two_theta[-1]))
-    coverage = Coverage(float(_covered(two_theta, measured, grid.step).mean()), measured,
-                        (float(two_theta[0]), float(two_theta[-1])))
+    coverage = Coverage(float(_covered(grid.values, measured, grid.step).mean()), measured,
+                        (float(grid.values[0]), float(grid.values[-1])))
+    if pattern is not read and pattern.wavelength != read.wavelength and coverage.fraction < MIN_COVERAGE:
+        raise PatternError(f"{read.source}: moved to the run's {pattern.wavelength:g} Å the pattern covers "
+                           f"{measured[0]:.2f}-{measured[1]:.2f}° 2θ, {coverage.fraction:.0%} of the model's "
+                           f"grid {grid.start:g}-{grid.stop:g}°: too little to answer (measure a wider range)")
+    return _Prepared(pattern, profile, coverage, wavelength_note, background_note)
 
+
+def _probabilities(model, config, prepared: list[_Prepared]) -> list[dict[str, np.ndarray]]:
+    """Every head's softmax for each prepared pattern; profiles go through the model together."""
+    if not prepared:
+        return []
     device = next(model.parameters()).device
-    if config.input.kind == "peaks":  # the peaks of the measured pattern inside the run's range
-        inside = (pattern.two_theta >= grid.start) & (pattern.two_theta <= grid.stop)
-        found = find_peaks(pattern.two_theta[inside], pattern.intensity[inside])
-        intensity = torch.tensor(found.intensity / 100.0, dtype=torch.float32, device=device)[None]
-        inputs = {"two_theta": torch.tensor(found.two_theta, dtype=torch.float32, device=device)[None],
-                  "intensity": scale_intensity(intensity, config.input.intensity),
-                  "mask": torch.ones(1, len(found), dtype=torch.bool, device=device)}
-    else:
-        inputs = scale_intensity(torch.from_numpy(profile)[None].to(device), config.input.intensity)
+    if config.input.kind == "peaks":  # peak lists differ in length: one at a time
+        return [probabilities for p in prepared for probabilities in _probabilities_of(model, _peak_inputs(p, config, device))]
+    profiles = torch.from_numpy(np.stack([p.profile for p in prepared])).to(device)
+    return _probabilities_of(model, scale_intensity(profiles, config.input.intensity))
+
+
+def _probabilities_of(model, inputs) -> list[dict[str, np.ndarray]]:
     with torch.no_grad():
         _, logits = model(inputs)
-    probabilities = {name: torch.softmax(class_logits(v)[0].float(), dim=0).cpu().numpy() for name, v in logits.items()}
+    scores = {name: torch.softmax(class_logits(v).float(), dim=1).cpu().numpy() for name, v in logits.items()}
+    return [{name: v[i] for name, v in scores.items()} for i in range(len(next(iter(scores.values()))))]
 
+
+def _peak_inputs(p: _Prepared, config, device) -> dict[str, torch.Tensor]:
+    """The peaks of the measured pattern inside the run's range, as the run's peak inputs."""
+    grid = config.input.grid
+    inside = (p.pattern.two_theta >= grid.start) & (p.pattern.two_theta <= grid.stop)
+    found = find_peaks(p.pattern.two_theta[inside], p.pattern.intensity[inside])
+    intensity = torch.tensor(found.intensity / 100.0, dtype=torch.float32, device=device)[None]
+    return {"two_theta": torch.tensor(found.two_theta, dtype=torch.float32, device=device)[None],
+            "intensity": scale_intensity(intensity, config.input.intensity),
+            "mask": torch.ones(1, len(found), dtype=torch.bool, device=device)}
+
+
+def _answer(p: _Prepared, probabilities: dict[str, np.ndarray], model, config, record, run_dir: Path,
+            top: int, model_name: str | None) -> Prediction:
     sg_level = model.hierarchy["space_group"]
     sg_probability = probabilities["space_group"]
-    scores = []
-    for i in np.argsort(-sg_probability, kind="stable")[:top]:
-        number = sg_level.members(int(i))[0]
-        scores.append(SpaceGroupScore(number, space_group(number).symbol, float(sg_probability[i])))
+    table = sg_level.table  # a class's probability shared among its space groups
+    by_number = sg_probability[table] / np.bincount(table, minlength=len(sg_level))[table]
+    scores = [SpaceGroupScore(int(n) + 1, space_group(int(n) + 1).symbol, float(by_number[n]))
+              for n in np.argsort(-by_number, kind="stable")[:top]]
     best = scores[0]
 
     levels, disagreements = [], []
-    for lv in model.hierarchy.levels:
-        probability = probabilities[lv.name]
+    heads = {lv.name: lv for lv in model.hierarchy.levels}
+    for name in dict.fromkeys([*heads, *SUPERCLASS_LEVELS]):
+        lv = heads.get(name) or level(name)
+        probability = probabilities[name] if name in heads else np.bincount(
+            lv.table, weights=by_number, minlength=len(lv))  # summed over the space-group head
         own, of_best = int(np.argmax(probability)), int(lv.index(best.number))
-        row = LevelPrediction(lv.name, lv.classes[own], float(probability[own]), lv.classes[of_best],
-                              float(probability[of_best]))
+        row = LevelPrediction(name, lv.classes[own], float(probability[own]), lv.classes[of_best],
+                              float(probability[of_best]), name in heads)
         levels.append(row)
         if not row.agrees:
             members = np.array(lv.members(own))
-            alternative = int(members[np.argmax(sg_probability[sg_level.index(members)])])
-            noun = _NOUNS.get(lv.name, lv.name.replace("_", " "))
+            alternative = int(members[np.argmax(by_number[members - 1])])
+            noun = _NOUNS.get(name, name.replace("_", " "))
             disagreements.append(
-                f"{lv.name} head says {_class(row.predicted)} ({row.probability:.2f}), but the top space "
-                f"group {best.symbol} (No. {best.number}) has {noun} {_class(row.of_top_space_group)} "
-                f"({row.top_space_group_probability:.2f} by this head); the most probable space group with "
-                f"{noun} {_class(row.predicted)} is {space_group(alternative).symbol} (No. {alternative}, "
-                f"{sg_probability[sg_level.index(alternative)]:.2f})")
+                f"{name} {'head' if row.head else '(summed over space groups)'} says {_class(row.predicted)} "
+                f"({row.probability:.2f}), but the top space group {best.symbol} (No. {best.number}) has {noun} "
+                f"{_class(row.of_top_space_group)} ({row.top_space_group_probability:.2f}); the most probable "
+                f"space group with {noun} {_class(row.predicted)} is {space_group(alternative).symbol} "
+                f"(No. {alternative}, {by_number[alternative - 1]:.2f})")
+    absences = level("extinction_class_any_setting")
+    alternatives = sorted((SpaceGroupScore(n, space_group(n).symbol, float(by_number[n - 1]))
+                           for n in absences.members(int(absences.index(best.number))) if n != best.number),
+                          key=lambda s: -s.probability)
 
-    warnings = _coverage_warnings(coverage, two_theta, profile, grid.step)
+    warnings = _coverage_warnings(p.coverage, config.input.grid.values, p.profile, config.input.grid.step)
     if not (run_dir / "metrics.json").is_file():
         warnings.append("the run has not finished (no metrics.json): these are the weights of its best "
                         "epoch so far")
     data, encoder = record.get("data", {}), record["encoder"]["qualified_name"]
-    return Prediction(run_dir, pattern.source, encoder, record["hierarchy"]["name"], scores, levels,
-                      disagreements, coverage, warnings, config.input, two_theta, profile,
-                      Path(data["path"]) if data.get("path") else None, data.get("key"), wavelength_note)
+    return Prediction(run_dir, p.pattern.source, encoder, record["hierarchy"]["name"], scores, levels,
+                      disagreements, p.coverage, warnings, config.input, config.input.grid.values, p.profile,
+                      Path(data["path"]) if data.get("path") else None, data.get("key"), p.wavelength_note,
+                      p.background_note, alternatives, model_name)
 
 
 def _at_run_wavelength(pattern: MeasuredPattern, stated: str | float | None, record: dict,
@@ -381,10 +479,12 @@ def prediction_row(p: Prediction) -> dict[str, Any]:
     for k, score in enumerate(p.space_groups, 1):
         row[f"space_group_{k}"], row[f"symbol_{k}"], row[f"probability_{k}"] = (score.number, score.symbol,
                                                                                round(score.probability, 6))
-    for level in p.levels:
-        if level.level != "space_group":
-            row[level.level] = level.predicted
-            row[f"{level.level}_agrees"] = level.agrees
+    row["background"] = p.background_note
+    row["same_absences"] = " ".join(f"{s.symbol}({s.number})" for s in p.alternatives)
+    for lv in p.levels:
+        if lv.level != "space_group":
+            row[lv.level] = lv.predicted
+            row[f"{lv.level}_agrees"] = lv.agrees
     return row
 
 
@@ -409,19 +509,25 @@ def format_prediction(p: Prediction) -> str:
     """The printout of ``xrdcore predict``."""
     best, coverage = p.space_groups[0], p.coverage
     (low, high), (first, last) = coverage.measured, coverage.grid
-    lines = [f"run:      {p.run_dir} ({p.encoder}, hierarchy {p.hierarchy})",
+    source = f"model:    {p.model} ({p.encoder}, hierarchy {p.hierarchy})" if p.model else \
+        f"run:      {p.run_dir} ({p.encoder}, hierarchy {p.hierarchy})"
+    lines = [source,
              f"pattern:  {p.pattern}",
              f"wavelength: {p.wavelength_note}",
+             f"background: {p.background_note}",
              f"coverage: {coverage.fraction:.0%} of the model's 2θ grid {first:.2f}-{last:.2f}° (measured "
              f"{low:.2f}-{high:.2f}°" + ("; unmeasured points set to 0)" if coverage.fraction < 1 else ")")]
     lines += [f"warning:  {w}" for w in p.warnings]
     lines.append(f"top {len(p.space_groups)} space groups:")
     lines += [f"  {k:>3}. {s.symbol:<12} No. {s.number:<4} {s.probability:.3f}"
               for k, s in enumerate(p.space_groups, 1)]
-    own = [f"{_short(row.predicted)} ({row.probability:.2f})" for row in p.levels]
+    if p.alternatives:
+        lines.append(f"same lattice and absences as {best.symbol} (a powder pattern's absences cannot tell "
+                     "them apart): " + ", ".join(f"{s.symbol} ({s.probability:.3f})" for s in p.alternatives))
+    own = [f"{_short(row.predicted)} ({row.probability:.2f})" + ("" if row.head else " Σ") for row in p.levels]
     width, own_width = max(len(row.level) for row in p.levels), max(len(text) for text in own)
-    lines.append(f"each head's own prediction, and the class of the top space group {best.symbol} "
-                 "where it differs:")
+    lines.append(f"each level's own prediction (Σ: summed over the space groups; the model has no head for it), "
+                 f"and the class of the top space group {best.symbol} where it differs:")
     for row, text in zip(p.levels, own):
         line = f"  {row.level:<{width}}  {text:<{own_width}}"
         if not row.agrees:

@@ -43,6 +43,7 @@ KINDS: dict[str, str] = {
     "simulator": "register_simulators",
     "generator": "register_generators",
     "dataset": "register_datasets",
+    "model": "register_models",
 }
 #: the class each kind's factory must return, imported only when a component is created
 INTERFACES: dict[str, str] = {
@@ -52,6 +53,7 @@ INTERFACES: dict[str, str] = {
     "simulator": "xrdcore.interfaces:Simulator",
     "generator": "xrdcore.interfaces:Generator",
     "dataset": "xrdcore.interfaces:StructureDataset",
+    "model": "xrdcore.zoo:PretrainedModel",
 }
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 

@@ -316,7 +316,7 @@ def _train(config, cache, out, device, dist, resume, progress, registry, inputs)
     torch.manual_seed(config.seed)  # the initial weights
     model, description = build_model(config, registry)
     record = {"format": RUN_FORMAT, "config": config.to_dict(), **description, "data": cache.describe(),
-              "wavelength": _data_wavelength(cache)}
+              "wavelength": data_wavelength(cache)}
     config_file = out / "config.json"
     if config_file.exists():
         stored = _read_json(config_file)
@@ -483,7 +483,7 @@ def _stopped_early(config: TrainConfig, state: Mapping[str, Any]) -> bool:
             and state["epoch"] < state.get("epochs_planned", config.epochs))
 
 
-def _data_wavelength(cache: Any) -> float | None:
+def data_wavelength(cache: Any) -> float | None:
     """The wavelength (Å) the cache's patterns were simulated at, which `predict` moves patterns to."""
     from xrdcore.diffraction.radiation import wavelength
 

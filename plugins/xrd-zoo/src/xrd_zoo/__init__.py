@@ -1,0 +1,1 @@
+"""Pretrained xrdcore models, shipped as package data (see :mod:`xrdcore.zoo`)."""

@@ -1,0 +1,168 @@
+"""Pretrained models: a trained run packaged with its model card, shipped as package data of an
+installable distribution and registered through the ``register_models`` hook, like any component.
+
+A packaged model is a folder: ``config.json`` and ``metrics.json`` of the run it came from,
+``checkpoints/best.safetensors`` (weights only, loaded without unpickling anything), ``model.json``
+(the card's facts: task, training data and split hash, test metrics with 95% intervals, input
+geometry and wavelength, licence, size, sha256 of the weights) and ``card.md`` (the card to read).
+The weights are checked against the sha256 every time the model is created. A third party publishes
+a model the same way: :func:`package_run` on their run, the folder in their distribution's package
+data, and ``register("name", xrdcore.zoo.packaged("their_package", "models/name"))``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from xrdcore.storage import atomic_write_json, atomic_write_text
+from xrdcore.train.checkpoint import save_checkpoint
+
+MODEL_FORMAT = "xrdcore-model/1"
+CARD = "model.json"
+CARD_TEXT = "card.md"
+WEIGHTS = Path("checkpoints") / "best.safetensors"
+
+
+class ModelError(ValueError):
+    """A packaged model that cannot be used: missing files, a foreign card, weights that fail their
+    sha256."""
+
+
+@dataclass
+class PretrainedModel:
+    """A packaged model folder and its card; :meth:`predict` answers for measured patterns."""
+
+    name: str
+    path: Path
+    card: dict[str, Any] = field(repr=False)
+
+    @classmethod
+    def from_folder(cls, path: str | Path) -> PretrainedModel:
+        """The model in ``path``; a clear :class:`ModelError` when it is not one."""
+        path = Path(path)
+        try:
+            card = json.loads((path / CARD).read_text())
+        except FileNotFoundError:
+            raise ModelError(f"{path}: not a packaged model (no {CARD})") from None
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ModelError(f"{path / CARD}: cannot be read ({exc})") from None
+        if not isinstance(card, dict) or card.get("format") != MODEL_FORMAT:
+            raise ModelError(f"{path / CARD}: not an xrdcore model card (format "
+                             f"{card.get('format') if isinstance(card, dict) else None!r}, expected {MODEL_FORMAT!r})")
+        return cls(str(card.get("name", path.name)), path, card)
+
+    @property
+    def weights(self) -> Path:
+        return self.path / WEIGHTS
+
+    def contract_errors(self) -> list[str]:
+        """Missing files, or weights whose sha256 is not the card's (checked on every creation)."""
+        missing = [str(p) for p in (CARD_TEXT, "config.json", WEIGHTS) if not (self.path / p).is_file()]
+        if missing:
+            return [f"{self.path}: missing {', '.join(missing)}"]
+        digest = sha256(self.weights)
+        if digest != self.card.get("sha256"):
+            return [f"{self.weights}: sha256 {digest[:16]}… is not the card's {str(self.card.get('sha256'))[:16]}…; "
+                    "the weights were changed or damaged: reinstall the distribution that ships them"]
+        return []
+
+    @property
+    def card_text(self) -> str:
+        return (self.path / CARD_TEXT).read_text()
+
+    def load(self, device: str = "cpu"):
+        """The trained torch model, its TrainConfig and its run record (``load_run``)."""
+        from xrdcore.train.trainer import load_run
+
+        return load_run(self.path, "best", device)
+
+    def predict(self, pattern: str | Path, **options: Any):
+        """:func:`xrdcore.predict.predict` with this model (``top``, ``wavelength``, ``background``…)."""
+        from xrdcore.predict import predict
+
+        return predict(self.path, pattern, model_name=self.name, **options)
+
+    def summary(self) -> dict[str, Any]:
+        """The line ``xrdcore models`` prints for this model."""
+        card, test = self.card, self.card.get("metrics", {}).get("test", {})
+        return {"name": self.name, "task": card.get("task"), "data": card.get("training_data", {}),
+                "test": {k: test[k] for k in ("top1", "crystal_system") if k in test},
+                "input": card.get("input", {}), "licence": card.get("licence"),
+                "size_bytes": card.get("size_bytes"), "sha256": card.get("sha256")}
+
+
+def packaged(package: str, folder: str) -> Callable[[], PretrainedModel]:
+    """The factory to register for a model folder shipped as package data of ``package``."""
+
+    def factory() -> PretrainedModel:
+        return PretrainedModel.from_folder(Path(str(resources.files(package).joinpath(folder))))
+
+    factory.__doc__ = f"the model in {package}/{folder}"
+    return factory
+
+
+def load_model(name: str, registry: Any | None = None) -> PretrainedModel:
+    """A pretrained model by name (``xrdcore.load_model("mof")``), checked against its sha256."""
+    from xrdcore.registry import Registry
+
+    return (registry or Registry()).create("model", name)
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def package_run(run_dir: str | Path, out: str | Path, *, card: Mapping[str, Any], card_text: str,
+                half: bool = False) -> PretrainedModel:
+    """Package the best weights of ``run_dir`` as a model folder ``out`` with the given card facts
+    (``name``, ``task``, ``licence``, ``training_data``, ``metrics`` …) and card text. The run's
+    local data path is dropped; ``half`` stores float16 weights (half the size; score the packaged
+    model, not the run, for its card). Input geometry, wavelength, encoder, parameters, size and
+    sha256 are filled in here."""
+    from xrdcore.train.trainer import load_run
+
+    run_dir, out = Path(run_dir), Path(out)
+    model, config, record = load_run(run_dir, "best")
+    record = json.loads(json.dumps(record))
+    data = record.get("data") if isinstance(record.get("data"), dict) else {}
+    if record.get("wavelength") is None and data.get("path"):  # runs from before runs recorded it
+        from xrdcore.data.cache import PeakCache
+        from xrdcore.train.trainer import data_wavelength
+
+        record["wavelength"] = data_wavelength(PeakCache(data["path"]))
+    if data:
+        data["path"] = None  # a local path, meaningless where the model is installed
+    if half:
+        model = model.half()
+    out.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(out / WEIGHTS, model, {"packaged_from": run_dir.name})
+    atomic_write_json(out / "config.json", record)
+    if (run_dir / "metrics.json").is_file():
+        shutil.copyfile(run_dir / "metrics.json", out / "metrics.json")
+    grid = config.input.grid
+    facts = {"format": MODEL_FORMAT, **card,
+             "encoder": record["encoder"]["qualified_name"], "size": record["config"].get("encoder_options"),
+             "hierarchy": record["hierarchy"]["name"],
+             "parameters": sum(p.numel() for p in model.parameters()),
+             "input": {"kind": config.input.kind, "two_theta": [grid.start, grid.stop, grid.step],
+                       "axis": getattr(config.input, "axis", None), "intensity": config.input.intensity,
+                       "wavelength": record.get("wavelength")},
+             "weights_dtype": "float16" if half else "float32",
+             "size_bytes": (out / WEIGHTS).stat().st_size, "sha256": sha256(out / WEIGHTS)}
+    atomic_write_json(out / CARD, facts)
+    atomic_write_text(out / CARD_TEXT, card_text)
+    return PretrainedModel.from_folder(out)
+
+
+__all__ = ["ModelError", "PretrainedModel", "load_model", "package_run", "packaged", "sha256"]
