@@ -218,7 +218,10 @@ crystal system {films['crystal_system']['value']:.1%} ({films['crystal_system'][
 """
     extra += LIMITS[args.model]
     atomic_write_json(out / CARD, facts)
-    (out / CARD_TEXT).write_text(card_text(args.model, facts, extra))
+    text = card_text(args.model, facts, extra)
+    (out / CARD_TEXT).write_text(text)
+    (ROOT / "docs" / "models").mkdir(exist_ok=True)
+    (ROOT / "docs" / "models" / f"{args.model}.md").write_text(text)  # the card, readable on the web
     result = {"model": args.model, "card": facts, "seconds": time.time() - started,
               "environment": {"python": platform.python_version(), "torch": torch.__version__,
                               "threads": torch.get_num_threads()}}
