@@ -649,11 +649,17 @@ def _model_line(s: dict) -> str:
                        for k, v in test.items())
     counts = data.get("split_counts", {})
     return (f"{s['name']}: {s['task']}\n"
-            f"  data:    {data.get('name', data.get('dataset'))} (train {counts.get('train')}, test "
-            f"{counts.get('test')}; split {str(data.get('split_hash', ''))[:19]}…)\n"
+            f"  data:    {data.get('name', data.get('dataset'))}\n"
+            f"           train {counts.get('train')}, test {counts.get('test')}, split "
+            f"{str(data.get('split_hash', ''))[:19]}…\n"
             f"  test:    {scores}\n"
-            f"  input:   {geometry.get('kind')} 2θ {geometry.get('two_theta')}° at {geometry.get('wavelength')} Å\n"
+            f"  input:   {geometry.get('kind')}, 2θ {_grid_text(geometry.get('two_theta'))} at "
+            f"{geometry.get('wavelength')} Å\n"
             f"  licence: {s['licence']}; {s['size_bytes'] / 2**20:.1f} MiB; sha256 {s['sha256'][:16]}…")
+
+
+def _grid_text(grid) -> str:
+    return f"{grid[0]:g}-{grid[1]:g}° step {grid[2]:g}°" if isinstance(grid, list) and len(grid) == 3 else str(grid)
 
 
 def _predict(args) -> int:

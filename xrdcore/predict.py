@@ -537,7 +537,7 @@ def format_prediction(p: Prediction) -> str:
         lines.append("disagreements:")
         lines += [f"  - {d}" for d in p.disagreements]
     else:
-        lines.append(f"every head agrees with the top space group {best.symbol}")
+        lines.append(f"every level agrees with the top space group {best.symbol}")
     if p.reference is not None:
         r = p.reference
         lines.append(f"reference: {r.id} {r.formula}, the nearest of {r.candidates} training structures of "
