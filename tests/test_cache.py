@@ -44,6 +44,26 @@ def test_cached_peaks_are_the_simulator_s_and_splits_partition_the_data(built):
     assert sum(info["space_groups"].values()) == 24 and info["splits"]["train"] == len(parts[0])
 
 
+def test_a_structure_that_cannot_be_simulated_leaves_the_others_of_its_job():
+    from pymatgen.core import Lattice, Structure
+
+    from xrdcore.data.cache import _simulate_part
+    from xrdcore.data.compact import CompactStructure
+
+    nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
+    iron = Structure(Lattice.cubic(2.87), ["Fe"], [[0, 0, 0]])
+    empty = CompactStructure(4 * np.eye(3), np.zeros((0, 3)), np.zeros(0, dtype=np.int32), ())
+    job = [CompactStructure.from_structure(nacl), empty, CompactStructure.from_structure(iron)]
+    settings = {"wavelength": 1.54056, "two_theta_range": (5.0, 90.0), "debye_waller": {}}
+    k, start, arrays = _simulate_part((3, 40, job, settings))  # simulated together, then one at a time
+    assert (k, start) == (3, 40) and arrays["ok"].tolist() == [True, False, True]
+    ends = arrays["offsets"]
+    for row, structure in ((0, nacl), (2, iron)):
+        direct = peak_list(structure)
+        assert arrays["two_theta"][ends[row]:ends[row + 1]] == pytest.approx(direct.two_theta, abs=1e-4)
+        assert np.array_equal(arrays["hkl"][ends[row]:ends[row + 1]], direct.hkl)
+
+
 def test_same_inputs_reuse_other_inputs_are_refused(built, tmp_path):
     chunks = {p: p.stat().st_mtime_ns for p in (built.path / "peaks").iterdir()}
     again = build_cache(built.path, SPEC, progress=False)

@@ -1,6 +1,7 @@
 """The PXRD simulator against pymatgen's XRDCalculator: positions within 1e-3° and every
-intensity within 0.5 on the max-100 scale, on pymatgen's AFLOW prototypes, MP-20 crystals and
-CoRE MOFs (large cells, and partial occupancy)."""
+intensity within 0.5 on the max-100 scale, on pymatgen's AFLOW prototypes, MP-20 crystals,
+pyxtal random crystals and CoRE MOFs (large cells, and partial occupancy); many structures per
+call (peak_lists) against one at a time, and its symmetry search against spglib's."""
 
 import csv
 import gzip
@@ -19,21 +20,23 @@ from pymatgen.core import Lattice, Structure
 
 import xrdcore
 from xrdcore.diffraction.profile import AngleGrid, PeakBatch, caglioti_fwhm, render
-from xrdcore.diffraction.pxrd import StructureError, peak_list
+from xrdcore.diffraction.pxrd import StructureError, peak_list, peak_lists
 from xrdcore.diffraction.radiation import WAVELENGTHS, wavelength
 
 DATA = Path(__file__).with_name("data")
 MOFS = ("ABAVIJ_clean", "ABESUX_clean", "ABEFUL_clean", "ABEXEM_clean")
 
 
-def assert_matches_pymatgen(structure, line="CuKa1", debye_waller=None, two_theta_range=(5, 90)):
+def assert_matches_pymatgen(structure, line="CuKa1", debye_waller=None, two_theta_range=(5, 90), ours=None):
     """Every peak of each list has a partner in the other within 1e-3° and 0.5 intensity;
-    a peak without a partner must itself be at most 0.5 (its partner's intensity is then 0)."""
+    a peak without a partner must itself be at most 0.5 (its partner's intensity is then 0).
+    ``ours``: the peak list to check (default: peak_list's)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         theirs = XRDCalculator(line, debye_waller_factors=debye_waller).get_pattern(
             structure, two_theta_range=two_theta_range)
-    ours = peak_list(structure, wavelength=line, two_theta_range=two_theta_range, debye_waller=debye_waller)
+    if ours is None:
+        ours = peak_list(structure, wavelength=line, two_theta_range=two_theta_range, debye_waller=debye_waller)
     assert theirs.y.max() == pytest.approx(100) and ours.intensity.max() == pytest.approx(100)
     their_x, their_y = merge_close(np.asarray(theirs.x), np.asarray(theirs.y))
     our_x, our_y = merge_close(ours.two_theta, ours.intensity)
@@ -137,7 +140,7 @@ def test_symmetry_reduction_changes_nothing():
     mof = core_mofs(("ABEFUL_clean",))[0]
     # this MOF is centrosymmetric: the default path uses the real, half-cell structure factor
     cell = _Cell.of(mof, {})
-    laue, inversion = _symmetry(cell, 1e-3)
+    (laue,), (inversion,) = _symmetry([cell], 1e-3)
     assert len(laue) > 2 and inversion is not None
     assert len(_inversion_pairs(cell, inversion).coords) == len(mof) // 2
     reduced, plain = peak_list(mof), peak_list(mof, symprec=None)
@@ -158,14 +161,105 @@ def test_structures_that_cannot_be_simulated(make, message):
         structure = make()
     with pytest.raises(StructureError, match=message):
         peak_list(structure)
+    iron = Structure(Lattice.cubic(4), ["Fe"], [[0, 0, 0]])
+    with pytest.raises(StructureError, match=f"^structure 1: .*{message}"):  # in a batch: which one
+        peak_lists([iron, structure, iron])
 
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"wavelength": "CuKx"}, "unknown X-ray line"), ({"wavelength": -1.0}, "outside"),
     ({"two_theta_range": (90, 5)}, "low < high"), ({"debye_waller": {"Xx": 1.0}}, "unknown elements")])
 def test_bad_settings(kwargs, message):
+    iron = Structure(Lattice.cubic(4), ["Fe"], [[0, 0, 0]])
     with pytest.raises(ValueError, match=message):
-        peak_list(Structure(Lattice.cubic(4), ["Fe"], [[0, 0, 0]]), **kwargs)
+        peak_list(iron, **kwargs)
+    with pytest.raises(ValueError, match=message):
+        peak_lists([iron, iron], **kwargs)
+
+
+# --- many structures per call ---------------------------------------------------------------
+
+
+def random_crystals(n, seed=7):
+    """pyxtal crystals of random space groups (reproducible), as synthetic training data uses."""
+    from xrdcore.data.random_crystals import GenerationError, random_crystal, structure_seed
+
+    rng, crystals = np.random.default_rng(seed), []
+    while len(crystals) < n:
+        group = int(rng.integers(1, 231))
+        try:
+            crystals.append(random_crystal(group, structure_seed(seed, group, len(crystals)))[0])
+        except GenerationError:
+            continue
+    return crystals
+
+
+def mixed_batch():
+    """Cells of every size and kind: AFLOW prototypes (2-105 atoms: small cells and, above
+    SMALL_CELL, the spglib path), pyxtal crystals, a solid solution, and a cell with no
+    reflection between 5 and 90° (d_100 = 1.05 Å)."""
+    prototypes = [s for _, s in aflow_prototypes()]
+    alloy = Structure.from_spacegroup("Fm-3m", Lattice.cubic(3.8), [{"Cu": 0.6, "Au": 0.4}], [[0, 0, 0]])
+    tiny = Structure(Lattice.cubic(1.05), ["Li"], [[0, 0, 0]])
+    return (prototypes[::24] + [max(prototypes, key=len)] + random_crystals(8)
+            + [alloy, tiny, prototypes[1]])
+
+
+def test_many_structures_in_one_call_equal_one_at_a_time():
+    batch = mixed_batch()
+    assert {len(s) <= 20 for s in batch} == {True, False} and any(len(s) > 64 for s in batch)
+    together, backwards = peak_lists(batch), peak_lists(batch[::-1])[::-1]
+    for structure, ours, reordered in zip(batch, together, backwards):
+        alone = peak_list(structure)
+        for other in (ours, reordered):
+            assert other.two_theta == pytest.approx(alone.two_theta, rel=1e-12, abs=0)
+            assert other.d == pytest.approx(alone.d, rel=1e-12, abs=0)
+            assert other.intensity == pytest.approx(alone.intensity, rel=0, abs=1e-9)
+            assert np.array_equal(other.hkl, alone.hkl) and np.array_equal(other.multiplicity, alone.multiplicity)
+            assert np.array_equal(other.rotations, alone.rotations) and np.array_equal(other.lattice, alone.lattice)
+            assert other.wavelength == alone.wavelength
+    assert len(together[-2]) == 0 and len(together[-2].rotations) == 48  # the cell with no peaks in range
+    assert peak_lists([]) == []
+
+
+def test_many_structures_in_one_call_agree_with_pymatgen():
+    batch = [s for s in mixed_batch() if s.lattice.a > 2]  # pymatgen fails on a pattern without peaks
+    warm = {element: 0.2 + 0.1 * i for i, element in enumerate(("O", "Si", "Fe", "Cu", "Au", "Ga", "Ni", "C"))}
+    for settings in ({}, {"line": "MoKa1", "two_theta_range": (3, 60)}, {"debye_waller": warm}):
+        ours = peak_lists(batch, wavelength=settings.get("line", "CuKa1"), debye_waller=settings.get("debye_waller"),
+                          two_theta_range=settings.get("two_theta_range", (5, 90)))
+        for structure, peaks in zip(batch, ours):
+            assert_matches_pymatgen(structure, **settings, ours=peaks)
+
+
+def test_small_cells_find_the_symmetry_spglib_finds():
+    from xrdcore.diffraction.pxrd import SMALL_CELL, _Cell, _laue_groups, _rotations, _spglib_operations
+
+    rows = csv.DictReader((DATA / "mp20_sample.csv").open())
+    structures = ([s for _, s in aflow_prototypes()] + random_crystals(24, seed=11)
+                  + [Structure.from_str(row["cif"], fmt="cif") for row in rows])
+    cells = [c for c in (_Cell.of(s, {}) for s in structures) if len(c.coords) <= SMALL_CELL]
+    assert len(cells) > 350
+    ours = _laue_groups(_rotations(cells, 1e-3))
+    theirs = _laue_groups([_spglib_operations(cell, 1e-3)[0] for cell in cells])
+    assert all(np.array_equal(a, b) for a, b in zip(ours, theirs))
+    assert {len(group) for group in ours} == {2, 4, 6, 8, 12, 16, 24, 48}  # every Laue class
+
+
+def test_rotations_that_are_not_a_group_get_friedel_s_law():
+    from xrdcore.diffraction.pxrd import _laue_groups
+
+    identity, four = np.eye(3, dtype=int), np.array([[0, -1, 0], [1, 0, 0], [0, 0, 1]])
+    # a 2-fold axis in a basis so skewed that its matrix has entries beyond ±63
+    skew = np.array([[1, 0, 70], [0, 1, 0], [0, 0, 1]])
+    two = skew @ np.diag([-1, -1, 1]) @ np.linalg.inv(skew).round().astype(int)
+    assert np.abs(two).max() > 63 and np.array_equal(two @ two, identity)
+    tetragonal, lone, skewed = _laue_groups([np.stack([identity, four, four @ four, four.T]),
+                                            np.stack([identity, four]), np.stack([identity, two])])
+    assert len(tetragonal) == 8 and {tuple(r.ravel()) for r in tetragonal} >= {tuple(-four.ravel())}
+    assert np.array_equal(tetragonal, np.unique(tetragonal.reshape(-1, 9), axis=0).reshape(-1, 3, 3))
+    for friedel in (lone, skewed):
+        assert np.array_equal(friedel, np.stack([identity, -identity]))
 
 
 def test_wavelength_table_matches_pymatgen():

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from xrdcore.diffraction.profile import DEFAULT_CAGLIOTI, AngleGrid, PeakBatch, PeakShape, render
-from xrdcore.diffraction.pxrd import PeakList, peak_list
+from xrdcore.diffraction.pxrd import PeakList, peak_lists
 from xrdcore.diffraction.radiation import wavelength as parse_wavelength
 from xrdcore.interfaces import Simulator
 
@@ -44,10 +44,10 @@ class PXRDSimulator(Simulator):
                 "debye_waller": self.debye_waller}
 
     def peaks(self, structures: Sequence[Structure]) -> list[PeakList]:
-        """Peak lists over the grid's range (the expensive, cacheable part)."""
-        return [peak_list(s, wavelength=self.wavelength, two_theta_range=(self.grid.start, self.grid.stop),
-                          debye_waller=self.debye_waller, symprec=self.symprec, device=self.device)
-                for s in structures]
+        """Peak lists over the grid's range (the expensive, cacheable part), all in one call."""
+        return peak_lists(structures, wavelength=self.wavelength,
+                          two_theta_range=(self.grid.start, self.grid.stop), debye_waller=self.debye_waller,
+                          symprec=self.symprec, device=self.device)
 
     def render(self, peaks: Sequence[PeakList]) -> torch.Tensor:
         """Profiles ``(B, L)`` with maximum 1 from peak lists."""

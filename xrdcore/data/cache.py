@@ -291,26 +291,29 @@ class PeakCache:
 # --- chunks ------------------------------------------------------------------------------------
 
 
-#: structures per simulation job: small enough that one huge cell does not leave a worker alone
-#: with a long queue behind it, large enough that job overhead stays negligible
-_SIMULATION_PART = 16
+#: work per simulation job, in atoms x Å³ (about 16 MOFs): small enough that one huge cell does
+#: not leave a worker alone with a long queue behind it. Small cells cost mostly per call, so they
+#: are simulated many at once (pxrd.peak_lists): a job of them holds its whole chunk
+_SIMULATION_PART_COST = 1e8
 
 
 def _simulate(out: Path, structures: Sequence[CompactStructure], chunk_size: int, missing: Sequence[int],
               settings: Mapping[str, Any], workers: int, progress: str | None) -> None:
-    """Peak lists of the ``missing`` chunks, written as each chunk completes. Jobs of a few
-    structures go out in chunk order, except the costliest (cost ~ atoms x volume: a handful of
-    giant cells take longer than whole chunks), which go first so that they do not finish last."""
+    """Peak lists of the ``missing`` chunks, written as each chunk completes. Jobs of consecutive
+    structures (cost ~ atoms x volume, at most about _SIMULATION_PART_COST each) go out in chunk
+    order, except the costliest (a handful of giant cells take longer than whole chunks), which go
+    first so that they do not finish last."""
     from tqdm import tqdm
 
     jobs, parts = [], {}
     for k in missing:
-        rows = range(k * chunk_size, min((k + 1) * chunk_size, len(structures)))
-        starts = list(range(rows.start, rows.stop, _SIMULATION_PART))
+        begin, stop = k * chunk_size, min((k + 1) * chunk_size, len(structures))
+        cost = np.array([len(c) * abs(np.linalg.det(c.lattice)) for c in structures[begin:stop]])
+        # a job starts wherever the running cost passes another multiple of _SIMULATION_PART_COST
+        starts = (begin + np.flatnonzero(np.diff(np.cumsum(cost) // _SIMULATION_PART_COST, prepend=-1))).tolist()
         parts[k] = {start: None for start in starts}
-        for start in starts:
-            group = [structures[i] for i in range(start, min(start + _SIMULATION_PART, rows.stop))]
-            jobs.append(((k, start, group, settings), sum(len(c) * abs(np.linalg.det(c.lattice)) for c in group)))
+        for start, end in zip(starts, starts[1:] + [stop]):
+            jobs.append(((k, start, list(structures[start:end]), settings), cost[start - begin:end - begin].sum()))
     costs = np.array([cost for _, cost in jobs])
     first = set(np.argsort(-costs)[:max(1, len(jobs) // 50)].tolist()) if jobs else set()
     jobs = [jobs[i][0] for i in sorted(range(len(jobs)), key=lambda i: (i not in first, i))]
@@ -325,16 +328,21 @@ def _simulate(out: Path, structures: Sequence[CompactStructure], chunk_size: int
 
 
 def _simulate_part(job: tuple[int, int, list[CompactStructure], dict]) -> tuple[int, int, dict[str, np.ndarray]]:
-    """Peak lists of a few structures as flat arrays (module level: it runs in worker processes)."""
-    from xrdcore.diffraction.pxrd import StructureError, peak_list
+    """Peak lists of some structures as flat arrays (module level: it runs in worker processes).
+    They are simulated together; if one cannot be, one at a time, to keep the others."""
+    from xrdcore.diffraction.pxrd import StructureError, peak_list, peak_lists
 
-    k, start, structures, settings = job
-    lists: list[PeakList | None] = []
-    for compact in structures:
-        try:
-            lists.append(peak_list(compact.to_structure(), **settings))
-        except StructureError:
-            lists.append(None)
+    k, start, compacts, settings = job
+    structures = [compact.to_structure() for compact in compacts]
+    try:
+        lists: list[PeakList | None] = list(peak_lists(structures, **settings))
+    except StructureError:
+        lists = []
+        for structure in structures:
+            try:
+                lists.append(peak_list(structure, **settings))
+            except StructureError:
+                lists.append(None)
     counts = [0 if p is None else len(p) for p in lists]
     cat = lambda name, dtype, shape=(0,): np.concatenate(  # noqa: E731
         [np.asarray(getattr(p, name), dtype=dtype) for p in lists if p is not None] or [np.zeros(shape, dtype)])
