@@ -77,3 +77,10 @@ def test_cli_predict_with_a_model_needs_no_run_directory(capsys):
 
     assert main(["predict", str(FILM)]) == 2
     assert "a pretrained model (--model NAME" in capsys.readouterr().err
+
+
+def test_cli_predict_says_when_a_folder_holds_no_patterns(tiny_run, capsys):
+    from xrdcore.cli import main
+
+    assert main(["predict", str(tiny_run), str(tiny_run / "checkpoints")]) == 2
+    assert "no pattern files in" in capsys.readouterr().err

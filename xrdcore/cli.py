@@ -668,6 +668,7 @@ def _predict(args) -> int:
     from pathlib import Path
 
     from xrdcore.predict import (
+        PATTERN_SUFFIXES,
         format_prediction,
         pattern_files,
         plot_prediction,
@@ -687,6 +688,9 @@ def _predict(args) -> int:
     else:
         run_dir, specs = args.patterns[0], args.patterns[1:]
     files = pattern_files(specs)
+    if not files:
+        raise ValueError(f"no pattern files in {', '.join(specs)} (looked for "
+                         f"{', '.join(PATTERN_SUFFIXES)})")
     if args.plot and len(files) != 1:
         raise ValueError(f"--plot draws one pattern; {len(files)} were given")
     if args.out and Path(args.out).suffix.lower() not in (".csv", ".json"):
