@@ -278,10 +278,10 @@ def test_a_batch_answers_every_file_reports_a_bad_one_and_goes_on(tiny_run, simu
     assert main(["predict", str(tiny_run), str(folder / "a.xy"), str(folder / "b.xy"), "--plot", "x.png"]) == 2
 
 
-def test_same_absences_are_listed_with_their_probabilities(tiny_run):
+def test_same_absences_are_listed_with_their_probabilities(tiny_run, simulated):
     """P2/m (No. 10) shares its lattice and absences with P2 and Pm: whatever the model answers, the
     groups listed are exactly the others of the top group's extinction class, most probable first."""
-    p = predict(tiny_run, FILM, top=230)
+    p = predict(tiny_run, simulated[0], top=230)
     best = p.space_groups[0].number
     absences = level("extinction_class_any_setting")
     expected = set(absences.members(int(absences.index(best)))) - {best}
