@@ -3,10 +3,12 @@
 - ``mof``: the CoRE MOF 2019-ASR recipe of docs/training.md. With ``--runs`` the run with the best
   *validation* top-1 among finished runs there (the CPU reference leaderboard's) is packaged; else
   one is trained here (``--run-dir``, resumable).
-- ``inorganic``: synthetic pyxtal crystals of all 230 space groups (``xrdcore data build synthetic``),
-  the multilevel hierarchy (a head per superclass level), laboratory augmentations rendered per
-  batch (Kα2, background, noise, peak shapes and widths, zero shift, preferred orientation,
-  impurity phases), trained in ``--run-dir`` for ``--epochs`` (or ``--time-budget`` seconds);
+- ``inorganic``: synthetic pyxtal crystals of all 230 space groups (``xrdcore data build synthetic``)
+  with pymatgen's 288 AFLOW prototypes and 1,130 MP-20 crystals added (``inorganic-mix`` writes them
+  as one CSV of CIFs, which ``xrdcore data build`` labels, de-duplicates and splits), the
+  multilevel hierarchy (a head per superclass level), laboratory augmentations rendered per batch
+  (Kα2, background, noise, peak shapes and widths, zero shift, preferred orientation, impurity
+  phases), trained in ``--run-dir`` for ``--epochs`` (or ``--time-budget`` seconds);
   rerunning resumes.
   Also scored on the measured thin-film patterns in ../shared/data/pvlab_thinfilm_xy (their folder
   names are their space groups) through ``predict``, exactly as a user's files would be.
@@ -20,8 +22,10 @@ Run::
 
     .venv/bin/python benchmarks/zoo_models.py mof --data /work/ref/coremof --runs /work/ref/reference-cpu/runs
     .venv/bin/xrdcore data build synthetic --out /work/ref/synthetic23k --option size=23000 --workers 2
-    .venv/bin/python benchmarks/zoo_models.py inorganic --data /work/ref/synthetic23k \\
-        --run-dir /work/ref/zoo/inorganic-50 --epochs 50
+    .venv/bin/python benchmarks/zoo_models.py inorganic-mix --data /work/ref/synthetic23k --csv /work/ref/inorganic-mix.csv
+    .venv/bin/xrdcore data build /work/ref/inorganic-mix.csv --out /work/ref/inorganic-mix --workers 2
+    .venv/bin/python benchmarks/zoo_models.py inorganic --data /work/ref/inorganic-mix \\
+        --run-dir /work/ref/zoo/inorganic-mix --epochs 50
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from xrdcore.zoo import CARD, CARD_TEXT, PretrainedModel, package_run
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = ROOT / "plugins" / "xrd-zoo" / "src" / "xrd_zoo" / "models"
 FILMS = ROOT.parent / "shared" / "data" / "pvlab_thinfilm_xy"
+MP20 = ROOT.parent / "shared" / "data" / "mp20_test_1130.csv"
 #: the thin films' folder names as space-group numbers (International Tables); "P3m1" is the data
 #: set's name for P-3m1 (No. 164, the Cs3Bi2Br9 structure), "P21a" P2_1/a, a setting of P2_1/c (No. 14)
 FILM_GROUPS = {"pm-3m": 221, "Fm-3m": 225, "I4Imcm": 140, "P3m1": 164, "P61mmc": 194, "Pc": 7, "P21a": 14}
@@ -140,6 +145,30 @@ def score_films(model: PretrainedModel) -> dict:
             "per_folder": per_folder}
 
 
+def write_mix(synthetic: PeakCache, out: Path) -> int:
+    """The inorganic training mix as a CSV of CIFs (``material_id, cif``): every structure of the
+    synthetic build, pymatgen's AFLOW prototypes and the MP-20 rows of ../shared/data."""
+    import csv
+    import gzip
+
+    import pymatgen.analysis.prototypes as prototypes
+    from pymatgen.core import Structure
+    from pymatgen.io.cif import CifWriter
+
+    rows = [(f"synthetic:{sid}", str(CifWriter(synthetic.structure(i)))) for i, sid in enumerate(synthetic.ids)]
+    table = Path(prototypes.__file__).with_name("aflow_prototypes.json.gz")
+    for k, entry in enumerate(json.loads(gzip.decompress(table.read_bytes()))):
+        rows.append((f"aflow:{entry['tags']['aflow']}:{k}", str(CifWriter(Structure.from_dict(entry["snl"])))))
+    csv.field_size_limit(1 << 30)
+    with MP20.open() as handle:
+        rows += [(f"mp20:{r['material_id']}", r["cif"]) for r in csv.DictReader(handle)]
+    with out.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["material_id", "cif"])
+        writer.writerows(rows)
+    return len(rows)
+
+
 def card_text(name: str, facts: dict, extra: str) -> str:
     test, data = facts["metrics"]["test"], facts["training_data"]
     counts = data["split_counts"]
@@ -178,8 +207,9 @@ def card_text(name: str, facts: dict, extra: str) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("model", choices=["mof", "inorganic"])
-    parser.add_argument("--data", required=True, help="the model's built cache")
+    parser.add_argument("model", choices=["mof", "inorganic", "inorganic-mix"])
+    parser.add_argument("--data", required=True, help="the model's built cache (inorganic-mix: the synthetic one)")
+    parser.add_argument("--csv", type=Path, help="inorganic-mix: the CSV of CIFs to write")
     parser.add_argument("--runs", type=Path, help="mof: pick the best-by-validation finished run here")
     parser.add_argument("--run-dir", type=Path, help="train here (resumes)")
     parser.add_argument("--time-budget", type=float, help="inorganic: seconds of training (the epoch count is "
@@ -187,6 +217,11 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=50, help="inorganic: epochs, where no --time-budget")
     args = parser.parse_args()
     cache = PeakCache(args.data)
+    if args.model == "inorganic-mix":
+        if args.csv is None:
+            parser.error("inorganic-mix writes --csv")
+        print(f"{write_mix(cache, args.csv)} structures in {args.csv}")
+        return 0
     started = time.time()
     if args.model == "mof" and args.runs:
         run = pick_best(args.runs)
@@ -202,7 +237,7 @@ def main() -> int:
     record = json.loads((run / "config.json").read_text())
     metrics = json.loads((run / "metrics.json").read_text())
     c = record["config"]
-    command = (f"xrdcore train --dataset {record['data']['dataset']} --encoder {c['encoder']} --size small "
+    command = (f"xrdcore train --dataset {Path(args.data).name} --encoder {c['encoder']} --size small "
                f"--hierarchy {c['hierarchy']} --augment {c['input']['augment']} --seed {c['seed']}"
                + (f" --time-budget {c['time_budget']:g}" if c.get("time_budget") else f" --epochs {c['epochs']}"))
     if args.model == "mof":
@@ -212,8 +247,10 @@ def main() -> int:
     else:
         facts = {"name": "inorganic", "task": "space group and its superclasses of an inorganic crystal from a "
                  "laboratory powder X-ray pattern", "licence": "CC0 (trained on generated data)",
-                 "training_data": {"name": "synthetic: pyxtal random crystals requested evenly over the 230 "
-                                           "space groups, labelled by spglib (xrdcore data build synthetic)"}}
+                 "training_data": {"name": "pyxtal random crystals requested evenly over the 230 space groups "
+                                           "(xrdcore data build synthetic), pymatgen's AFLOW prototypes and "
+                                           "MP-20 crystals, labelled by spglib, de-duplicated (zoo_models.py "
+                                           "inorganic-mix, then xrdcore data build of its CSV)"}}
     facts["training_data"].update({k: record["data"][k] for k in ("dataset", "split_hash", "split_counts")})
     facts["training"] = {"command": command, "seconds": metrics.get("wall_seconds"),
                          "device": record["environment"]["device_name"], "epochs": metrics.get("epochs_run"),
