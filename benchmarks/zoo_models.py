@@ -315,11 +315,12 @@ LIMITS = {
     "inorganic": """## Known limits
 
 - Weak: it has learned (top-1 and the crystal-system head well above their majority rates) but
-  from 17,766 random crystals (about 77 per space group) and 50 epochs on 2 CPU cores, where
+  from about 19,000 training structures (about 80 per space group) and 50 epochs on 2 CPU cores, where
   AlphaDiffract trains on 31 M patterns and ML4pXRDs on crystals generated on the fly. Read its
   top-5 and its crystal-system head as a first guess, not as an identification.
-- Trained only on random pyxtal crystals (≤ 64 atoms per cell, common elements, no solid
-  solutions, no disorder): real structure types are more regular than random ones.
+- Mostly random pyxtal crystals (≤ 64 atoms per cell, common elements, no solid solutions, no
+  disorder), with 288 AFLOW prototypes and 1,130 MP-20 crystals as the only real structure types:
+  real structures are more regular than random ones.
 - Laboratory effects are drawn at random per batch; a measured pattern with strong texture, a
   large amorphous background or several phases can still be far outside what it saw.
 - Validation is synthetic too: the thin-film numbers above are the only measured check.
