@@ -104,4 +104,6 @@ def list_models(pattern: str = "*") -> list[str]:
 def load_model(name: str, /):
     """A pretrained model by name, its weights checked against their sha256: ``.predict(path)``,
     ``.load()`` for the torch module, ``.card`` and ``.card_text`` (:mod:`xrdcore.zoo`)."""
-    return get_registry().create("model", name)
+    from xrdcore.zoo import load_model as load
+
+    return load(name)

@@ -613,10 +613,10 @@ def _generate(args) -> None:
 
 def _models(args) -> int:
     """The installed pretrained models, a line each, or one model's card."""
-    from xrdcore.registry import Registry
+    from xrdcore import get_registry
     from xrdcore.zoo import load_model
 
-    registry = Registry()
+    registry = get_registry()
     if args.action == "show":
         if not args.name:
             raise ValueError("models show needs a model name (xrdcore models lists them)")

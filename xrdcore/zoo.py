@@ -109,10 +109,11 @@ def packaged(package: str, folder: str) -> Callable[[], PretrainedModel]:
 
 
 def load_model(name: str, registry: Any | None = None) -> PretrainedModel:
-    """A pretrained model by name (``xrdcore.load_model("mof")``), checked against its sha256."""
-    from xrdcore.registry import Registry
+    """A pretrained model by name (``xrdcore.load_model("mof")``), checked against its sha256; from
+    the process-wide registry unless one is given (training and predict load from that one too)."""
+    from xrdcore import get_registry
 
-    return (registry or Registry()).create("model", name)
+    return (registry or get_registry()).create("model", name)
 
 
 def sha256(path: Path) -> str:
