@@ -315,3 +315,4 @@ def test_a_pattern_that_covers_too_little_once_moved_to_the_run_wavelength_is_re
                                            r"4\.3\d-17\.\d\d° 2θ, 4\d% of the model's grid 5-90°: too little"):
         predict(tiny_run, path, wavelength="MoKa1")
     assert predict(tiny_run, path).coverage.fraction < 0.5  # at the run's own wavelength: a warning only
+    assert predict(tiny_run, path, wavelength="CuKa1").coverage.fraction < 0.5  # stated, but not moved

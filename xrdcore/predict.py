@@ -207,14 +207,14 @@ class _Prepared:
 
 def _prepare(path, config, record, run_dir, outside, wavelength, background) -> _Prepared:
     read = read_pattern(path)
-    pattern, wavelength_note = _at_run_wavelength(read, wavelength, record, run_dir)
+    pattern, wavelength_note, moved = _at_run_wavelength(read, wavelength, record, run_dir)
     pattern, background_note = subtract_background(pattern, background)
     grid = config.input.grid
     profile = resample(pattern, grid, outside=outside)
     measured = (float(pattern.two_theta[0]), float(pattern.two_theta[-1]))
     coverage = Coverage(float(_covered(grid.values, measured, grid.step).mean()), measured,
                         (float(grid.values[0]), float(grid.values[-1])))
-    if pattern is not read and pattern.wavelength != read.wavelength and coverage.fraction < MIN_COVERAGE:
+    if moved and coverage.fraction < MIN_COVERAGE:
         raise PatternError(f"{read.source}: moved to the run's {pattern.wavelength:g} Å the pattern covers "
                            f"{measured[0]:.2f}-{measured[1]:.2f}° 2θ, {coverage.fraction:.0%} of the model's "
                            f"grid {grid.start:g}-{grid.stop:g}°: too little to answer (measure a wider range)")
@@ -297,8 +297,9 @@ def _answer(p: _Prepared, probabilities: dict[str, np.ndarray], model, config, r
 
 
 def _at_run_wavelength(pattern: MeasuredPattern, stated: str | float | None, record: dict,
-                       run_dir: Path) -> tuple[MeasuredPattern, str]:
-    """The pattern at the wavelength of the run's data, and a line saying what was done."""
+                       run_dir: Path) -> tuple[MeasuredPattern, str, bool]:
+    """The pattern at the wavelength of the run's data, a line saying what was done, and whether it
+    was moved from another wavelength."""
     given = None if stated is None else parse_wavelength(stated)
     if given is not None and pattern.wavelength is not None and abs(given - pattern.wavelength) > 1e-4:
         raise PatternError(f"{pattern.source}: the file states {pattern.wavelength:g} Å, the command says {given:g} Å")
@@ -306,15 +307,15 @@ def _at_run_wavelength(pattern: MeasuredPattern, stated: str | float | None, rec
     run = record.get("wavelength")
     if own is None:
         where = f"{run:g} Å" if run is not None else "its wavelength (not recorded by this run)"
-        return pattern, f"not stated; taken to be the run's data's {where} (--wavelength to say otherwise)"
+        return pattern, f"not stated; taken to be the run's data's {where} (--wavelength to say otherwise)", False
     source = "from the file" if pattern.wavelength is not None else "as given"
     if run is None:
         raise PatternError(f"{pattern.source}: the pattern is at {own:g} Å but {run_dir} does not record the "
                            "wavelength of its data (a run from before wavelengths were recorded); retrain it")
     if abs(own - run) <= 1e-4:
-        return replace(pattern, wavelength=own), f"{own:g} Å ({source}), the run's data's"
+        return replace(pattern, wavelength=own), f"{own:g} Å ({source}), the run's data's", False
     return (at_wavelength(replace(pattern, wavelength=own), run),
-            f"{own:g} Å ({source}), moved to the run's data's {run:g} Å (same d-spacings)")
+            f"{own:g} Å ({source}), moved to the run's data's {run:g} Å (same d-spacings)", True)
 
 
 def _load_once(run_dir: Path, device: str):
