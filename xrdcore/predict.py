@@ -227,7 +227,7 @@ def _probabilities(model, config, prepared: list[_Prepared]) -> list[dict[str, n
         return []
     device = next(model.parameters()).device
     if config.input.kind == "peaks":  # peak lists differ in length: one at a time
-        return [probabilities for p in prepared for probabilities in _probabilities_of(model, _peak_inputs(p, config, device))]
+        return [_probabilities_of(model, _peak_inputs(p, config, device))[0] for p in prepared]
     profiles = torch.from_numpy(np.stack([p.profile for p in prepared])).to(device)
     return _probabilities_of(model, scale_intensity(profiles, config.input.intensity))
 

@@ -110,16 +110,16 @@ def at_wavelength(pattern: MeasuredPattern, wavelength: str | float) -> Measured
     keep = sin_theta < 1
     if keep.sum() < 2:
         raise _error(pattern.source, f"no part of the pattern is reachable at {wavelength} Å")
-    theta_old = np.radians(pattern.two_theta[keep] / 2)
-    theta_new = np.arcsin(sin_theta[keep])
-    factor = _lorentz_polarisation(theta_new) / _lorentz_polarisation(theta_old)
+    import torch
+
+    from xrdcore.diffraction.pxrd import lorentz_polarisation  # the simulator's, so the two agree
+
+    theta_old = torch.from_numpy(np.radians(pattern.two_theta[keep] / 2))
+    theta_new = torch.asin(torch.from_numpy(sin_theta[keep]))
+    factor = (lorentz_polarisation(theta_new) / lorentz_polarisation(theta_old)).numpy()
     sigma = None if pattern.sigma is None else pattern.sigma[keep] * factor
-    return MeasuredPattern(np.degrees(2 * theta_new), pattern.intensity[keep] * factor, sigma, pattern.source,
-                           wavelength)
-
-
-def _lorentz_polarisation(theta: np.ndarray) -> np.ndarray:
-    return (1 + np.cos(2 * theta) ** 2) / (np.sin(theta) ** 2 * np.cos(theta))
+    return MeasuredPattern(np.degrees(2 * theta_new.numpy()), pattern.intensity[keep] * factor, sigma,
+                           pattern.source, wavelength)
 
 
 #: pdCIF tags, in order of preference: 2θ of each point, and the intensity of each point
