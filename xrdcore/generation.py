@@ -29,6 +29,7 @@ import torch
 
 from xrdcore.data.cache import PeakCache
 from xrdcore.storage import atomic_write_json, atomic_write_text, holds_other_files
+from xrdcore.validate import positive_int
 
 GENERATOR_RUN_FORMAT = "xrdcore-generator-run/1"
 TOLERANCES: dict[str, dict[str, float]] = {"paper": {"stol": 0.7, "angle_tol": 5.0, "ltol": 0.2},
@@ -212,8 +213,7 @@ def generate(run_dir: str | Path, pattern_path: str | Path, composition: str, n:
     from xrdcore.diffraction.peaks import find_peaks
     from xrdcore.diffraction.readers import read_pattern
 
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
+    positive_int("n", n)
     try:
         parsed = Composition(composition)
     except Exception as exc:  # noqa: BLE001 - pymatgen raises several types for a bad formula

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from xrdcore.storage import atomic_write_bytes
+from xrdcore.validate import positive_int
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -32,9 +33,7 @@ class WorkerError(RuntimeError):
 
 def check_workers(workers: int) -> int:
     """``workers`` as a positive int, or a ValueError saying what was given."""
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a positive integer, got {workers!r}")
-    return workers
+    return positive_int("workers", workers)
 
 
 def ordered_map(func: Callable[[T], R], items: Iterable[T], workers: int = 1,

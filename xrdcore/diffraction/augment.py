@@ -32,6 +32,7 @@ from xrdcore.diffraction.profile import (DEFAULT_CAGLIOTI, AngleGrid, PeakBatch,
                                         render)
 from xrdcore.diffraction.pxrd import lorentz_polarisation
 from xrdcore.diffraction.radiation import WAVELENGTHS
+from xrdcore.validate import positive_float, positive_int
 
 Range = tuple[float, float]
 Direction = tuple[int, int, int]
@@ -104,8 +105,8 @@ class Augmentations:
     read_noise: Range | None = None
 
     def __post_init__(self):
-        radius = _positive_scalar("goniometer_radius", self.goniometer_radius, "mm")
-        _positive_scalar("scherrer_constant", self.scherrer_constant, "")
+        radius = positive_float("goniometer_radius", self.goniometer_radius, "mm")
+        positive_float("scherrer_constant", self.scherrer_constant)
         # name: (minimum, minimum allowed?, maximum, maximum allowed?, unit)
         limits = {
             "strain": (-0.2, True, 0.2, True, "(relative change of the d-spacings)"),
@@ -192,8 +193,7 @@ def draw_parameters(config: Augmentations, batch_size: int, generator: torch.Gen
     (i − shift) mod B with one shift 1..B−1 per batch; a batch of one is its own impurity."""
     if not isinstance(config, Augmentations):
         raise TypeError(f"config must be an Augmentations, got {type(config).__name__}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    positive_int("batch_size", batch_size)
     device = generator.device
 
     def uniform(bounds: Range | None, log: bool = False, columns: int = 0) -> torch.Tensor | None:
@@ -476,13 +476,6 @@ def _is_real(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _positive_scalar(name: str, value, unit: str) -> float:
-    if not _is_real(value) or value <= 0:
-        where = f" in {unit}" if unit else ""
-        raise ValueError(f"{name} must be a positive finite number{where}, got {value!r}")
-    return float(value)
-
-
 def _check_range(name: str, value, minimum: float, min_ok: bool, maximum: float, max_ok: bool,
                  unit: str) -> Range:
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
@@ -540,8 +533,7 @@ class ProfileWarp:
                            _check_range("zero_shift", self.zero_shift, -10.0, True, 10.0, True, "degrees"))
         if not _is_real(self.gain) or not 0 <= self.gain <= 2:
             raise ValueError(f"gain must be a number in [0, 2], got {self.gain!r}")
-        if isinstance(self.gain_points, bool) or not isinstance(self.gain_points, int) or self.gain_points < 1:
-            raise ValueError(f"gain_points must be a positive integer, got {self.gain_points!r}")
+        positive_int("gain_points", self.gain_points)
 
     def __call__(self, profiles: torch.Tensor, grid: AngleGrid, generator: torch.Generator) -> torch.Tensor:
         _check_generator(generator, profiles.device)

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from xrdcore.crystal.hierarchy import LabelHierarchy
 from xrdcore.interfaces import LossScheduler
+from xrdcore.validate import positive_int
 
 __all__ = ["NORMALISATIONS", "MGDAScheduler", "MGDAStep", "MinNormSolution", "min_norm_point",
            "min_norm_weights"]
@@ -63,12 +64,6 @@ def _solution(gram: np.ndarray, w: np.ndarray, iterations: int, tol_abs: float) 
     w = w / w.sum()
     f, _, gap = _gap(gram, w)
     return MinNormSolution(w, max(f, 0.0), iterations, gap <= tol_abs, max(gap, 0.0))
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 def _tolerance(value: Any) -> float:
@@ -160,7 +155,7 @@ def min_norm_weights(gram: Any, *, max_iter: int = 100, tol: float = 1e-8) -> Mi
     never NaN: all vectors zero or all identical → uniform weights; one zero vector among others
     → all weight on it (norm 0); two opposite vectors → ``(½, ½)`` (norm 0).
     """
-    max_iter = _positive_int("max_iter", max_iter)
+    max_iter = positive_int("max_iter", max_iter)
     tol = _tolerance(tol)
     if isinstance(gram, torch.Tensor):
         gram = gram.detach().cpu().numpy()
@@ -265,7 +260,7 @@ class MGDAScheduler(LossScheduler):
         if not isinstance(use_hierarchy_weights, bool):
             raise TypeError(f"use_hierarchy_weights must be True or False, got {use_hierarchy_weights!r}")
         self.normalisation = normalisation
-        self.max_iter = _positive_int("max_iter", max_iter)
+        self.max_iter = positive_int("max_iter", max_iter)
         self.tol = _tolerance(tol)
         self.use_hierarchy_weights = use_hierarchy_weights
         self.last_step: MGDAStep | None = None

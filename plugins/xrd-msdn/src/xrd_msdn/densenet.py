@@ -27,17 +27,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from xrdcore.interfaces import Encoder
+from xrdcore.validate import fraction, positive_int
 
 __all__ = ["DenseNetEncoder", "DenseNetStream", "MSDNEncoder"]
 
 #: dense-block sizes of Tiong et al. (the paper's text; its table has 8 for the third block)
 PAPER_BLOCKS = (3, 6, 12, 8)
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 class _DenseLayer(nn.Module):
@@ -125,23 +120,21 @@ class _ImageEncoder(Encoder):
     def __init__(self, views: int, channels: int, image_size: int, growth_rate: int,
                  block_config: Sequence[int], bottleneck: int, compression: float, stem: str, dropout: float):
         super().__init__()
-        self.views = _positive_int("views", views)
-        self.channels = _positive_int("channels", channels)
-        self.image_size = _positive_int("image_size", image_size)
+        self.views = positive_int("views", views)
+        self.channels = positive_int("channels", channels)
+        self.image_size = positive_int("image_size", image_size)
         block_config = tuple(block_config)
         if not block_config:
             raise ValueError("block_config needs at least one dense block")
         for layers in block_config:
-            _positive_int("block_config entries", layers)
+            positive_int("block_config entries", layers)
         if stem not in ("large", "small"):
             raise ValueError(f"stem must be 'large' or 'small', got {stem!r}")
         if isinstance(compression, bool) or not isinstance(compression, (int, float)) or not 0 < compression <= 1:
             raise ValueError(f"compression must be in (0, 1], got {compression!r}")
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
-        self.stream = DenseNetStream(self.channels, _positive_int("growth_rate", growth_rate), block_config,
-                                     _positive_int("bottleneck", bottleneck), float(compression), stem,
-                                     float(dropout))
+        self.stream = DenseNetStream(self.channels, positive_int("growth_rate", growth_rate), block_config,
+                                     positive_int("bottleneck", bottleneck), float(compression), stem,
+                                     fraction("dropout", dropout))
         if image_size < self.stream.min_size:
             raise ValueError(f"image_size {image_size} is smaller than the {self.stream.min_size} pixels this "
                              f"stream needs (stem {stem!r}, {len(block_config)} blocks)")

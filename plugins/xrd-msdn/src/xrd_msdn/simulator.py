@@ -43,6 +43,7 @@ from xrdcore.data.labels import DEFAULT_ANGLE_TOLERANCE, DEFAULT_SYMPREC
 from xrdcore.diffraction.pxrd import StructureError
 from xrdcore.diffraction.radiation import wavelength as xray_wavelength
 from xrdcore.interfaces import Simulator
+from xrdcore.validate import positive_int
 
 from xrd_msdn.scattering import electron_wavelength
 from xrd_msdn.shaping import rasterise, shape_segments
@@ -139,9 +140,7 @@ class ZoneAxisSimulator(Simulator):
         self.relrod_width = _number("relrod_width", relrod_width, 0.0, 1.0, open_low=True)
         self.max_excitation_error = _number("max_excitation_error", max_excitation_error, 0.0, 1.0)
         self.min_intensity = _number("min_intensity", min_intensity, 0.0, 1.0, open_low=True)
-        if isinstance(max_spots, bool) or not isinstance(max_spots, int) or max_spots < 1:
-            raise ValueError(f"max_spots must be a positive int, got {max_spots!r}")
-        self.max_spots = max_spots
+        self.max_spots = positive_int("max_spots", max_spots)
         self.neighbour_factor = _number("neighbour_factor", neighbour_factor, 1.0, 100.0)
         self.gamma = _number("gamma", gamma, 0.0, 10.0, open_low=True)
         self.spot_radius, self.line_width = _pair("spot_radius", spot_radius), _pair("line_width", line_width)
