@@ -4,8 +4,10 @@ objects; installs through entry points are in test_entry_points.py."""
 
 import ast
 import os
+import re
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,8 @@ from xrdcore.registry import (
     PluginError,
     Registry,
     UnknownComponentError,
+    distribution_version,
+    installed_entry_points,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -169,22 +173,20 @@ def test_precedence_between_builtins_and_third_parties():
         @hookimpl
         def register_encoders(self, register):
             register("fixed", MeanEncoder)
-            register("replaceable", MeanEncoder, overridable=True)
 
     def third_party(tag):
         class Plugin:
             @hookimpl
             def register_encoders(self, register):
-                for name in ("fixed", "replaceable", "shared"):
+                for name in ("fixed", "shared"):
                     register(name, MeanEncoder, description=tag)
         return Plugin()
 
     registry = Registry(builtins=[Builtins()], entry_points=[])
     registry.add_plugin("acme", third_party("acme"))
-    assert registry.get("encoder", "fixed").plugin == "xrdcore"  # built-ins keep their names ...
-    assert registry.get("encoder", "replaceable").plugin == "acme"  # ... unless marked overridable
+    assert registry.get("encoder", "fixed").plugin == "xrdcore"  # built-ins keep their names
     assert registry.get("encoder", "acme:fixed").description == "acme"  # qualified names always work
-    assert registry.names("encoders") == ["acme:fixed", "fixed", "replaceable", "shared", "xrdcore:replaceable"]
+    assert registry.names("encoders") == ["acme:fixed", "fixed", "shared"]
     assert "shadowed by xrdcore: use 'acme:fixed'" in " ".join(registry.plugins["acme"].notes)
 
     # a second third party providing the same names makes those names ambiguous
@@ -264,6 +266,92 @@ def test_loading_every_installed_plugin_imports_no_torch_or_pymatgen():
     assert int(plugins) >= 1 and heavy == "[]"
 
 
+def write_distribution(site: Path, folder: str, name: str, version: str, entry_points: str | None,
+                       metadata_file: str = "METADATA") -> None:
+    """The metadata directory pip (``*.dist-info``) or setuptools (``*.egg-info``) writes."""
+    (site / folder).mkdir(parents=True)
+    (site / folder / metadata_file).write_text(
+        f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\nSummary: s\n\nName: not a header\n")
+    if entry_points is not None:
+        (site / folder / "entry_points.txt").write_text(entry_points)
+
+
+@pytest.fixture
+def two_sites(tmp_path, monkeypatch):
+    """Two site directories: acme-tools in both (2.0 first on the path), a setuptools develop
+    install, a distutils ``.egg-info`` file, a distribution without xrdcore entry points."""
+    first, second = tmp_path / "first", tmp_path / "second"
+    write_distribution(first, "Acme_Tools-2.0.dist-info", "Acme.Tools", "2.0",
+                       "[console_scripts]\nacme = acme:main\n\n[xrdcore]\n# hooks\nacme = xrdcore_test_acme\n"
+                       "extra = xrdcore_test_acme : Extra [gpu]\n")
+    write_distribution(second, "acme_tools-1.0.dist-info", "acme-tools", "1.0", "[xrdcore]\nold = acme_old\n")
+    write_distribution(second, "legacy.egg-info", "legacy", "0.3",
+                       "[xrdcore]\nlegacy = xrdcore_no_such_module\n", metadata_file="PKG-INFO")
+    write_distribution(second, "other-1.0.dist-info", "other", "1.0", "[pytest11]\nother = other\n")
+    (second / "distutils_only-0.1.egg-info").write_text("Name: distutils-only\n")
+    (first / "xrdcore_test_acme.py").write_text(
+        "from xrdcore.hookspecs import hookimpl\n\n"
+        "@hookimpl\ndef register_label_hierarchies(register):\n"
+        "    register('acme-flat', 'xrdcore.builtin.hierarchies:flat')\n\n"
+        "class Extra:\n    @staticmethod\n    @hookimpl\n    def register_loss_schedulers(register):\n"
+        "        register('acme-sum', 'xrdcore.builtin.schedulers:SumScheduler')\n")
+    monkeypatch.syspath_prepend(str(first))
+    monkeypatch.delitem(sys.modules, "xrdcore_test_acme", raising=False)
+    return [str(first), str(second), str(tmp_path / "missing")]
+
+
+def test_entry_points_are_found_as_importlib_metadata_finds_them(two_sites):
+    expected, seen = [], set()
+    for dist in metadata.distributions(path=two_sites):  # the first of each name wins
+        key = re.sub(r"[-_.]+", "-", dist.metadata["Name"] or "").lower()
+        if key not in seen:
+            seen.add(key)
+            expected += [(ep.name, ep.value, dist.metadata["Name"], dist.version)
+                         for ep in dist.entry_points if ep.group == "xrdcore"]
+    found = [(ep.name, ep.value, ep.distribution, ep.version) for ep in installed_entry_points(two_sites)]
+    assert sorted(found) == sorted(expected) == [
+        ("acme", "xrdcore_test_acme", "Acme.Tools", "2.0"),
+        ("extra", "xrdcore_test_acme : Extra [gpu]", "Acme.Tools", "2.0"),
+        ("legacy", "xrdcore_no_such_module", "legacy", "0.3")]
+    assert distribution_version("acme-tools", two_sites) == "2.0"
+    assert distribution_version("nope", two_sites) is None
+
+    # and this environment's real installs, editable ones included
+    installed = [(ep.name, ep.value, ep.dist.name, ep.dist.version)
+                 for ep in metadata.entry_points(group="xrdcore")]
+    found = [(ep.name, ep.value, ep.distribution, ep.version) for ep in installed_entry_points()]
+    assert sorted(found) == sorted(installed)
+    assert distribution_version("xrdcore") == metadata.version("xrdcore")
+
+
+def test_plugins_are_loaded_by_distribution_and_can_be_disabled(two_sites):
+    registry = Registry(entry_points=installed_entry_points(two_sites))
+    acme, legacy = registry.plugins["Acme.Tools"], registry.plugins["legacy"]
+    assert (acme.status, acme.version, acme.errors) == ("ok", "2.0", [])
+    assert registry.get("hierarchy", "acme-flat").plugin == "Acme.Tools"
+    assert registry.get("scheduler", "acme-sum").plugin == "Acme.Tools"
+    assert legacy.status == "failed" and "ModuleNotFoundError" in legacy.errors[0]
+
+    # by distribution name, normalised, or by entry-point name; unknown names warn
+    for disable in ("acme-tools,legacy,nope", ["acme_tools", " legacy", "nope"], "extra,legacy,nope"):
+        registry = Registry(entry_points=installed_entry_points(two_sites), disable=disable, strict=False)
+        assert {p.name: p.status for p in registry.plugins.values()} == {
+            "xrdcore": "ok", "Acme.Tools": "disabled", "legacy": "disabled"}
+        assert "acme-flat" not in registry.names("hierarchies")
+        assert registry.warnings == ["XRDCORE_DISABLE names 'nope', which is not installed"]
+    registry = Registry(entry_points=installed_entry_points(two_sites), only="acme-tools,legacy", disable="legacy")
+    assert [p.name for p in registry.plugins.values() if p.enabled] == ["xrdcore", "Acme.Tools"]
+    with pytest.raises(ValueError, match="^XRDCORE_DISABLE names 'xrdcore', the built-in plugin, "
+                       "which cannot be disabled$"):
+        Registry(entry_points=[], disable="xrd-mamba,XRDcore")
+
+
+def test_disable_is_read_from_the_environment(monkeypatch):
+    monkeypatch.setenv("XRDCORE_DISABLE", "xrd-nonexistent,")
+    assert Registry(entry_points=[]).warnings == ["XRDCORE_DISABLE names 'xrd-nonexistent', which is not installed"]
+    assert Registry(entry_points=[], disable=[]).warnings == []
+
+
 def test_qualified_names_and_plugin_selection_are_normalised():
     registry = Registry(entry_points=[], only="xrd_example, ")
     assert registry.get("scheduler", "XRDcore:sum").qualified_name == "xrdcore:sum"
@@ -296,6 +384,24 @@ def test_multi_line_plugin_errors_become_one_line():
     registry = Registry(builtins=[WrongArgument()], entry_points=[])
     (error,) = registry.plugins["xrdcore"].errors
     assert "\n" not in error and "could not be loaded: PluginValidationError" in error
+
+
+def test_pluggy_errors_name_the_plugin_by_its_distribution_name():
+    class WrongArgument:
+        @hookimpl
+        def register_encoders(self, reg):
+            pass
+
+    registry = Registry(entry_points=[])
+    registry.add_plugin("acme-tools", WrongArgument())
+    (error,) = registry.plugins["acme-tools"].errors
+    assert "Plugin 'acme-tools' for hook 'register_encoders'" in error and "#" not in error
+
+    shared = EveryKind()  # two distributions whose entry points name the same object
+    registry.add_plugin("first", shared)
+    registry.add_plugin("second", shared)
+    assert registry.plugins["second"].errors == [
+        "could not be loaded: ValueError: its plugin object is already registered by first"]
 
 
 def test_create_checks_arguments_and_interface():

@@ -2,12 +2,10 @@
 small=None)``.
 
 ``factory`` builds the component from keyword arguments: a class, a function, or a
-``"module:attribute"`` string imported only when the component is first created. Built-ins may
-also pass ``overridable=True`` to let a single third-party component of that name take
-precedence; the flag is ignored for third-party plugins. ``tiny`` gives the keyword arguments
-of the smallest variant (e.g. ``{"channels": (8, 16)}``) that ``xrdcore bench --quick`` and the
-conformance tests build instead of the full-size default; ``small`` those of a variant sized to
-learn on a real data set on a CPU (``--size small``).
+``"module:attribute"`` string imported only when the component is first created. ``tiny``
+gives the keyword arguments of the smallest variant (e.g. ``{"channels": (8, 16)}``) that
+``xrdcore bench --quick`` and the conformance tests build instead of the full-size default;
+``small`` those of a variant sized to learn on a real data set on a CPU (``--size small``).
 """
 
 import pluggy

@@ -2,14 +2,18 @@
 
 Each entry point is imported and each of its hooks called on its own, so one broken plugin is
 reported in ``xrdcore plugins`` while the others keep working. ``XRDCORE_STRICT=1`` turns any
-plugin problem into an error; ``XRDCORE_PLUGINS=a,b`` loads only those plugins (by
-distribution or entry-point name; empty loads none). Built-ins register through the same hooks.
+plugin problem into an error; ``XRDCORE_PLUGINS=a,b`` loads only those plugins and
+``XRDCORE_DISABLE=a,b`` all but those (by distribution or entry-point name; an empty
+``XRDCORE_PLUGINS`` loads none). Built-ins register through the same hooks and always load.
+
+Entry points are read from the ``*.dist-info`` / ``*.egg-info`` directories on ``sys.path``
+directly, not through importlib.metadata, whose import and full scan of every installed
+distribution cost more than the rest of ``xrdcore list``.
 
 Names: every component is reachable as ``plugin:name`` (``xrd-mamba:mamba``). A short name
-resolves to its only provider; when several provide it, a built-in wins unless it was
-registered ``overridable=True`` (then the single third-party provider wins), and two
-third-party providers make the short name ambiguous. Every collision is listed in the
-plugins' notes, and is fatal in strict mode.
+resolves to its only provider; when several provide it, a built-in wins, and two third-party
+providers make the short name ambiguous. Every collision is listed in the plugins' notes, and
+is fatal in strict mode. Messages name plugins by distribution name.
 """
 
 from __future__ import annotations
@@ -17,13 +21,13 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import importlib
-import importlib.metadata as metadata
 import importlib.util
 import inspect
 import os
 import re
+import sys
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,7 +95,6 @@ class Component:
     target: Any
     description: str
     builtin: bool
-    overridable: bool = False
     #: keyword arguments of the smallest variant: tests, conformance checks and ``bench --quick``
     tiny: dict[str, Any] = field(default_factory=dict)
     #: keyword arguments of a variant that learns on a real data set on a CPU (``--size small``)
@@ -119,6 +122,19 @@ class Component:
                 raise ComponentError(f"{self.kind} {self.qualified_name!r}: cannot import "
                                      f"{self.target!r}: {exc}") from exc
         return self.target
+
+
+@dataclass(frozen=True)
+class EntryPoint:
+    """One entry point of the ``xrdcore`` group: ``value`` is ``module`` or ``module:attr``."""
+
+    name: str
+    value: str
+    distribution: str
+    version: str | None = None
+
+    def load(self) -> Any:
+        return import_object(re.sub(r"\s+", "", self.value.partition("[")[0]))  # no extras
 
 
 @dataclass
@@ -155,19 +171,20 @@ class Registry:
     """All components of all loaded plugins, by kind.
 
     ``builtins`` are module names (or plugin objects) registered as the built-in plugin;
-    ``entry_points`` defaults to the installed ``xrdcore`` group; ``strict`` and ``only``
-    default to ``XRDCORE_STRICT`` and ``XRDCORE_PLUGINS``.
+    ``entry_points`` defaults to :func:`installed_entry_points`; ``strict``, ``only`` and
+    ``disable`` (plugin names, a list or ``"a,b"``) default to ``XRDCORE_STRICT``,
+    ``XRDCORE_PLUGINS`` and ``XRDCORE_DISABLE``.
     """
 
     def __init__(self, *, builtins: Iterable[Any] = BUILTIN_MODULES,
-                 entry_points: Iterable[metadata.EntryPoint] | None = None,
-                 strict: bool | None = None, only: Iterable[str] | None = None):
+                 entry_points: Iterable[EntryPoint] | None = None, strict: bool | None = None,
+                 only: Iterable[str] | str | None = None, disable: Iterable[str] | str | None = None):
         self.strict = _env_flag("XRDCORE_STRICT") if strict is None else strict
-        if only is None and "XRDCORE_PLUGINS" in os.environ:
-            only = os.environ["XRDCORE_PLUGINS"]
-        if isinstance(only, str):
-            only = only.split(",")
-        self._only = None if only is None else {_normalise(p) for p in only if p.strip()}
+        self._only = _selection(only, "XRDCORE_PLUGINS")
+        self._disable = _selection(disable, "XRDCORE_DISABLE") or set()
+        if _normalise(BUILTIN_PLUGIN) in self._disable:
+            raise ValueError(f"XRDCORE_DISABLE names {BUILTIN_PLUGIN!r}, the built-in plugin, "
+                             "which cannot be disabled")
         self.warnings: list[str] = []
         self.plugins: dict[str, PluginInfo] = {}
         self._components: dict[str, list[Component]] = {kind: [] for kind in KINDS}
@@ -175,22 +192,22 @@ class Registry:
         self._pm.add_hookspecs(hookspecs)
 
         builtin = self.plugins.setdefault(BUILTIN_PLUGIN, PluginInfo(
-            BUILTIN_PLUGIN, _version("xrdcore"), builtin=True))
+            BUILTIN_PLUGIN, distribution_version(BUILTIN_PLUGIN), builtin=True))
         for module in builtins:
             self._add(builtin, lambda m=module: importlib.import_module(m) if isinstance(m, str) else m)
         known = {_normalise(BUILTIN_PLUGIN)}
         for dist, eps in _group_by_distribution(
-                metadata.entry_points(group=ENTRY_POINT_GROUP) if entry_points is None else entry_points):
+                installed_entry_points() if entry_points is None else entry_points):
             names = {_normalise(dist), *(_normalise(e.name) for e in eps)}
             known |= names
-            info = self.plugins.setdefault(dist, PluginInfo(dist, _version(dist)))
-            info.enabled = self._only is None or bool(names & self._only)
+            info = self.plugins.setdefault(dist, PluginInfo(dist, eps[0].version))
+            info.enabled = (self._only is None or bool(names & self._only)) and not names & self._disable
             if info.enabled:
                 for ep in eps:
                     self._add(info, ep.load)
-        if self._only is not None:
-            for missing in sorted(self._only - known):
-                self.warnings.append(f"XRDCORE_PLUGINS names {missing!r}, which is not installed")
+        for variable, selection in (("XRDCORE_PLUGINS", self._only), ("XRDCORE_DISABLE", self._disable)):
+            for missing in sorted((selection or set()) - known):
+                self.warnings.append(f"{variable} names {missing!r}, which is not installed")
         self._resolve_collisions()
         self._check_strict()
 
@@ -217,11 +234,15 @@ class Registry:
     # loading ------------------------------------------------------------------------------
     def _add(self, info: PluginInfo, load: Callable[[], Any]) -> None:
         """Import one plugin object and call each of its hooks, recording any failure."""
+        key = f"{info.name}#{len(self._pm.get_plugins())}"  # unique for pluggy, never shown
         try:
             plugin = load()
-            self._pm.register(plugin, name=f"{info.name}#{len(self._pm.get_plugins())}")
+            if self._pm.is_registered(plugin):
+                owner = self._pm.get_name(plugin).rpartition("#")[0]
+                raise ValueError(f"its plugin object is already registered by {owner}")
+            self._pm.register(plugin, name=key)
         except (Exception, SystemExit) as exc:  # a plugin may fail in any way, even sys.exit()
-            return self._fail(info, "could not be loaded", exc)
+            return self._fail(info, "could not be loaded", exc, key)
         for caller in self._pm.get_hookcallers(plugin) or []:
             if not caller.has_spec():
                 close = difflib.get_close_matches(caller.name, KINDS.values(), n=1)
@@ -236,8 +257,7 @@ class Registry:
         added: list[Component] = []
 
         def register(name: str, factory: Any, *, description: str | None = None,
-                     overridable: bool = False, tiny: dict[str, Any] | None = None,
-                     small: dict[str, Any] | None = None) -> None:
+                     tiny: dict[str, Any] | None = None, small: dict[str, Any] | None = None) -> None:
             if not isinstance(name, str) or not _NAME.match(name):
                 raise ValueError(f"invalid {kind} name {name!r}: use lower-case letters, digits, '.', '_', '-'")
             if any(c.kind == kind and c.name == name for c in info.components + added):
@@ -252,8 +272,7 @@ class Registry:
                 if options is not None and not (isinstance(options, dict) and all(isinstance(k, str) for k in options)):
                     raise TypeError(f"{kind} {name!r}: {size} must be a dict of keyword arguments, got {options!r}")
             added.append(Component(kind, name, info.name, factory, description or _summary(factory),
-                                   info.builtin, overridable and info.builtin, dict(tiny or {}),
-                                   None if small is None else dict(small)))
+                                   info.builtin, dict(tiny or {}), None if small is None else dict(small)))
 
         try:
             impl.function(**{arg: register for arg in impl.argnames})
@@ -264,8 +283,12 @@ class Registry:
         self._components[kind].extend(added)
 
     @staticmethod
-    def _fail(info: PluginInfo, what: str, exc: BaseException) -> None:
-        info.errors.append(f"{what}: {type(exc).__name__}: {' '.join(str(exc).split())}")
+    def _fail(info: PluginInfo, what: str, exc: BaseException, key: str | None = None) -> None:
+        """Record a failure in one line; pluggy's messages name the plugin by its pluggy ``key``."""
+        message = " ".join(str(exc).split())
+        if key is not None:
+            message = message.replace(repr(key), repr(info.name))
+        info.errors.append(f"{what}: {type(exc).__name__}: {message}")
         info.tracebacks.append(traceback.format_exc())
 
     def _resolve_collisions(self) -> None:
@@ -376,11 +399,11 @@ def import_object(path: str) -> Any:
 
 
 def _winner(candidates: list[Component]) -> Component | None:
+    """The provider a short name resolves to: a built-in, else the only one; None if ambiguous."""
     builtin = [c for c in candidates if c.builtin]
-    third_party = [c for c in candidates if not c.builtin]
-    if builtin and not builtin[0].overridable:
+    if builtin:
         return builtin[0]
-    return third_party[0] if len(third_party) == 1 else None
+    return candidates[0] if len(candidates) == 1 else None
 
 
 def _kind(kind: str) -> str:
@@ -395,20 +418,88 @@ def _kind(kind: str) -> str:
     return aliases[key]
 
 
-def _group_by_distribution(entry_points: Iterable[metadata.EntryPoint]) -> list[tuple[str, list]]:
-    """Entry points grouped by distribution name (duplicates on sys.path dropped), sorted."""
-    groups: dict[str, dict[tuple[str, str], metadata.EntryPoint]] = {}
+def _group_by_distribution(entry_points: Iterable[EntryPoint]) -> list[tuple[str, list[EntryPoint]]]:
+    """Entry points grouped by distribution name, sorted."""
+    groups: dict[str, list[EntryPoint]] = {}
     for ep in entry_points:
-        dist = ep.dist.name if getattr(ep, "dist", None) is not None else ep.name
-        groups.setdefault(dist, {}).setdefault((ep.name, ep.value), ep)
-    return [(dist, list(eps.values())) for dist, eps in sorted(groups.items())]
+        groups.setdefault(ep.distribution, []).append(ep)
+    return sorted(groups.items())
 
 
-def _version(distribution: str) -> str | None:
-    try:
-        return metadata.version(distribution)
-    except metadata.PackageNotFoundError:
-        return None
+def installed_entry_points(path: Iterable[str] | None = None) -> list[EntryPoint]:
+    """The ``xrdcore`` entry points of the distributions on ``path`` (default ``sys.path``).
+
+    Only the distributions that declare the group have their metadata read. Zip archives on
+    the path are not searched (pip never installs into one).
+    """
+    found = []
+    for normalised, directory in _distributions(sys.path if path is None else path):
+        try:
+            with open(os.path.join(directory, "entry_points.txt"), encoding="utf-8") as f:
+                pairs = _section(f.read(), ENTRY_POINT_GROUP)
+        except OSError:  # none, or an .egg-info file of a distutils install
+            continue
+        if pairs:
+            name, version = _name_and_version(directory)
+            found += [EntryPoint(key, value, name or normalised, version) for key, value in pairs]
+    return found
+
+
+def distribution_version(name: str, path: Iterable[str] | None = None) -> str | None:
+    """The version of the distribution ``name`` that Python imports, or None if not installed."""
+    wanted = _normalise(name)
+    for normalised, directory in _distributions(sys.path if path is None else path):
+        if normalised == wanted:
+            return _name_and_version(directory)[1]
+    return None
+
+
+def _distributions(path: Iterable[str]) -> Iterator[tuple[str, str]]:
+    """(normalised name, metadata directory) of each distribution, as importlib.metadata finds
+    them: in path order, then directory order, the first of each name only."""
+    seen = set()
+    for entry in path:
+        try:
+            children = os.listdir(entry or ".")
+        except OSError:
+            continue
+        for child in children:
+            low = child.lower()
+            if low.endswith((".dist-info", ".egg-info")):
+                normalised = _normalise(low.rpartition(".")[0].partition("-")[0])
+                if normalised not in seen:
+                    seen.add(normalised)
+                    yield normalised, os.path.join(entry, child)
+
+
+def _section(text: str, group: str) -> list[tuple[str, str]]:
+    """The ``name = value`` pairs of one ``[group]`` of an entry_points.txt."""
+    pairs, current = [], None
+    for line in map(str.strip, text.splitlines()):
+        if line.startswith("[") and line.endswith("]"):
+            current = line.strip("[]")
+        elif current == group and line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            pairs.append((key.strip(), value.strip()))
+    return pairs
+
+
+def _name_and_version(directory: str) -> tuple[str | None, str | None]:
+    """``Name`` and ``Version`` from the headers of a METADATA (or an .egg-info's PKG-INFO)."""
+    for filename in ("METADATA", "PKG-INFO"):
+        headers: dict[str, str] = {}
+        try:
+            with open(os.path.join(directory, filename), encoding="utf-8") as f:
+                for line in f:
+                    if not line.strip() or len(headers) == 2:
+                        break
+                    key, _, value = line.partition(":")
+                    if key in ("Name", "Version"):
+                        headers[key] = value.strip()
+        except OSError:
+            continue
+        return headers.get("Name"), headers.get("Version")
+    return None, None
 
 
 def _summary(factory: Any) -> str:
@@ -419,6 +510,15 @@ def _summary(factory: Any) -> str:
 
 def _normalise(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name.strip()).lower()
+
+
+def _selection(names: Iterable[str] | str | None, variable: str) -> set[str] | None:
+    """Normalised plugin names given, else those of the environment variable; None if neither."""
+    if names is None:
+        names = os.environ.get(variable)
+    if isinstance(names, str):
+        names = names.split(",")
+    return None if names is None else {_normalise(n) for n in names if n.strip()}
 
 
 def _natural(text: str) -> list:
