@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.metadata as metadata
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -128,6 +129,17 @@ out["twice"] = type(xrdcore.create_scheduler("twice")).__name__
 print(json.dumps(out))
 """
 
+#: the registry's own discovery against importlib.metadata's, over the child's real installs
+SCAN = r"""
+import importlib.metadata as metadata, json
+from xrdcore.registry import distribution_version, installed_entry_points
+print(json.dumps({
+    "found": sorted([ep.name, ep.value, ep.distribution, ep.version] for ep in installed_entry_points()),
+    "expected": sorted([ep.name, ep.value, ep.dist.name, ep.dist.version]
+                       for ep in metadata.entry_points(group="xrdcore")),
+    "versions": [[distribution_version(d), metadata.version(d)] for d in ("xrdcore", "xrd-example")]}))
+"""
+
 #: the child invocations the tests read: key → (arguments, XRDCORE_* variables)
 CALLS: dict[str, tuple[list[str], dict[str, str]]] = {
     "plugins": (["-m", "xrdcore", "plugins", "--json"], {}),
@@ -142,6 +154,12 @@ CALLS: dict[str, tuple[list[str], dict[str, str]]] = {
     "only-entry-point": (["-m", "xrdcore", "plugins", "--json"], {"XRDCORE_PLUGINS": "example"}),
     "only-none": (["-m", "xrdcore", "plugins", "--json"], {"XRDCORE_PLUGINS": ""}),
     "only-missing": (["-m", "xrdcore", "plugins", "--json"], {"XRDCORE_PLUGINS": "nonexistent"}),
+    # the three broken plugins, by distribution and entry-point names: strict mode has nothing left to fail on
+    "disable": (["-m", "xrdcore", "plugins", "--json"],
+                {"XRDCORE_DISABLE": "xrd-broken-import,broken_hook,xrd_duplicate", "XRDCORE_STRICT": "1"}),
+    "disable-missing": (["-m", "xrdcore", "plugins", "--json"], {"XRDCORE_DISABLE": "nonexistent"}),
+    "disable-builtin": (["-m", "xrdcore", "list", "encoders"], {"XRDCORE_DISABLE": "xrdcore"}),
+    "scan": (["-c", SCAN], {}),
 }
 
 
@@ -202,6 +220,22 @@ def test_plugins_report_status_errors_and_notes(cli):
         "encoder 'example-conv' is also provided by xrd-example: use 'xrd-duplicate:example-conv'",
         "label_hierarchy 'flat' is shadowed by xrdcore: use 'xrd-duplicate:flat'"]
     assert parse(cli["plugins"])["warnings"] == []
+
+
+def test_messages_name_plugins_by_distribution_never_by_pluggy_name(cli):
+    for key in ("plugins", "encoders", "hierarchies", "strict", "strict-debug"):
+        printed = cli[key].stdout + cli[key].stderr
+        assert not re.search(r"[\w.-]#\d", printed), f"{key}: {printed}"
+    assert "xrd-broken-import: could not be loaded" in cli["strict"].stderr
+    assert "xrd-broken-hook: hook register_encoders raised" in cli["strict"].stderr
+    assert "xrd-duplicate: hook register_loss_schedulers raised" in cli["strict"].stderr
+
+
+def test_discovery_matches_importlib_metadata(cli):
+    out = parse(cli["scan"])
+    assert out["found"] == out["expected"]
+    assert {d for _, _, d, _ in out["found"]} >= {"xrd-example", *BROKEN}
+    assert out["versions"][1] == ["0.1.0", "0.1.0"] and out["versions"][0][0] == out["versions"][0][1]
 
 
 def test_list_shows_qualified_names_for_collisions(cli):
@@ -272,6 +306,26 @@ def test_empty_selection_loads_no_plugin(cli):
     assert found["xrdcore"]["status"] == "ok"
     assert {p["status"] for name, p in found.items() if name != "xrdcore"} == {"disabled"}
     assert report["warnings"] == []
+
+
+def test_disabled_plugins_are_not_loaded(cli):
+    found = plugins(cli["disable"])  # exit 0 in strict mode: the broken plugins are not loaded
+    assert found["xrdcore"]["status"] == "ok"
+    assert found["xrd-example"]["status"] == "ok" and found["xrd-example"]["notes"] == []
+    for name in BROKEN:
+        assert (found[name]["status"], found[name]["errors"], found[name]["components"]) == ("disabled", [], {})
+    assert parse(cli["disable"])["warnings"] == []
+
+    report = parse(cli["disable-missing"])
+    assert report["warnings"] == ["XRDCORE_DISABLE names 'nonexistent', which is not installed"]
+    assert {p["status"] for p in report["plugins"]} >= {"ok", "failed", "partial"}
+
+
+def test_the_builtin_plugin_cannot_be_disabled(cli):
+    result = cli["disable-builtin"]
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.splitlines() == [
+        "xrdcore: error: XRDCORE_DISABLE names 'xrdcore', the built-in plugin, which cannot be disabled"]
 
 
 def test_unknown_selection_warns(cli):
