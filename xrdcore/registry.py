@@ -6,9 +6,10 @@ plugin problem into an error; ``XRDCORE_PLUGINS=a,b`` loads only those plugins a
 ``XRDCORE_DISABLE=a,b`` all but those (by distribution or entry-point name; an empty
 ``XRDCORE_PLUGINS`` loads none). Built-ins register through the same hooks and always load.
 
-Entry points are read from the ``*.dist-info`` / ``*.egg-info`` directories on ``sys.path``
-directly, not through importlib.metadata, whose import and full scan of every installed
-distribution cost more than the rest of ``xrdcore list``.
+Start-up is part of every command: entry points are read from the ``*.dist-info`` /
+``*.egg-info`` directories on ``sys.path`` directly, not through importlib.metadata (its import
+and full scan of every installed distribution cost more than the rest of ``xrdcore list``), and
+what only a failure needs (difflib, traceback) is imported when one happens.
 
 Names: every component is reachable as ``plugin:name`` (``xrd-mamba:mamba``). A short name
 resolves to its only provider; when several provide it, a built-in wins, and two third-party
@@ -18,7 +19,6 @@ is fatal in strict mode. Messages name plugins by distribution name.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import importlib
 import importlib.util
@@ -26,7 +26,6 @@ import inspect
 import os
 import re
 import sys
-import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -245,6 +244,8 @@ class Registry:
             return self._fail(info, "could not be loaded", exc, key)
         for caller in self._pm.get_hookcallers(plugin) or []:
             if not caller.has_spec():
+                import difflib
+
                 close = difflib.get_close_matches(caller.name, KINDS.values(), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 info.errors.append(f"implements unknown hook {caller.name!r}{hint}")
@@ -289,6 +290,8 @@ class Registry:
         if key is not None:
             message = message.replace(repr(key), repr(info.name))
         info.errors.append(f"{what}: {type(exc).__name__}: {message}")
+        import traceback
+
         info.tracebacks.append(traceback.format_exc())
 
     def _resolve_collisions(self) -> None:
@@ -357,6 +360,8 @@ class Registry:
         if not found:
             listing = self.names(kind)
             known = [c.qualified_name for c in components] if ":" in name else listing
+            import difflib
+
             close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
             hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
             listing = ", ".join(listing) or "none installed"
