@@ -1,6 +1,7 @@
 """Start-up of ``xrdcore list encoders``: the code at a baseline commit and the working tree, side
 by side in one run, with ``python -c pass`` as the floor and ``python -c "import pluggy"`` as the
-floor of any registry built on pluggy (its import alone).
+floor of any registry built on pluggy (its import alone). The same listing through the Python API
+(``REGISTRY``, no argument parser) tells the registry's share from the command line's.
 
 Both run through the same console script with the same installed plugins (the same entry points);
 only ``PYTHONPATH`` differs: a detached worktree of the baseline, or this repository. The runs
@@ -30,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: main before the registry read entry points itself (importlib.metadata's full scan)
 BASELINE = "83564f1"
 COMMAND = ["list", "encoders"]
+REGISTRY = "import xrdcore; r = xrdcore.get_registry(); [r.get('encoder', n) for n in r.names('encoder')]"
 
 
 def main() -> None:
@@ -48,11 +50,13 @@ def main() -> None:
             env = {k: v for k, v in os.environ.items() if not k.startswith("XRDCORE_")
                    and k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPATH")}
             env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
+            before, after = {**env, "PYTHONPATH": str(baseline)}, {**env, "PYTHONPATH": str(ROOT)}
             commands = {"floor": ([sys.executable, "-c", "pass"], env),
                         "pluggy": ([sys.executable, "-c", "import pluggy"], env),
-                        "before": ([script, *COMMAND], {**env, "PYTHONPATH": str(baseline)}),
-                        "after": ([script, *COMMAND], {**env, "PYTHONPATH": str(ROOT)})}
-            same_output = compare(script, commands["before"][1], commands["after"][1])
+                        "before": ([script, *COMMAND], before), "after": ([script, *COMMAND], after),
+                        "registry_before": ([sys.executable, "-c", REGISTRY], before),
+                        "registry_after": ([sys.executable, "-c", REGISTRY], after)}
+            same_output = compare(script, before, after)
             for _ in range(3):  # compile and cache the bytecode
                 for command, command_env in commands.values():
                     subprocess.run(command, env=command_env, check=True, stdout=subprocess.DEVNULL)
@@ -63,14 +67,16 @@ def main() -> None:
 
     summary = {name: {"min": round(min(s), 4), "median": round(statistics.median(s), 4),
                       "max": round(max(s), 4)} for name, s in seconds.items()}
-    floor, before, after = (summary[k]["median"] for k in ("floor", "before", "after"))
+    median = {name: s["median"] for name, s in summary.items()}
     results = {
         "what": f"wall seconds of `xrdcore {' '.join(COMMAND)}` (console script, bytecode cached): the code at "
                 "the baseline commit vs the working tree, same installed plugins; floor: `python -c pass`; "
-                "pluggy: `python -c 'import pluggy'`",
+                f"pluggy: `python -c 'import pluggy'`; registry_*: `python -c \"{REGISTRY}\"`",
         "runs": args.runs, "baseline_commit": args.baseline, "commit": commit(), "seconds": summary,
-        "speedup_median": round(before / after, 2),
-        "speedup_median_above_floor": round((before - floor) / (after - floor), 2),
+        "speedup_median": round(median["before"] / median["after"], 2),
+        "speedup_median_above_floor": round((median["before"] - median["floor"])
+                                            / (median["after"] - median["floor"]), 2),
+        "registry_speedup_median": round(median["registry_before"] / median["registry_after"], 2),
         "same_output": same_output,
         "environment": {"python": platform.python_version(), "machine": platform.machine(),
                         "processor": platform.processor() or None, "cpus": os.cpu_count(), "device": "cpu",
