@@ -396,6 +396,8 @@ def test_pluggy_errors_name_the_plugin_by_its_distribution_name():
     registry.add_plugin("acme-tools", WrongArgument())
     (error,) = registry.plugins["acme-tools"].errors
     assert "Plugin 'acme-tools' for hook 'register_encoders'" in error and "#" not in error
+    (traceback,) = registry.plugins["acme-tools"].tracebacks  # shown by --debug
+    assert "PluginValidationError: Plugin 'acme-tools'" in traceback and not re.search(r"acme-tools#\d", traceback)
 
     shared = EveryKind()  # two distributions whose entry points name the same object
     registry.add_plugin("first", shared)

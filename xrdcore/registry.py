@@ -285,14 +285,15 @@ class Registry:
 
     @staticmethod
     def _fail(info: PluginInfo, what: str, exc: BaseException, key: str | None = None) -> None:
-        """Record a failure in one line; pluggy's messages name the plugin by its pluggy ``key``."""
-        message = " ".join(str(exc).split())
-        if key is not None:
-            message = message.replace(repr(key), repr(info.name))
-        info.errors.append(f"{what}: {type(exc).__name__}: {message}")
+        """Record a failure in one line, and its traceback for ``--debug``; pluggy's messages name
+        the plugin by its pluggy ``key``, which users never see: they get the distribution name."""
         import traceback
 
-        info.tracebacks.append(traceback.format_exc())
+        def named(text: str) -> str:
+            return text if key is None else text.replace(repr(key), repr(info.name))
+
+        info.errors.append(f"{what}: {type(exc).__name__}: {named(' '.join(str(exc).split()))}")
+        info.tracebacks.append(named(traceback.format_exc()))
 
     def _resolve_collisions(self) -> None:
         """Write the collision notes afresh."""
