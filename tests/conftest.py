@@ -6,11 +6,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-#: a fast, small input: 5–90° at 0.05° (1,700 points), Gaussian peaks
-TINY_INPUT = {"two_theta": (5.0, 90.0, 0.05)}
+#: a fast, small input: the recipe's grid at 0.05° (1,700 points), Gaussian peaks; the grid as
+#: JSON settings (and so the benchmark's) give it, the fields that differ
+TINY_INPUT = {"grid": {"step": 0.05}}
 TINY_RCNET = {"blocks": 2, "kernel_size": 5, "channels": (8,)}
-#: finer than the tiny run's 0.05° grid, as a measurement would be: 5-90° at 0.01°
-FINE = (5.0, 90.0, 0.01)
 
 
 def write_xy(path: Path, two_theta: np.ndarray, intensity: np.ndarray) -> Path:
@@ -32,14 +31,15 @@ def tiny_run(mp20_cache, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def simulated(tiny_run, mp20_cache, tmp_path_factory):
-    """The profile of the first training structure rendered with the run's peak shape on a 0.01° grid,
-    as an .xy file, and that structure's index in the cache."""
-    from xrdcore.diffraction.profile import AngleGrid, PeakBatch, render
+    """The profile of the first training structure rendered with the run's peak shape on the default
+    grid (0.01°, finer than the tiny run's, as a measurement would be), as an .xy file, and that
+    structure's index in the cache."""
+    from xrdcore.diffraction.profile import DEFAULT_GRID, PeakBatch, render
     from xrdcore.train import load_run
 
     spec = load_run(tiny_run)[1].input
     index = int(mp20_cache.indices("train")[0])
-    fine = AngleGrid(*FINE)
+    fine = DEFAULT_GRID
     profile = render(PeakBatch.from_peak_lists([mp20_cache.peaks(index)]), fine, shape=spec.shape,
                      caglioti=spec.caglioti, eta=spec.eta)[0].numpy()
     return write_xy(tmp_path_factory.mktemp("predict") / "simulated.xy", fine.values, profile), index

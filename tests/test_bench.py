@@ -16,6 +16,7 @@ from conftest import TINY_INPUT
 
 from xrdcore.bench.harness import BenchError, BenchSettings, find_combinations, run_bench
 from xrdcore.crystal.hierarchy import LabelHierarchy
+from xrdcore.diffraction.profile import DEFAULT_GRID, AngleGrid
 from xrdcore.hookspecs import hookimpl
 from xrdcore.interfaces import Encoder, LossScheduler
 from xrdcore.registry import Registry
@@ -43,10 +44,10 @@ class FlakyEncoder(Encoder):
 
     input_kind = "profile"
 
-    def __init__(self, input_length: int = 100):
+    def __init__(self, grid: AngleGrid = DEFAULT_GRID):
         super().__init__()
         self.embed_dim, self.calls = 4, 0
-        self.linear = torch.nn.Linear(input_length, 4)
+        self.linear = torch.nn.Linear(grid.length, 4)
 
     def forward(self, batch):
         self.calls += 1
@@ -56,13 +57,13 @@ class FlakyEncoder(Encoder):
 
 
 class PeakEncoder(Encoder):
-    """Peak lists → intensity-weighted sums of sin/cos features of 2θ (takes no input length)."""
+    """Peak lists → intensity-weighted sums of sin/cos features of 2θ (takes the grid for its range)."""
 
     input_kind = "peaks"
 
-    def __init__(self, two_theta=(5.0, 90.0, 0.01)):
+    def __init__(self, grid: AngleGrid = DEFAULT_GRID):
         super().__init__()
-        self.embed_dim, self.two_theta = 8, tuple(two_theta)
+        self.embed_dim, self.grid = 8, grid
         self.linear = torch.nn.Linear(8, 8)
 
     def forward(self, batch):
@@ -116,7 +117,7 @@ def test_encoders_on_peak_lists_get_peak_inputs_with_their_range(mp20_cache, tmp
     assert [r["status"] for r in results["runs"]] == ["complete"]
     record = json.loads((tmp_path / "runs" / "peak-sums__flat__sum" / "seed0" / "config.json").read_text())
     assert record["config"]["input"]["kind"] == "peaks"
-    assert record["encoder"]["kwargs"] == {"two_theta": [5.0, 90.0, 0.05]}  # no input_length for peak lists
+    assert record["encoder"]["kwargs"] == {"grid": {"start": 5.0, "stop": 90.0, "step": 0.05, "axis": "log_d"}}
     assert "peaks on 5-90° at 0.05°" in (tmp_path / "results.md").read_text()
 
 
@@ -240,10 +241,10 @@ class ScaledEncoder(Encoder):
 
     input_kind = "profile"
 
-    def __init__(self, input_length: int = 100):
+    def __init__(self, grid: AngleGrid = DEFAULT_GRID):
         super().__init__()
         self.embed_dim = 4
-        self.linear = torch.nn.Linear(input_length, 4)
+        self.linear = torch.nn.Linear(grid.length, 4)
         self.scale = torch.nn.Parameter(torch.ones(4))
 
     def forward(self, batch):

@@ -94,6 +94,7 @@ def child(tmp_path_factory) -> Child:
 
 SNIPPET = r"""
 import json, torch, xrdcore, xrd_example
+from xrdcore.diffraction.profile import DEFAULT_GRID, AngleGrid
 
 def error(call):
     try:
@@ -102,7 +103,7 @@ def error(call):
         return [type(exc).__name__, str(exc)]
 
 out = {"example_file": xrd_example.__file__}
-encoder = xrdcore.create_encoder("xrd-example:example-conv", input_length=300)
+encoder = xrdcore.create_encoder("xrd-example:example-conv", grid=AngleGrid(stop=8.0))  # 300 points
 y = encoder(torch.randn(4, 300))
 y.square().mean().backward()
 out["example"] = {"class": type(encoder).__module__ + "." + type(encoder).__name__,
@@ -110,7 +111,7 @@ out["example"] = {"class": type(encoder).__module__ + "." + type(encoder).__name
                   "finite": bool(torch.isfinite(y).all()),
                   "all_grads": all(p.grad is not None for p in encoder.parameters())}
 default = xrdcore.create_encoder("xrd-example:example-conv")  # every argument has a default
-out["default_shape"] = list(default(torch.randn(2, 8500)).shape)
+out["default_shape"] = list(default(torch.randn(2, DEFAULT_GRID.length)).shape)
 out["duplicate_shape"] = list(xrdcore.create_encoder("xrd-duplicate:example-conv")(torch.randn(4, 300)).shape)
 out["ambiguous"] = error(lambda: xrdcore.create_encoder("example-conv"))
 out["typo"] = error(lambda: xrdcore.create_encoder("exampel-conv"))

@@ -94,7 +94,7 @@ def test_an_imported_cache_trains(exported, tmp_path):
 
     _, imported = exported
     config = TrainConfig("mlp", encoder_options={"hidden": (16,)}, epochs=1, batch_size=16,
-                         input=InputSpec(two_theta=(5.0, 90.0, 0.5)))
+                         input=InputSpec(grid={"step": 0.5}))
     result = train(config, imported, tmp_path / "run", device="cpu", progress=False)
     assert result["status"] == "complete" and json.loads((tmp_path / "run" / "config.json").read_text())[
         "data"]["split_hash"] == imported.manifest["split_hash"]

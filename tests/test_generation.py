@@ -144,7 +144,7 @@ def test_generate_writes_ranked_cifs_for_a_measured_pattern(mp20_cache, tmp_path
     reg = registry()
     fit_generator("library", mp20_cache, tmp_path / "run", registry=reg)
     target = mp20_cache.structure(int(mp20_cache.indices("train")[0]))
-    simulator = xrdcore.create_simulator("pxrd", two_theta=(5.0, 90.0, 0.02))
+    simulator = xrdcore.create_simulator("pxrd", grid={"step": 0.02})
     profile = simulator.simulate([target])[0].numpy()
     pattern = tmp_path / "pattern.xy"
     pattern.write_text("\n".join(f"{t:.3f} {y:.6f}" for t, y in zip(simulator.grid.values, profile)))

@@ -27,7 +27,7 @@ def test_a_real_model_fits_64_real_mofs(mofs, tmp_path):
     assert 60 <= len(train_rows) <= 70
     assert len(np.unique(mofs.space_groups[train_rows])) >= 8  # a real multi-class problem
     small = xrdcore.get_registry().get("encoder", "rcnet").size_options("small")
-    config = TrainConfig("rcnet", encoder_options=small, input=InputSpec(two_theta=(5.0, 50.0, 0.1)),
+    config = TrainConfig("rcnet", encoder_options=small, input=InputSpec(grid={"stop": 50.0}),
                          epochs=50, batch_size=16, lr=3e-3, warmup_epochs=2, patience=None, weight_decay=0.0)
     result = train(config, mofs, tmp_path / "run", device="cpu", progress=False)
     steps = 50 * int(np.ceil(len(train_rows) / 16))
@@ -44,7 +44,7 @@ def test_the_harness_flags_a_model_that_learned_nothing(mp20_cache, tmp_path):
 
     frozen = BenchSettings(encoders="mlp", hierarchies="flat", schedulers="sum", quick=True,
                            training={"epochs": 1, "lr": 1e-9, "batch_size": 8, "warmup_epochs": 0.0},
-                           input={"two_theta": (5.0, 90.0, 0.5)})
+                           input={"grid": {"step": 0.5}})
     results = run_bench(mp20_cache, tmp_path, frozen, device="cpu", progress=False)
     (row,) = results["runs"]
     assert row["learned"] is False and row["p_vs_majority"] >= 0.05

@@ -9,7 +9,7 @@ from xrdcore.diffraction.peaks import find_peaks
 
 
 def _profile(structure, step=0.02):
-    simulator = xrdcore.create_simulator("pxrd", two_theta=(5.0, 90.0, step))
+    simulator = xrdcore.create_simulator("pxrd", grid={"step": step})
     (peaks,) = simulator.peaks([structure])
     return simulator.grid.values, simulator.render([peaks])[0].numpy(), peaks
 

@@ -321,7 +321,8 @@ def test_angle_grid_validation(args, message):
 
 
 def test_pxrd_simulator_through_the_registry():
-    simulator = xrdcore.create_simulator("pxrd", two_theta=(10, 80, 0.02), shape="pseudo-voigt")
+    simulator = xrdcore.create_simulator("pxrd", grid={"start": 10, "stop": 80, "step": 0.02},
+                                        shape="pseudo-voigt")
     nacl = Structure.from_spacegroup("Fm-3m", Lattice.cubic(5.64), ["Na", "Cl"], [[0, 0, 0], [0.5, 0.5, 0.5]])
     profiles = simulator.simulate([nacl, nacl])
     assert profiles.shape == (2, 3500) and torch.equal(profiles[0], profiles[1])

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,8 @@ def test_a_run_learns_selects_on_validation_and_scores_test_once(tiny_run, mp20_
     assert metrics["parameters"] > 0 and metrics["samples_per_s"] > 0
     record = json.loads((tiny_run / "config.json").read_text())
     assert record["data"]["split_hash"] == mp20_cache.manifest["split_hash"]
-    assert record["encoder"]["kwargs"]["input_length"] == 1700 and record["environment"]["torch"]
+    assert record["encoder"]["kwargs"]["grid"] == {"start": 5.0, "stop": 90.0, "step": 0.05, "axis": "log_d"}
+    assert record["config"]["input"]["two_theta"] == [5.0, 90.0, 0.05] and record["environment"]["torch"]
     assert record["hierarchy"]["levels"][0] == "space_group"
 
 
@@ -166,7 +168,7 @@ def test_bf16_is_for_cuda_and_unknown_components_suggest_names(mp20_cache, tmp_p
     with pytest.raises(KeyError, match="Did you mean 'rcnet'"):
         train(tiny_config(encoder="rcnett"), mp20_cache, tmp_path / "b", device="cpu", progress=False)
     with pytest.raises(ValueError, match="2θ 5.0-90.0 deg"):
-        train(tiny_config(input=InputSpec(two_theta=(2.0, 90.0, 0.05))), mp20_cache, tmp_path / "c",
+        train(tiny_config(input=InputSpec(grid={"start": 2.0, "step": 0.05})), mp20_cache, tmp_path / "c",
               device="cpu", progress=False)
 
 
@@ -179,6 +181,33 @@ def test_augmented_training_runs_and_peaks_inputs_are_dicts(mp20_cache, tmp_path
 
     batch = spec.make(PeakBatch.from_peak_lists([mp20_cache.peaks(0), mp20_cache.peaks(1)]))
     assert set(batch) == {"two_theta", "intensity", "mask"} and float(batch["intensity"].max()) == pytest.approx(1.0)
+
+
+def _profile_and_peak_encoders() -> list[str]:
+    from xrdcore import get_registry
+
+    registry = get_registry()
+    return [n for n in registry.names("encoder")
+            if getattr(registry.get("encoder", n).load(), "input_kind", None) in ("profile", "peaks")]
+
+
+@pytest.mark.parametrize("encoder", _profile_and_peak_encoders())
+def test_a_change_of_step_reaches_every_encoder_and_the_run_record_with_no_other_edit(encoder, mp20_cache, tmp_path):
+    """The grid is declared once: changing its step (``--step 0.2``) retrains every installed
+    profile and peak-list encoder on 425 points instead of 850, and the run records the step."""
+    from xrdcore import get_registry
+
+    grid = replace(InputSpec().grid, step=0.2)
+    kind = get_registry().get("encoder", encoder).load().input_kind
+    config = TrainConfig(encoder, encoder_options=get_registry().get("encoder", encoder).tiny,
+                         input=InputSpec(kind=kind, grid=grid), epochs=1, batch_size=16, train_limit=16)
+    train(config, mp20_cache, tmp_path / encoder, device="cpu", progress=False)
+    model, loaded, record = load_run(tmp_path / encoder)
+    assert loaded.input.grid == grid and record["config"]["input"]["two_theta"][2] == 0.2
+    if kind == "profile":
+        assert record["encoder"]["kwargs"]["grid"]["step"] == 0.2
+        assert model.encoder.input_length == grid.length == 425
+        assert model.encoder(torch.rand(2, grid.length)).shape == (2, model.encoder.embed_dim)
 
 
 def test_torchrun_with_two_gloo_processes_trains_one_model(mp20_cache, tmp_path):

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from conftest import TINY_INPUT, TINY_RCNET
+from xrdcore.diffraction.profile import DEFAULT_GRID, AngleGrid
 from xrdcore.hookspecs import hookimpl
 from xrdcore.interfaces import Encoder
 from xrdcore.registry import Registry
@@ -61,9 +62,9 @@ class TwoViewEncoder(Encoder):
 
     input_kind = "profile"
 
-    def __init__(self, input_length: int = 100, width: int = 8):
+    def __init__(self, grid: AngleGrid = DEFAULT_GRID, width: int = 8):
         super().__init__()
-        self.views, self.half = 2, input_length // 2
+        self.views, self.half = 2, grid.length // 2
         self.shared = torch.nn.Linear(self.half, width)
         self.embed_dim = 2 * width
 

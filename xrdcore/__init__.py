@@ -1,7 +1,7 @@
 """xrdcore: plugin-based deep learning on diffraction data.
 
 The public API is a handful of functions over the plugin registry, one pair per component kind
-(``list_encoders("*mamba*")``, ``create_encoder("mamba", input_length=8500)``), plus the
+(``list_encoders("*mamba*")``, ``create_encoder("mamba", grid=AngleGrid(step=0.05))``), plus the
 crystallographic tables in :mod:`xrdcore.crystal`.
 """
 

@@ -34,7 +34,9 @@ class Encoder(nn.Module, abc.ABC):
 
     Subclasses set ``input_kind`` and, in ``__init__``, ``self.embed_dim``. They are built from
     keyword arguments that all have defaults, so ``create_encoder(name)`` always works; input
-    sizes come from the data (``input_length`` for profiles), never from a constant.
+    sizes come from the data, never from a constant: profile encoders take the data's 2θ ``grid``
+    (an :class:`~xrdcore.diffraction.profile.AngleGrid`; the input length is ``grid.length``, the
+    angle of each point ``grid.values``), and peak-list encoders may take it for the angle range.
     """
 
     input_kind: ClassVar[InputKind]

@@ -42,4 +42,12 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def atomic_write_json(path: str | os.PathLike, data: Any) -> Path:
-    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    return atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=_json_value) + "\n")
+
+
+def _json_value(value: Any) -> Any:
+    """A settings object (e.g. the ``AngleGrid`` among an encoder's arguments in a run's
+    config.json) as its ``to_dict()``."""
+    if callable(getattr(value, "to_dict", None)):
+        return value.to_dict()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")

@@ -157,7 +157,7 @@ def package_run(run_dir: str | Path, out: str | Path, *, card: Mapping[str, Any]
              "hierarchy": record["hierarchy"]["name"],
              "parameters": sum(p.numel() for p in model.parameters()),
              "input": {"kind": config.input.kind, "two_theta": [grid.start, grid.stop, grid.step],
-                       "axis": getattr(config.input, "axis", None), "intensity": config.input.intensity,
+                       "axis": grid.axis, "intensity": config.input.intensity,
                        "wavelength": record.get("wavelength")},
              "weights_dtype": "float16" if half else "float32",
              "size_bytes": (out / WEIGHTS).stat().st_size, "sha256": sha256(out / WEIGHTS)}

@@ -6,6 +6,7 @@ lookup table."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -14,13 +15,13 @@ import torch
 from xrdcore.crystal.spacegroups import N_SPACE_GROUPS
 from xrdcore.data.cache import PeakCache
 from xrdcore.diffraction.profile import PeakBatch
-from xrdcore.train.inputs import InputSpec
+from xrdcore.train.inputs import RECIPE_GRID, InputSpec
 
 #: the lookup's input, chosen on CoRE MOF validation top-1 (docs/training.md): peaks broadened to a
-#: FWHM of 0.6° on a 0.1° 2θ grid and log intensities, so that near-misses in peak position and
-#: weak peaks both count
-NEAREST_NEIGHBOUR_INPUT = InputSpec(two_theta=(5.0, 90.0, 0.1), caglioti=(0.0, 0.0, 0.36), intensity="log",
-                                    axis="two_theta", augment="none")
+#: FWHM of 0.6° on the recipe's 2θ range and step, uniform in 2θ, and log intensities, so that
+#: near-misses in peak position and weak peaks both count
+NEAREST_NEIGHBOUR_INPUT = InputSpec(grid=replace(RECIPE_GRID, axis="two_theta"), caglioti=(0.0, 0.0, 0.36),
+                                    intensity="log", augment="none")
 
 
 def majority_scores(train_sg: np.ndarray, n: int) -> np.ndarray:

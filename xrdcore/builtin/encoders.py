@@ -5,9 +5,10 @@
 * :class:`RCNetEncoder` (``rcnet``): a 1-D pre-activation ResNet in the style of RCNet
   (Chen et al., JACS 2024).
 
-Every size comes from constructor arguments (all with defaults); the input length is
-``input_length``, never a constant. Each encoder returns the embedding only: the
-classification heads (and RCNet's confidence head) sit on top of it elsewhere.
+Every size comes from constructor arguments (all with defaults); the input length is that of the
+data's 2θ ``grid`` (:class:`~xrdcore.diffraction.profile.AngleGrid`), never a constant. Each encoder
+returns the embedding only: the classification heads (and RCNet's confidence head) sit on top of it
+elsewhere.
 """
 
 from __future__ import annotations
@@ -20,35 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from xrdcore.diffraction.profile import DEFAULT_GRID, AngleGrid, as_grid
 from xrdcore.interfaces import Encoder
+from xrdcore.validate import fraction, int_tuple, positive_int
 
 __all__ = ["CNNEncoder", "MLPEncoder", "NoPoolCNNEncoder", "RCNetEncoder"]
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
-def _int_tuple(name: str, values: Any, *, allow_empty: bool = False) -> tuple[int, ...]:
-    if isinstance(values, int) and not isinstance(values, bool):
-        values = (values,)
-    try:
-        out = tuple(values)
-    except TypeError:
-        raise ValueError(f"{name} must be a sequence of positive ints, got {values!r}") from None
-    if not out and not allow_empty:
-        raise ValueError(f"{name} must not be empty")
-    for v in out:
-        _positive_int(f"each of {name}", v)
-    return out
-
-
-def _dropout(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-        raise ValueError(f"dropout must be a float in [0, 1), got {value!r}")
-    return float(value)
 
 
 def _check_profile(name: str, x: Any, length: int | None = None) -> torch.Tensor:
@@ -59,7 +36,7 @@ def _check_profile(name: str, x: Any, length: int | None = None) -> torch.Tensor
         raise ValueError(f"{name} expects a (B, L) profile tensor, got shape {tuple(x.shape)}")
     if length is not None and x.shape[1] != length:
         raise ValueError(f"{name} was built for input_length={length} but got profiles of length "
-                         f"{x.shape[1]}; build it with input_length={x.shape[1]}")
+                         f"{x.shape[1]}; build it with the grid of the data")
     if not x.is_floating_point():
         x = x.float()
     return x
@@ -76,22 +53,22 @@ def _mlp(sizes: Sequence[int], dropout: float) -> nn.Sequential:
 
 
 class MLPEncoder(Encoder):
-    """Fully connected baseline of Salgado et al. 2023: input_length → 4000 → 3000 → 1000 → 800.
+    """Fully connected baseline of Salgado et al. 2023: profile → 4000 → 3000 → 1000 → 800.
 
     The embedding is the last hidden layer (``embed_dim = hidden[-1]``, 800 by default); the
     paper's final 800 → classes layer is the head. ReLU and dropout after every hidden layer
     (``dropout=0.2`` is our default, not a published value). ``hidden`` may be any non-empty
-    tuple, e.g. ``(64, 32)`` for tests. The input length is fixed at ``input_length``.
+    tuple, e.g. ``(64, 32)`` for tests. The input length is fixed at ``grid.length``.
     """
 
     input_kind = "profile"
 
-    def __init__(self, input_length: int = 8500, hidden: Sequence[int] = (4000, 3000, 1000, 800),
+    def __init__(self, grid: AngleGrid = DEFAULT_GRID, hidden: Sequence[int] = (4000, 3000, 1000, 800),
                  dropout: float = 0.2):
         super().__init__()
-        self.input_length = _positive_int("input_length", input_length)
-        self.hidden = _int_tuple("hidden", hidden)
-        self.net = _mlp((self.input_length, *self.hidden), _dropout(dropout))
+        self.input_length = as_grid("grid", grid).length
+        self.hidden = int_tuple("hidden", hidden)
+        self.net = _mlp((self.input_length, *self.hidden), fraction("dropout", dropout))
         self.embed_dim = self.hidden[-1]
 
     def forward(self, batch: torch.Tensor) -> torch.Tensor:
@@ -105,26 +82,26 @@ class _SalgadoCNN(Encoder):
     input_kind = "profile"
     _name = "cnn"
 
-    def __init__(self, input_length: int, channels: int, kernels: Sequence[int], strides: Sequence[int],
+    def __init__(self, grid: AngleGrid, channels: int, kernels: Sequence[int], strides: Sequence[int],
                  pool_kernel: int | None, pool_stride: int | None, hidden: Sequence[int], dropout: float):
         super().__init__()
-        self.input_length = _positive_int("input_length", input_length)
-        channels = _positive_int("channels", channels)
-        kernels, strides = _int_tuple("kernels", kernels), _int_tuple("strides", strides)
+        self.input_length = as_grid("grid", grid).length
+        channels = positive_int("channels", channels)
+        kernels, strides = int_tuple("kernels", kernels), int_tuple("strides", strides)
         if len(kernels) != len(strides):
             raise ValueError(f"kernels and strides need one entry per convolution, got "
                              f"{len(kernels)} and {len(strides)}")
-        self.hidden = _int_tuple("hidden", hidden)
-        dropout = _dropout(dropout)
+        self.hidden = int_tuple("hidden", hidden)
+        dropout = fraction("dropout", dropout)
         pool = None
         if pool_kernel is not None:
-            pool = (_positive_int("pool_kernel", pool_kernel),
-                    _positive_int("pool_stride", pool_kernel if pool_stride is None else pool_stride))
+            pool = (positive_int("pool_kernel", pool_kernel),
+                    positive_int("pool_stride", pool_kernel if pool_stride is None else pool_stride))
         # each stage: (kernel, stride) of the conv, then (kernel, stride) of the pool if any
         self._stages = [(k, s) for conv in zip(kernels, strides) for k, s in ([conv, pool] if pool else [conv])]
         self.min_length = self.minimum_length(self._stages)
         if self.input_length < self.min_length:
-            raise ValueError(f"{self._name}: input_length={self.input_length} is too short for kernels "
+            raise ValueError(f"{self._name}: a grid of {self.input_length} points is too short for kernels "
                              f"{kernels}, strides {strides}" + (f", pools {pool}" if pool else "")
                              + f"; the minimum length is {self.min_length} (use smaller kernels/strides "
                              f"or a finer 2θ grid)")
@@ -163,15 +140,15 @@ class CNNEncoder(_SalgadoCNN):
     Our defaults where the anchors give no value: average pool kernel 3, stride 2; MLP hidden
     sizes (2300, 1150), so ``embed_dim = hidden[-1] = 1150``; dropout 0.2. Convolutions are
     unpadded, so the input must be at least ``min_length`` long (3500 with the defaults; a
-    clear ``ValueError`` otherwise). The length is fixed at ``input_length`` (flatten).
+    clear ``ValueError`` otherwise). The length is fixed at ``grid.length`` (flatten).
     """
 
     _name = "cnn"
 
-    def __init__(self, input_length: int = 8500, channels: int = 80, kernels: Sequence[int] = (100, 50, 25),
+    def __init__(self, grid: AngleGrid = DEFAULT_GRID, channels: int = 80, kernels: Sequence[int] = (100, 50, 25),
                  strides: Sequence[int] = (5, 5, 2), pool_kernel: int = 3, pool_stride: int = 2,
                  hidden: Sequence[int] = (2300, 1150), dropout: float = 0.2):
-        super().__init__(input_length, channels, kernels, strides, pool_kernel, pool_stride, hidden, dropout)
+        super().__init__(grid, channels, kernels, strides, pool_kernel, pool_stride, hidden, dropout)
 
 
 class NoPoolCNNEncoder(_SalgadoCNN):
@@ -179,14 +156,14 @@ class NoPoolCNNEncoder(_SalgadoCNN):
     100/50/25, strides 5/5/2, ReLU) without the pools, then flatten and an MLP.
 
     Our defaults: MLP hidden (2300, 1150) → ``embed_dim`` 1150, dropout 0.2. Minimum length with
-    the defaults is 945; the length is fixed at ``input_length``.
+    the defaults is 945; the length is fixed at ``grid.length``.
     """
 
     _name = "nopoolcnn"
 
-    def __init__(self, input_length: int = 8500, channels: int = 80, kernels: Sequence[int] = (100, 50, 25),
+    def __init__(self, grid: AngleGrid = DEFAULT_GRID, channels: int = 80, kernels: Sequence[int] = (100, 50, 25),
                  strides: Sequence[int] = (5, 5, 2), hidden: Sequence[int] = (2300, 1150), dropout: float = 0.2):
-        super().__init__(input_length, channels, kernels, strides, None, None, hidden, dropout)
+        super().__init__(grid, channels, kernels, strides, None, None, hidden, dropout)
 
 
 class _SamePadConv(nn.Module):
@@ -234,14 +211,14 @@ class RCNetEncoder(Encoder):
 
     input_kind = "profile"
 
-    def __init__(self, input_length: int = 8500, blocks: int = 16, kernel_size: int = 30,
+    def __init__(self, grid: AngleGrid = DEFAULT_GRID, blocks: int = 16, kernel_size: int = 30,
                  channels: Sequence[int] = (16, 32, 64, 128), downsample_every: int = 2):
         super().__init__()
-        self.input_length = _positive_int("input_length", input_length)
-        blocks = _positive_int("blocks", blocks)
-        kernel_size = _positive_int("kernel_size", kernel_size)
-        channels = _int_tuple("channels", channels)
-        downsample_every = _positive_int("downsample_every", downsample_every)
+        self.input_length = as_grid("grid", grid).length
+        blocks = positive_int("blocks", blocks)
+        kernel_size = positive_int("kernel_size", kernel_size)
+        channels = int_tuple("channels", channels)
+        downsample_every = positive_int("downsample_every", downsample_every)
         if len(channels) > blocks:
             raise ValueError(f"channels has {len(channels)} widths but there are only {blocks} blocks")
         self.stem = _SamePadConv(1, channels[0], kernel_size)

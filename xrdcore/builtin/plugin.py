@@ -34,7 +34,8 @@ def register_loss_schedulers(register):
 @hookimpl
 def register_simulators(register):
     register("pxrd", "xrdcore.builtin.pxrd:PXRDSimulator",
-             description="Powder X-ray diffraction profile (kinematic, Cu Ka1, 5-90 deg at 0.01 deg).")
+             description="Powder X-ray diffraction profile (kinematic, Cu Ka1) on a 2θ grid (AngleGrid; default: "
+                         "the published models' grid).")
 
 
 @hookimpl
@@ -56,7 +57,7 @@ def register_datasets(register):
 @hookimpl
 def register_encoders(register):
     register("mlp", "xrdcore.builtin.encoders:MLPEncoder",
-             description="Salgado et al. 2023 MLP: input_length → 4000 → 3000 → 1000 → 800 (embedding), "
+             description="Salgado et al. 2023 MLP: profile → 4000 → 3000 → 1000 → 800 (embedding), "
                          "dropout; fixed input length.",
              tiny={"hidden": (256, 128), "dropout": 0.1}, small=SMALL["mlp"])
     register("cnn", "xrdcore.builtin.encoders:CNNEncoder",

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from xrdcore.diffraction.profile import DEFAULT_CAGLIOTI, AngleGrid, PeakBatch, PeakShape, render
+from xrdcore.diffraction.profile import DEFAULT_CAGLIOTI, DEFAULT_GRID, AngleGrid, PeakBatch, PeakShape, as_grid, render
 from xrdcore.diffraction.pxrd import PeakList, peak_lists
 from xrdcore.diffraction.radiation import wavelength as parse_wavelength
 from xrdcore.interfaces import Simulator
@@ -19,18 +19,19 @@ if TYPE_CHECKING:
 class PXRDSimulator(Simulator):
     """Powder X-ray diffraction profiles (``profile`` input kind), agreeing with pymatgen.
 
-    ``two_theta``: (start, stop, step) in degrees; ``wavelength``: line name or Å;
+    ``grid``: the 2θ grid (an :class:`AngleGrid`, or a mapping of the fields that differ from
+    :data:`DEFAULT_GRID`, as a command-line option gives it); ``wavelength``: line name or Å;
     ``shape``/``caglioti``/``eta``: the peak profile; ``debye_waller``: element → B (Å²).
     """
 
     output_kind = "profile"
 
-    def __init__(self, wavelength: str | float = "CuKa1", two_theta: Sequence[float] = (5.0, 90.0, 0.01),
+    def __init__(self, wavelength: str | float = "CuKa1", grid: AngleGrid | Mapping[str, Any] = DEFAULT_GRID,
                  shape: PeakShape = "gaussian", caglioti: Sequence[float] = DEFAULT_CAGLIOTI,
                  eta: float = 0.5, debye_waller: Mapping[str, float] | None = None,
                  symprec: float | None = 1e-3, device: str = "cpu"):
         self.wavelength = parse_wavelength(wavelength)
-        self.grid = AngleGrid(*two_theta)
+        self.grid = as_grid("grid", grid)
         self.shape, self.caglioti, self.eta = shape, tuple(float(c) for c in caglioti), float(eta)
         if len(self.caglioti) != 3:
             raise ValueError(f"caglioti needs U, V, W, got {caglioti!r}")

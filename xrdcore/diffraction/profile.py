@@ -8,8 +8,8 @@ at load time from a :class:`PeakBatch` on the training device.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -33,8 +33,8 @@ AXES = ("two_theta", "log_d")
 @dataclass(frozen=True)
 class AngleGrid:
     """The points of a profile between 2θ ``start`` and ``stop`` (degrees, stop excluded), with the
-    number of points of a ``step`` (degrees): the default 5–90° at 0.01° has the 8,500 points of the
-    published models.
+    number of points of a ``step`` (degrees): the one description of an input's geometry, which
+    simulators, rendering and encoders take (its defaults are :data:`DEFAULT_GRID`).
 
     ``axis="two_theta"`` spaces them uniformly in 2θ. ``axis="log_d"`` spaces the same number of
     points uniformly in ln(1/d) = ln(2 sin θ / λ) over the same range: a change of every d-spacing
@@ -53,6 +53,8 @@ class AngleGrid:
         values = (self.start, self.stop, self.step)
         if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
             raise ValueError(f"2θ grid needs finite start, stop, step; got {values}")
+        for name, value in zip(("start", "stop", "step"), values):
+            object.__setattr__(self, name, float(value))
         if not 0 <= self.start < self.stop <= 180:
             raise ValueError(f"2θ grid must satisfy 0 <= start < stop <= 180 degrees, got {self.start}, {self.stop}")
         if not 0 < self.step <= self.stop - self.start:
@@ -99,6 +101,30 @@ class AngleGrid:
 
     def to_dict(self) -> dict[str, Any]:
         return {"start": self.start, "stop": self.stop, "step": self.step, "axis": self.axis}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], base: AngleGrid | None = None) -> AngleGrid:
+        """The grid of :meth:`to_dict`'s fields; fields left out are ``base``'s (the defaults)."""
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ValueError(f"unknown 2θ grid fields {', '.join(map(repr, unknown))}; "
+                             f"use start, stop, step, axis")
+        return replace(base or cls(), **data)
+
+
+#: the one declaration of the default geometry: 5–90° 2θ at 0.01°, uniform in 2θ, the 8,500
+#: points of the published models; other grids are derived from it (``replace(DEFAULT_GRID, step=...)``)
+DEFAULT_GRID = AngleGrid()
+
+
+def as_grid(name: str, value: AngleGrid | Mapping[str, Any], base: AngleGrid = DEFAULT_GRID) -> AngleGrid:
+    """``value`` as a grid: an :class:`AngleGrid`, or a mapping of some of its fields (the rest
+    ``base``'s), the form a grid takes in JSON settings and command-line options."""
+    if isinstance(value, AngleGrid):
+        return value
+    if isinstance(value, Mapping):
+        return AngleGrid.from_dict(value, base)
+    raise ValueError(f"{name} must be an AngleGrid or a mapping of start, stop, step, axis; got {value!r}")
 
 
 @dataclass

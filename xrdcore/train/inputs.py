@@ -12,7 +12,7 @@ import inspect
 import io
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, get_args
 
@@ -21,7 +21,7 @@ import torch
 
 from xrdcore.data.cache import PeakCache
 from xrdcore.diffraction.augment import Augmentations, ProfileWarp, augment
-from xrdcore.diffraction.profile import AngleGrid, PeakBatch, PeakShape, render
+from xrdcore.diffraction.profile import DEFAULT_GRID, AngleGrid, PeakBatch, PeakShape, as_grid, render
 from xrdcore.interfaces import INPUT_KINDS
 from xrdcore.storage import atomic_write_bytes
 
@@ -35,8 +35,11 @@ AUGMENTATIONS = {"none": Augmentations, "laboratory": Augmentations.laboratory, 
 PROFILE_AUGMENTATIONS = ("lattice",)
 #: intensity scales of model inputs (of the profile, or of the peaks' intensities), all on [0, 1]
 INTENSITY_SCALES = ("linear", "sqrt", "log")
+#: the training recipe's grid (docs/training.md): the default 2θ range at 0.1° (850 points), uniform
+#: in ln 1/d so that a lattice strain is a shift
+RECIPE_GRID = replace(DEFAULT_GRID, step=0.1, axis="log_d")
 #: peak widths of model inputs (U, V, W in deg²): FWHM 0.17-0.3° over 5-90°, so every peak spans
-#: two or more points of the 0.1° grid of the training recipe (docs/training.md)
+#: two or more points of the recipe's grid
 RECIPE_CAGLIOTI = (0.01, -0.002, 0.03)
 #: decades a ``log`` input spans: log10(1 + 1000 I) / 3 keeps peaks down to 0.1% of the strongest
 _LOG_DECADES = 3
@@ -57,10 +60,12 @@ def scale_intensity(values: torch.Tensor, scale: str) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class InputSpec:
-    """Model input settings: the input kind, the 2θ grid (start, stop, step in degrees) and its
-    axis (:class:`AngleGrid`: uniform in 2θ or in ln 1/d), the peak shape and widths of rendered
-    profiles, and whether training profiles are augmented; for ``images``, the registered
-    simulator and its options.
+    """Model input settings: the input kind, the 2θ ``grid`` (:class:`AngleGrid`: range, step, and
+    points uniform in 2θ or in ln 1/d; a mapping of some of its fields, as JSON settings give it,
+    changes those of :data:`RECIPE_GRID`), the peak shape and widths of rendered profiles, and
+    whether training profiles are augmented; for ``images``, the registered simulator and its
+    options. Encoders get the grid from here (:meth:`encoder_kwargs`), so a change of step reaches
+    rendering, the encoder's input length and the run's config.json and nothing else needs editing.
 
     ``augment="laboratory"`` draws measured-like effects (:meth:`Augmentations.laboratory`) for
     every training batch; validation and test profiles are never augmented. ``intensity`` is the
@@ -68,13 +73,12 @@ class InputSpec:
     """
 
     kind: str = "profile"
-    two_theta: tuple[float, float, float] = (5.0, 90.0, 0.1)
+    grid: AngleGrid = RECIPE_GRID
     shape: str = "gaussian"
     caglioti: tuple[float, float, float] = RECIPE_CAGLIOTI
     eta: float = 0.5
     augment: str = "lattice"
     intensity: str = "linear"
-    axis: str = "log_d"
     simulator: str | None = None
     #: the images simulator's keyword arguments, stored as sorted (name, value) pairs (hashable)
     simulator_options: Any = field(default=())
@@ -88,12 +92,10 @@ class InputSpec:
                              f"a simulator ({self.simulator!r}) is only for images")
         options = dict(self.simulator_options)
         object.__setattr__(self, "simulator_options", tuple(sorted((k, _frozen(v)) for k, v in options.items())))
-        object.__setattr__(self, "two_theta", tuple(float(v) for v in self.two_theta))
+        object.__setattr__(self, "grid", as_grid("grid", self.grid, RECIPE_GRID))
         object.__setattr__(self, "caglioti", tuple(float(v) for v in self.caglioti))
-        if len(self.two_theta) != 3 or len(self.caglioti) != 3:
-            raise ValueError(f"two_theta needs (start, stop, step) and caglioti (U, V, W); got "
-                             f"{self.two_theta} and {self.caglioti}")
-        AngleGrid(*self.two_theta, axis=self.axis)  # checks the grid
+        if len(self.caglioti) != 3:
+            raise ValueError(f"caglioti needs (U, V, W), got {self.caglioti}")
         if self.shape not in get_args(PeakShape):
             raise ValueError(f"unknown peak shape {self.shape!r}; use one of {', '.join(get_args(PeakShape))}")
         if self.augment not in AUGMENTATIONS:
@@ -105,42 +107,51 @@ class InputSpec:
         """The ranges drawn for every training batch when ``augment`` is not ``none``."""
         return AUGMENTATIONS[self.augment]()
 
-    @property
-    def grid(self) -> AngleGrid:
-        return AngleGrid(*self.two_theta, axis=self.axis)
-
     def to_dict(self) -> dict[str, Any]:
+        """JSON settings, the grid as ``two_theta: [start, stop, step]`` and ``axis``: the format
+        of every run directory and packaged model, kept so that they all still load."""
         data = asdict(self)
-        data["two_theta"], data["caglioti"] = list(self.two_theta), list(self.caglioti)
-        data["simulator_options"] = json.loads(json.dumps(dict(self.simulator_options)))
+        grid = data.pop("grid")
+        data.update(two_theta=[grid["start"], grid["stop"], grid["step"]], axis=grid["axis"],
+                    caglioti=list(self.caglioti),
+                    simulator_options=json.loads(json.dumps(dict(self.simulator_options))))
         return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> InputSpec:
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+        """Settings of :meth:`to_dict` (``two_theta`` and ``axis`` each optional, the rest of the
+        grid the recipe's) or with a ``grid``."""
+        data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        if "two_theta" in data or "axis" in data:
+            if "grid" in data:
+                raise ValueError("input settings give the grid twice: as grid and as two_theta/axis")
+            grid = {"axis": data.pop("axis")} if "axis" in data else {}
+            if "two_theta" in data:
+                two_theta = data.pop("two_theta")
+                if not isinstance(two_theta, tuple) or len(two_theta) != 3:
+                    raise ValueError(f"two_theta must be [start, stop, step] in degrees, got {two_theta!r}")
+                grid.update(zip(("start", "stop", "step"), two_theta))
+            data["grid"] = grid
+        return cls(**data)
 
     def encoder_kwargs(self, factory: Callable[..., Any], registry: Any | None = None) -> dict[str, Any]:
-        """What an encoder learns from the data: ``input_length`` (profiles), ``two_theta`` when
-        the factory accepts it (encoders that use the angle of each point or peak), ``axis`` for
-        profiles on a ``log_d`` axis, and ``views``/``channels``/``image_size`` (images) when
-        accepted."""
+        """What an encoder learns from the data: the ``grid`` (every profile encoder takes it, its
+        input length is ``grid.length``; peak-list encoders when they accept it: the range of the
+        angles), and ``views``/``channels``/``image_size`` (images) when accepted."""
         if self.kind == "images":
             views, channels, height, width = self.image_shape(registry)
             if height != width:
                 raise ValueError(f"simulator {self.simulator!r} makes {height}x{width} images; encoders take square ones")
             offered = {"views": views, "channels": channels, "image_size": height}
         else:
-            offered = {"two_theta": self.two_theta}
-            if self.kind == "profile":
-                offered["input_length"] = self.grid.length
-                if self.axis != "two_theta":
-                    offered["axis"] = self.axis
+            offered = {"grid": self.grid}
+        required = {"grid"} if self.kind == "profile" else set()
         try:
             parameters = inspect.signature(factory).parameters
         except (TypeError, ValueError):
-            return {k: v for k, v in offered.items() if k == "input_length"}
+            return {k: v for k, v in offered.items() if k in required}
         takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
-        return {k: v for k, v in offered.items() if k == "input_length" or k in parameters or takes_any}
+        return {k: v for k, v in offered.items() if k in required or k in parameters or takes_any}
 
     def create_simulator(self, registry: Any | None = None) -> Any:
         from xrdcore import get_registry

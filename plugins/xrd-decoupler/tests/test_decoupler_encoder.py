@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 import xrdcore
+from xrdcore.diffraction.profile import AngleGrid
 from xrdcore.interfaces import Encoder
 
 from xrd_decoupler.encoder import DecouplerEncoder, sinusoidal_positions
@@ -15,8 +16,14 @@ from xrd_decoupler.encoder import DecouplerEncoder, sinusoidal_positions
 NAME = "xrd-decoupler:decoupler"
 
 
-def tiny(length: int, **overrides) -> DecouplerEncoder:
-    kwargs = {**xrdcore.get_registry().get("encoder", NAME).tiny, "input_length": length, **overrides}
+def spread(length: int) -> AngleGrid:
+    """The default 2θ range in ``length`` points."""
+    return AngleGrid(step=85.0 / length)
+
+
+def tiny(grid: AngleGrid | int, **overrides) -> DecouplerEncoder:
+    grid = spread(grid) if isinstance(grid, int) else grid
+    kwargs = {**xrdcore.get_registry().get("encoder", NAME).tiny, "grid": grid, **overrides}
     return xrdcore.create_encoder(NAME, **kwargs)
 
 
@@ -64,22 +71,20 @@ def test_defaults_are_the_papers_sizes():
 
 
 def test_sin_theta_channel_comes_from_the_grid():
-    encoder = tiny(1700, two_theta=(5.0, 90.0, 0.05))
+    encoder = tiny(AngleGrid(step=0.05))
     angles = 5.0 + 0.05 * torch.arange(1700, dtype=torch.float64)
     expected = torch.sin(torch.deg2rad(angles / 2)).float()  # θ = 2θ / 2, the Bragg angle
     torch.testing.assert_close(encoder.local.sin_theta, expected)
     assert encoder.local.sin_theta[0].item() == pytest.approx(math.sin(math.radians(2.5)), rel=1e-6)
     # the angle is an input: the same pattern on another grid gives another local embedding
     torch.manual_seed(0)
-    a = tiny(100, two_theta=(5.0, 55.0, 0.5)).eval()
+    a = tiny(AngleGrid(5.0, 55.0, 0.5)).eval()
     torch.manual_seed(0)
-    b = tiny(100, two_theta=(40.0, 90.0, 0.5)).eval()
+    b = tiny(AngleGrid(40.0, 90.0, 0.5)).eval()
     x = sticks(2, 100)
     with torch.no_grad():
         assert not torch.allclose(a.local(x), b.local(x))
         torch.testing.assert_close(a.global_(x), b.global_(x))  # the global module sees intensity only
-    # omitted: 5-90° spread over input_length points
-    assert tiny(1700).grid.step == pytest.approx(0.05)
 
 
 def test_empty_patches_are_masked_as_documented():
@@ -150,22 +155,19 @@ def test_bad_inputs_are_clear_errors():
 
 
 def test_bad_arguments_are_clear_errors():
-    with pytest.raises(ValueError, match="has 1700 points but input_length=8500"):
-        xrdcore.create_encoder(NAME, two_theta=(5.0, 90.0, 0.05))
-    with pytest.raises(ValueError, match="two_theta must be"):
-        xrdcore.create_encoder(NAME, two_theta=(5.0, 90.0))
+    with pytest.raises(ValueError, match="grid must be an AngleGrid or a mapping"):
+        xrdcore.create_encoder(NAME, grid=(5.0, 90.0, 0.05))
+    with pytest.raises(ValueError, match="unknown 2θ grid fields 'width'"):
+        xrdcore.create_encoder(NAME, grid={"width": 0.05})
+    small = spread(100)
     with pytest.raises(ValueError, match="divisible by heads=5"):
-        xrdcore.create_encoder(NAME, input_length=100, heads=5)
+        xrdcore.create_encoder(NAME, grid=small, heads=5)
     with pytest.raises(ValueError, match="local_channels"):
-        xrdcore.create_encoder(NAME, input_length=100, local_channels=())
+        xrdcore.create_encoder(NAME, grid=small, local_channels=())
     with pytest.raises(ValueError, match="patch_size"):
-        xrdcore.create_encoder(NAME, input_length=100, patch_size=0)
+        xrdcore.create_encoder(NAME, grid=small, patch_size=0)
     with pytest.raises(ValueError, match="dropout"):
-        xrdcore.create_encoder(NAME, input_length=100, dropout=1.0)
-    with pytest.raises(ValueError, match="input_length"):
-        xrdcore.create_encoder(NAME, input_length=0)
+        xrdcore.create_encoder(NAME, grid=small, dropout=1.0)
     with pytest.raises(xrdcore.ComponentError, match="accepts"):
         xrdcore.create_encoder(NAME, patch=10)
-    as_mapping = {"start": 5, "stop": 90, "step": 0.05}
-    grid = xrdcore.create_encoder(NAME, input_length=1700, two_theta=as_mapping).grid
-    assert grid.length == 1700
+    assert xrdcore.create_encoder(NAME, grid={"step": 0.05}).input_length == 1700  # as JSON settings give it

@@ -21,7 +21,7 @@ def test_plugin_loads_cleanly_with_its_three_components():
         assert isinstance(component.target, str) or callable(component.target)
         assert len(component.description) > 40
     tiny = components["encoder", "decoupler"].tiny
-    assert tiny and "input_length" not in tiny  # the harness supplies the length
+    assert tiny and "grid" not in tiny  # the harness supplies the data's grid
 
 
 

@@ -216,8 +216,7 @@ def test_mgda_trains_a_tiny_decoupler_with_superclass_heads():
     torch.manual_seed(0)
     length = 300
     hierarchy = xrdcore.create_hierarchy("xrd-decoupler:superclass")
-    encoder = xrdcore.create_encoder("xrd-decoupler:decoupler", input_length=length,
-                                     two_theta=(5.0, 90.0, 85.0 / length), **TINY_ENCODER)
+    encoder = xrdcore.create_encoder("xrd-decoupler:decoupler", grid={"step": 85.0 / length}, **TINY_ENCODER)
     heads = torch.nn.ModuleDict({name: torch.nn.Linear(encoder.embed_dim, n)
                                  for name, n in hierarchy.num_classes.items()})
     scheduler = xrdcore.create_scheduler("xrd-decoupler:mgda")

@@ -4,9 +4,15 @@ import pytest
 import torch
 
 import xrdcore
+from xrdcore.diffraction.profile import DEFAULT_GRID, AngleGrid
 
 NAME = "xrd-mamba:mamba"
-QUICK_GRID = {"input_length": 1700, "two_theta": (5.0, 90.0, 0.05)}  # xrdcore bench --quick
+QUICK_GRID = {"grid": AngleGrid(step=0.05)}  # 1,700 points, as in xrdcore bench --quick
+
+
+def spread(length: int) -> AngleGrid:
+    """The default 2θ range in ``length`` points."""
+    return AngleGrid(step=85.0 / length)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -49,7 +55,7 @@ def test_tiny_variant_conformance(tiny):
 
 def test_defaults_are_the_paper_model():
     encoder = xrdcore.create_encoder(NAME)
-    assert encoder.input_length == 8500 and encoder.two_theta == (5.0, 90.0, 0.01)
+    assert encoder.grid == DEFAULT_GRID and encoder.input_length == DEFAULT_GRID.length
     assert encoder.embed_dim == 1024 and len(encoder.cnn) == 13 and len(encoder.blocks) == 8
     mixer = encoder.blocks[0]
     assert mixer.state_size == 16 and mixer.dt_rank == 1 and mixer.conv.kernel_size == (4,)
@@ -60,7 +66,7 @@ def test_defaults_are_the_paper_model():
 
 @pytest.mark.parametrize("length", [1700, 300])
 def test_tiny_variant_handles_other_grids(tiny, length):
-    encoder = xrdcore.create_encoder(NAME, input_length=length, **tiny)
+    encoder = xrdcore.create_encoder(NAME, grid=spread(length), **tiny)
     out = encoder(profiles(3, length))
     assert out.shape == (3, encoder.embed_dim) and torch.isfinite(out).all()
     out.sum().backward()
@@ -69,7 +75,7 @@ def test_tiny_variant_handles_other_grids(tiny, length):
 @pytest.mark.parametrize("tokens", ["angle", "bin", "intensity"])
 @pytest.mark.parametrize("ssm", [True, False])
 def test_each_ablation_builds_and_trains(tiny, tokens, ssm):
-    encoder = xrdcore.create_encoder(NAME, input_length=200, tokens=tokens, ssm=ssm, **tiny)
+    encoder = xrdcore.create_encoder(NAME, grid=spread(200), tokens=tokens, ssm=ssm, **tiny)
     assert len(encoder.blocks) == (tiny["depth"] if ssm else 0)
     first_conv_inputs = encoder.cnn[0].body[1].in_channels
     assert first_conv_inputs == (1 if tokens == "intensity" and not ssm else tiny["token_dim"])
@@ -79,8 +85,7 @@ def test_each_ablation_builds_and_trains(tiny, tokens, ssm):
 
 
 def test_angle_tokens_use_the_normalised_grid_angle():
-    encoder = xrdcore.create_encoder(NAME, input_length=1700, two_theta=(5.0, 90.0, 0.05), depth=1,
-                                     cnn_channels=(4,))
+    encoder = xrdcore.create_encoder(NAME, **QUICK_GRID, depth=1, cnn_channels=(4,))
     angles = encoder.angles.squeeze(1)
     assert angles[0] == 0 and angles[1] == pytest.approx(0.05 / 85) and angles[-1] == pytest.approx(1 - 0.05 / 85)
     x = torch.zeros(1, 1700)
@@ -92,8 +97,8 @@ def test_angle_tokens_use_the_normalised_grid_angle():
 
 
 def test_state_dict_round_trip_gives_the_same_embedding(tiny):
-    a = xrdcore.create_encoder(NAME, input_length=300, **tiny).eval()
-    b = xrdcore.create_encoder(NAME, input_length=300, **tiny).eval()
+    a = xrdcore.create_encoder(NAME, grid=spread(300), **tiny).eval()
+    b = xrdcore.create_encoder(NAME, grid=spread(300), **tiny).eval()
     b.load_state_dict(a.state_dict())
     x = profiles(2, 300)
     with torch.no_grad():
@@ -105,20 +110,20 @@ def test_state_dict_round_trip_gives_the_same_embedding(tiny):
     ({"ssm": "no"}, TypeError, "ssm must be true or false"),
     ({"token_dim": 0}, ValueError, "token_dim must be a positive int"),
     ({"depth": 2.5}, ValueError, "depth must be a positive int"),
-    ({"cnn_channels": ()}, ValueError, "cnn_channels must be a non-empty sequence"),
+    ({"cnn_channels": ()}, ValueError, "cnn_channels must not be empty"),
     ({"cnn_channels": (8, -1)}, ValueError, "each of cnn_channels must be a positive int"),
-    ({"two_theta": (90.0, 5.0, 0.01)}, ValueError, "two_theta needs finite start < stop"),
-    ({"two_theta": (5.0, 90.0)}, ValueError, r"two_theta must be \(start, stop, step\)"),
+    ({"grid": {"start": 90.0, "stop": 5.0}}, ValueError, "0 <= start < stop"),
+    ({"grid": (5.0, 90.0)}, ValueError, "grid must be an AngleGrid or a mapping"),
     ({"scan_backend": "gpu"}, ValueError, "scan_backend must be one of"),
     ({"scan_chunk_size": 0}, ValueError, "scan_chunk_size must be a positive int"),
 ])
 def test_bad_arguments_raise_clear_errors(tiny, kwargs, error, match):
     with pytest.raises(error, match=match):
-        xrdcore.create_encoder(NAME, **{**tiny, "input_length": 100, **kwargs})
+        xrdcore.create_encoder(NAME, **{**tiny, "grid": spread(100), **kwargs})
 
 
 def test_wrong_input_shape_names_the_expected_length(tiny):
-    encoder = xrdcore.create_encoder(NAME, input_length=300, **tiny)
+    encoder = xrdcore.create_encoder(NAME, grid=spread(300), **tiny)
     with pytest.raises(ValueError, match=r"expects \(batch, 300\) profiles.*got \(2, 299\)"):
         encoder(torch.rand(2, 299))
     with pytest.raises(ValueError, match=r"expects \(batch, 300\) profiles"):
@@ -133,7 +138,7 @@ def test_a_few_steps_with_a_linear_head_lower_the_loss(tiny):
     x = torch.zeros(n, length)
     x[torch.arange(n), positions] = 1.0
     y = (positions >= length // 2).long()
-    encoder = xrdcore.create_encoder(NAME, input_length=length, **tiny)
+    encoder = xrdcore.create_encoder(NAME, grid=spread(length), **tiny)
     head = torch.nn.Linear(encoder.embed_dim, 2)
     optimiser = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=1e-2)
     losses = []

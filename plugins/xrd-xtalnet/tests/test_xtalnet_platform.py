@@ -21,7 +21,7 @@ GENERATORS = ("xtalnet", "pyxtal-random")
 
 def _write_pattern(structure, path):
     """A 2-column .xy file (2θ in degrees, intensity) of the structure's simulated profile."""
-    simulator = xrdcore.create_simulator("pxrd", two_theta=(5.0, 90.0, 0.02))
+    simulator = xrdcore.create_simulator("pxrd", grid={"step": 0.02})
     profile = simulator.simulate([structure])[0].numpy()
     path.write_text("\n".join(f"{t:.3f} {y:.6f}" for t, y in zip(simulator.grid.values, profile)) + "\n")
     return path

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 import xrdcore
+from xrdcore.diffraction.profile import AngleGrid
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,13 +24,13 @@ def test_plugin_loads_cleanly_with_its_components():
         assert isinstance(component.target, str)
         assert len(component.description) > 40
         assert component.tiny
-    assert "two_theta" not in components["encoder", "xtalnet-pxrd"].tiny  # the harness supplies the grid
+    assert "grid" not in components["encoder", "xtalnet-pxrd"].tiny  # the harness supplies the grid
 
 
 def test_tiny_components_are_created_through_the_registry():
     registry = xrdcore.get_registry()
     encoder = xrdcore.create_encoder("xrd-xtalnet:xtalnet-pxrd", **registry.get("encoder", "xtalnet-pxrd").tiny,
-                                     two_theta=(10.0, 60.0, 0.05))
+                                     grid=AngleGrid(10.0, 60.0, 0.05))
     assert encoder.input_kind == "peaks" and encoder.embed_dim == 32 and encoder.n_bins == 1001
     tiny = registry.get("generator", "xtalnet").tiny
     generator = xrdcore.create_generator("xrd-xtalnet:xtalnet", **tiny)

@@ -7,6 +7,7 @@ import time
 
 import pytest
 import torch
+from xrdcore.diffraction.profile import AngleGrid
 
 from xrd_xtalnet.pairs import split_pairs
 from xrd_xtalnet.plugin import TINY_PXRD
@@ -65,14 +66,14 @@ def test_a_pattern_without_peaks_gives_finite_outputs_and_gradients():
 
 
 def test_bins_cover_the_grid_and_clamp_outside_it():
-    encoder = PeakTransformer(**TINY_PXRD, two_theta=(10.0, 60.0, 0.5))
+    encoder = PeakTransformer(**TINY_PXRD, grid=AngleGrid(10.0, 60.0, 0.5))
     assert encoder.n_bins == 101
     index = encoder.bin_index(torch.tensor([10.0, 10.24, 10.26, 60.0, 3.0, 95.0]))
     assert index.tolist() == [0, 0, 1, 100, 0, 100]
-    assert PeakTransformer(**TINY_PXRD, two_theta={"start": 5, "step": 0.1, "stop": 15}).n_bins == 101
-    for bad in [(10, 5, 0.1), (5, 90), (5, 90, 0), "5-90"]:
+    assert PeakTransformer(**TINY_PXRD, grid={"start": 5, "step": 0.1, "stop": 15}).n_bins == 101
+    for bad in [{"start": 10, "stop": 5}, {"step": 0}, (5, 90, 0.1), "5-90"]:
         with pytest.raises(ValueError):
-            PeakTransformer(**TINY_PXRD, two_theta=bad)
+            PeakTransformer(**TINY_PXRD, grid=bad)
     with pytest.raises(ValueError):
         PeakTransformer(d_model=30, heads=4)
     with pytest.raises(ValueError):

@@ -6,6 +6,7 @@ import torch
 
 from xrdcore.builtin.schedulers import SumScheduler
 from xrdcore.crystal import LabelHierarchy
+from xrdcore.diffraction.profile import DEFAULT_GRID, AngleGrid
 from xrdcore.hookspecs import hookimpl
 from xrdcore.interfaces import Encoder
 
@@ -16,11 +17,12 @@ def flat() -> LabelHierarchy:
 
 
 class MeanEncoder(Encoder):
-    """Mean intensity of the profile: a second, distinguishable provider of ``example-conv``."""
+    """Mean intensity of the profile: a second, distinguishable provider of ``example-conv``; any
+    ``grid`` fits a mean."""
 
     input_kind = "profile"
 
-    def __init__(self, input_length: int = 8500):
+    def __init__(self, grid: AngleGrid = DEFAULT_GRID):
         super().__init__()
         self.embed_dim = 1
 

@@ -3,7 +3,7 @@
 * Local module: two channels, ``sin θ`` of the grid and the intensity, so that a convolution
   knows where on the pattern it is (``sin θ = λ / 2d`` is proportional to ``1/d``); residual
   1-D convolution blocks (kernel 3), each followed by a max pool; flatten; a linear projection.
-  The flatten ties it to ``input_length``.
+  The flatten ties it to the grid's number of points.
 * Global module: the intensity cut into patches; each patch becomes a token of per-patch
   convolution features, a learned linear embedding of the patch and the patch maximum, plus a
   sinusoidal position; transformer layers in which empty patches (maximum at most
@@ -18,52 +18,16 @@ feed-forward width, dropout, the empty threshold) are our choices and are argume
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from xrdcore.diffraction.profile import AngleGrid
+from xrdcore.diffraction.profile import DEFAULT_GRID, AngleGrid, as_grid
 from xrdcore.interfaces import Encoder
+from xrdcore.validate import fraction, int_tuple, positive_int
 
 __all__ = ["DecouplerEncoder", "GlobalModule", "LocalModule", "sinusoidal_positions"]
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
-def _fraction(name: str, value: Any, high: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < high:
-        raise ValueError(f"{name} must be a number in [0, {high}), got {value!r}")
-    return float(value)
-
-
-def _grid(two_theta: Any, input_length: int, axis: str = "two_theta") -> AngleGrid:
-    """The 2θ grid (degrees) of the profiles: ``two_theta`` as ``(start, stop, step)``, a mapping
-    with those keys or an ``AngleGrid``, which must have ``input_length`` points, its points spaced
-    along ``axis`` (uniform in 2θ, or in ln 1/d); ``None`` spreads 5–90° over ``input_length``
-    points (the default 0.01° grid at 8,500 points)."""
-    if two_theta is None:
-        return AngleGrid(5.0, 90.0, 85.0 / input_length, axis=axis)
-    if isinstance(two_theta, AngleGrid):
-        grid = two_theta
-    elif isinstance(two_theta, Mapping):
-        grid = AngleGrid(**{k: float(two_theta[k]) for k in ("start", "stop", "step")}, axis=two_theta.get("axis", axis))
-    else:
-        try:
-            start, stop, step = two_theta
-            grid = AngleGrid(float(start), float(stop), float(step), axis=axis)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"two_theta must be (start, stop, step) in degrees, got {two_theta!r}: "
-                             f"{exc}") from None
-    if grid.length != input_length:
-        raise ValueError(f"two_theta {grid.start}-{grid.stop}° at {grid.step}° has {grid.length} points but "
-                         f"input_length={input_length}; pass the grid of the data, or omit two_theta")
-    return grid
 
 
 def sinusoidal_positions(n: int, dim: int, *, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -189,10 +153,9 @@ class GlobalModule(nn.Module):
 class DecouplerEncoder(Encoder):
     """XRDecoupler encoder (Yu et al., AAAI 2026): local conv module ⊕ global patch transformer.
 
-    Input: ``(B, input_length)`` relative intensities (max 1) on the 2θ grid ``two_theta``
-    (``(start, stop, step)`` in degrees, with ``input_length`` points; ``None``: 5–90° spread over
-    ``input_length`` points). The local module's first channel is ``sin θ``, θ = 2θ/2, the Bragg
-    angle (``sin θ = λ/2d`` grows with 1/d), not sin 2θ.
+    Input: ``(B, grid.length)`` relative intensities (max 1) on the data's 2θ ``grid``
+    (:class:`~xrdcore.diffraction.profile.AngleGrid`). The local module's first channel is
+    ``sin θ`` of each point, θ = 2θ/2, the Bragg angle (``sin θ = λ/2d`` grows with 1/d), not sin 2θ.
 
     Local: stem conv(2 → ``local_channels[0]``, k3), one residual block (two k3 convs, BN) per
     entry of ``local_channels``, each followed by max pooling by ``local_pool``; flatten; linear
@@ -206,34 +169,23 @@ class DecouplerEncoder(Encoder):
 
     input_kind = "profile"
 
-    def __init__(self, input_length: int = 8500, two_theta: Any = None,
-                 local_channels: Sequence[int] = (16, 16, 16), local_pool: int = 4, local_dim: int = 32,
+    def __init__(self, grid: AngleGrid = DEFAULT_GRID, local_channels: Sequence[int] = (16, 16, 16), local_pool: int = 4, local_dim: int = 32,
                  patch_size: int = 10, patch_conv_features: int = 16, patch_learned_features: int = 15,
                  layers: int = 2, heads: int = 4, feedforward: int = 64, dropout: float = 0.1,
-                 empty_threshold: float = 1e-3, axis: str = "two_theta"):
+                 empty_threshold: float = 1e-3):
         super().__init__()
-        self.input_length = _positive_int("input_length", input_length)
-        self.grid = _grid(two_theta, self.input_length, axis)
-        if isinstance(local_channels, int) and not isinstance(local_channels, bool):
-            local_channels = (local_channels,)
-        try:
-            local_channels = tuple(local_channels)
-        except TypeError:
-            raise ValueError(f"local_channels must be a sequence of positive ints, "
-                             f"got {local_channels!r}") from None
-        if not local_channels:
-            raise ValueError("local_channels must not be empty")
-        for width in local_channels:
-            _positive_int("each of local_channels", width)
+        self.grid = as_grid("grid", grid)
+        self.input_length = self.grid.length
+        local_channels = int_tuple("local_channels", local_channels)
         for name, value in (("local_pool", local_pool), ("local_dim", local_dim), ("patch_size", patch_size),
                             ("patch_conv_features", patch_conv_features), ("layers", layers),
                             ("heads", heads), ("feedforward", feedforward)):
-            _positive_int(name, value)
+            positive_int(name, value)
         if isinstance(patch_learned_features, bool) or not isinstance(patch_learned_features, int) \
                 or patch_learned_features < 0:
             raise ValueError(f"patch_learned_features must be an int >= 0, got {patch_learned_features!r}")
-        dropout = _fraction("dropout", dropout, 1.0)
-        empty_threshold = _fraction("empty_threshold", empty_threshold, 1.0)
+        dropout = fraction("dropout", dropout)
+        empty_threshold = fraction("empty_threshold", empty_threshold)
 
         two_theta_deg = torch.from_numpy(self.grid.values)
         sin_theta = torch.sin(torch.deg2rad(two_theta_deg / 2))
@@ -249,7 +201,7 @@ class DecouplerEncoder(Encoder):
             raise ValueError(f"decoupler expects a (B, L) profile tensor, got shape {tuple(batch.shape)}")
         if batch.shape[1] != self.input_length:
             raise ValueError(f"decoupler was built for input_length={self.input_length} but got profiles of "
-                             f"length {batch.shape[1]}; build it with input_length={batch.shape[1]}")
+                             f"length {batch.shape[1]}; build it with the grid of the data")
         if not batch.is_floating_point():
             batch = batch.float()
         return torch.cat([self.local(batch), self.global_(batch)], dim=1)

@@ -19,7 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from xrd_mamba.scan import BACKENDS, selective_scan
+from xrdcore.diffraction.profile import DEFAULT_GRID, AngleGrid, as_grid
 from xrdcore.interfaces import Encoder
+from xrdcore.validate import int_tuple, positive_int
 
 __all__ = ["TOKENS", "MambaBlock", "MambaEncoder"]
 
@@ -31,27 +33,10 @@ TOKENS = ("angle", "bin", "intensity")
 PAPER_CNN_CHANNELS = (32, 32, 64, 64, 128, 128, 256, 256, 256, 512, 512, 1024, 1024)
 
 
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
-
-
 def _choice(name: str, value: Any, choices: Sequence[str]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
     return value
-
-
-def _grid(value: Any) -> tuple[float, float, float]:
-    """(start, stop, step) of the 2θ grid in degrees, checked."""
-    try:
-        start, stop, step = (float(v) for v in value)
-    except (TypeError, ValueError):
-        raise ValueError(f"two_theta must be (start, stop, step) in degrees, got {value!r}") from None
-    if not all(math.isfinite(v) for v in (start, stop, step)) or not (start < stop and step > 0):
-        raise ValueError(f"two_theta needs finite start < stop and step > 0 (degrees), got {value!r}")
-    return start, stop, step
 
 
 class RMSNorm(nn.Module):
@@ -125,9 +110,9 @@ class _ResidualBlock(nn.Module):
 class MambaEncoder(Encoder):
     """XRDMamba encoder (Yu et al., CIKM 2024): crystal-plane tokens → Mamba blocks → residual CNN.
 
-    Input ``(B, input_length)`` relative intensities (max 1) on the 2θ grid ``two_theta`` =
-    (start, stop, step) in degrees, point i at start + i·step (or, with ``axis="log_d"``, spaced
-    uniformly in ln 1/d over that range). Tokens (``tokens``):
+    Input ``(B, grid.length)`` relative intensities (max 1) on the data's 2θ ``grid``
+    (:class:`~xrdcore.diffraction.profile.AngleGrid`: points uniform in 2θ or in ln 1/d over
+    start–stop). Tokens (``tokens``):
 
     * ``"angle"`` (paper, default): Linear(1 → ``token_dim``) of the point's angle, normalised as
       (2θ - start) / (stop - start), so the grid maps onto [0, 1), times the intensity;
@@ -150,39 +135,31 @@ class MambaEncoder(Encoder):
 
     input_kind = "profile"
 
-    def __init__(self, input_length: int = 8500, two_theta: Sequence[float] = (5.0, 90.0, 0.01),
-                 tokens: str = "angle", token_dim: int = 8, depth: int = 8, state_size: int = 16,
+    def __init__(self, grid: AngleGrid = DEFAULT_GRID, tokens: str = "angle", token_dim: int = 8, depth: int = 8, state_size: int = 16,
                  expand: int = 2, conv_width: int = 4, dt_rank: int | None = None, ssm: bool = True,
                  cnn_channels: Sequence[int] = PAPER_CNN_CHANNELS, cnn_kernel_size: int = 3,
-                 scan_backend: str = "auto", scan_chunk_size: int | None = None, axis: str = "two_theta"):
+                 scan_backend: str = "auto", scan_chunk_size: int | None = None):
         super().__init__()
-        self.input_length = _positive_int("input_length", input_length)
-        self.two_theta = start, stop, step = _grid(two_theta)
+        self.grid = as_grid("grid", grid)
+        self.input_length = self.grid.length
         self.tokens = _choice("tokens", tokens, TOKENS)
         if not isinstance(ssm, bool):
             raise TypeError(f"ssm must be true or false, got {ssm!r}")
         self.ssm = ssm
-        token_dim = _positive_int("token_dim", token_dim)
+        token_dim = positive_int("token_dim", token_dim)
         for name, value in (("depth", depth), ("state_size", state_size), ("expand", expand),
                             ("conv_width", conv_width), ("cnn_kernel_size", cnn_kernel_size)):
-            _positive_int(name, value)
-        dt_rank = math.ceil(token_dim / 16) if dt_rank is None else _positive_int("dt_rank", dt_rank)
+            positive_int(name, value)
+        dt_rank = math.ceil(token_dim / 16) if dt_rank is None else positive_int("dt_rank", dt_rank)
         _choice("scan_backend", scan_backend, BACKENDS)
         if scan_chunk_size is not None:
-            _positive_int("scan_chunk_size", scan_chunk_size)
-        if isinstance(cnn_channels, (str, bytes)) or not isinstance(cnn_channels, Sequence) or not cnn_channels:
-            raise ValueError(f"cnn_channels must be a non-empty sequence of positive ints, got {cnn_channels!r}")
-        channels = tuple(_positive_int("each of cnn_channels", c) for c in cnn_channels)
+            positive_int("scan_chunk_size", scan_chunk_size)
+        channels = int_tuple("cnn_channels", cnn_channels)
 
         if self.tokens == "angle":
             # (2θ_i - start) / (stop - start), 2θ_i of point i on the data's axis (uniform in 2θ or ln 1/d)
-            if axis == "two_theta":
-                angles = step * torch.arange(self.input_length, dtype=torch.float64) / (stop - start)
-            else:
-                from xrdcore.diffraction.profile import AngleGrid
-
-                grid = AngleGrid(start, stop, (stop - start) / self.input_length, axis=axis)
-                angles = (torch.from_numpy(grid.values) - start) / (stop - start)
+            start, stop = self.grid.start, self.grid.stop
+            angles = (torch.from_numpy(self.grid.values) - start) / (stop - start)
             self.register_buffer("angles", angles.float()[:, None], persistent=False)
             self.embed = nn.Linear(1, token_dim)
         elif self.tokens == "bin":
@@ -216,7 +193,7 @@ class MambaEncoder(Encoder):
         if not isinstance(batch, torch.Tensor) or batch.ndim != 2 or batch.shape[1] != self.input_length:
             got = tuple(batch.shape) if isinstance(batch, torch.Tensor) else type(batch).__name__
             raise ValueError(f"mamba expects (batch, {self.input_length}) profiles (input_length={self.input_length}), "
-                             f"got {got}; build it with the input_length of your 2θ grid")
+                             f"got {got}; build it with the grid of the data")
         x = self.crystal_planes(batch if batch.is_floating_point() else batch.float())
         for block in self.blocks:
             x = block(x)

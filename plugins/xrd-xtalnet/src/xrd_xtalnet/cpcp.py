@@ -27,13 +27,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from xrdcore.diffraction.profile import as_grid
 from xrdcore.generation import hit_rates
 
 from xrd_xtalnet.crystal_encoder import CrystalEncoder
 from xrd_xtalnet.crystals import CrystalBatch, is_valid
 from xrd_xtalnet.model_dir import load_model, save_model
 from xrd_xtalnet.pairs import SplitPairs, pattern_inputs, split_pairs
-from xrd_xtalnet.pxrd_encoder import DEFAULT_TWO_THETA, PeakTransformer
+from xrd_xtalnet.pxrd_encoder import PeakTransformer
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -82,8 +83,8 @@ class CPCP(nn.Module):
         if not (temperature > 0 and max_scale >= 1 / temperature):
             raise ValueError(f"need temperature > 0 and 1/temperature <= max_scale, got {temperature}, {max_scale}")
         pxrd = dict(pxrd or {})
-        if isinstance(pxrd.get("two_theta"), (list, tuple)):
-            pxrd["two_theta"] = [float(v) for v in pxrd["two_theta"]]
+        if "grid" in pxrd:  # stored as JSON with the model
+            pxrd["grid"] = as_grid("pxrd grid", pxrd["grid"]).to_dict()
         self.config = {"pxrd": pxrd, "crystal": dict(crystal or {}), "shared_dim": int(shared_dim),
                        "temperature": float(temperature), "max_scale": float(max_scale)}
         self.pxrd_encoder = PeakTransformer(**pxrd)
@@ -208,8 +209,8 @@ def retrieval_hit_rates(model: CPCP, cache: PeakCache, split: str, ks: Sequence[
 @dataclass
 class CPCPConfig:
     """What :func:`train_cpcp` trains: the model's keyword arguments (``pxrd``, ``crystal``,
-    ``shared_dim``, ``temperature``, ``max_scale``; ``pxrd["two_theta"]`` defaults to the cache's
-    2θ range in 0.01° bins), the structures kept (``max_atoms``, None: all), AdamW (``lr``,
+    ``shared_dim``, ``temperature``, ``max_scale``; ``pxrd["grid"]`` defaults to the cache's
+    2θ range at the default grid's step), the structures kept (``max_atoms``, None: all), AdamW (``lr``,
     ``weight_decay``) with a cosine decay over ``epochs``, ``batch_size`` pairs per step (a final
     batch of one pair is skipped: InfoNCE needs negatives), and the model-selection criterion
     ``select``: ``"val_loss"`` (lowest validation InfoNCE) or ``"val_top1"`` (highest validation
@@ -238,9 +239,9 @@ class CPCPConfig:
 
     def model_kwargs(self, cache: PeakCache | None = None) -> dict[str, Any]:
         pxrd = dict(self.pxrd)
-        if "two_theta" not in pxrd and cache is not None:
+        if "grid" not in pxrd and cache is not None:
             low, high = cache.manifest["spec"]["two_theta_range"]
-            pxrd["two_theta"] = [float(low), float(high), DEFAULT_TWO_THETA[2]]
+            pxrd["grid"] = {"start": float(low), "stop": float(high)}
         return {"pxrd": pxrd, "crystal": dict(self.crystal), "shared_dim": self.shared_dim,
                 "temperature": self.temperature, "max_scale": self.max_scale}
 

@@ -60,7 +60,7 @@ class XtalNetGenerator(Generator):
     Every argument is a keyword with a default (``xrdcore`` builds it from the registered options):
 
     * model — ``cpcp``: :class:`~xrd_xtalnet.cpcp.CPCP` keyword arguments (``pxrd``, ``crystal``,
-      ``shared_dim``, ...; default the published sizes; ``pxrd["two_theta"]`` defaults to the
+      ``shared_dim``, ...; default the published sizes; ``pxrd["grid"]`` defaults to the
       cache's 2θ range); ``diffusion``: :class:`CrystalDiffusion` keyword arguments (``denoiser``,
       ``timesteps``, ...; the denoiser's ``cond_dim`` comes from CPCP, ``volume_per_atom`` from the
       training structures);

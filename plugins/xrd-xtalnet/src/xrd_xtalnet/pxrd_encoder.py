@@ -8,15 +8,15 @@ itself: finite, the same for every empty pattern.
 
 Position embedding, ``position=``:
 
-* ``"learned"`` (the published code): 2θ is cut into bins of ``two_theta = (start, stop, step)``
-  degrees and each bin has a learned vector. Peaks outside ``[start, stop]`` fall into the edge
-  bins.
+* ``"learned"`` (the published code): 2θ from the ``grid``'s start to its stop is cut into bins
+  of its step (uniform in 2θ, whatever the grid's axis) and each bin has a learned vector. Peaks
+  outside ``[start, stop]`` fall into the edge bins.
 * ``"sinusoidal"``: fixed sine/cosine codes of the continuous position ``(2θ - start) / step``
   (no parameters, no binning).
 
 Defaults are the published code's sizes: 8 layers, d_model 512, 8 heads, feed-forward 2048,
-pre-LN. The bin range defaults to the core's default grid, 5–90° at 0.01°; the harness passes
-the data's grid as ``two_theta`` when it builds the encoder.
+pre-LN. The grid defaults to the core's :data:`~xrdcore.diffraction.profile.DEFAULT_GRID`; the
+harness passes the data's grid when it builds the encoder.
 """
 
 from __future__ import annotations
@@ -27,12 +27,13 @@ from typing import Any
 
 import torch
 from torch import nn
+from xrdcore.diffraction.profile import DEFAULT_GRID, AngleGrid, as_grid
 from xrdcore.interfaces import Encoder
+from xrdcore.validate import positive_int
 
 __all__ = ["PeakTransformer", "sinusoidal_codes", "strongest_peaks"]
 
 POSITIONS = ("learned", "sinusoidal")
-DEFAULT_TWO_THETA = (5.0, 90.0, 0.01)
 
 
 def sinusoidal_codes(position: torch.Tensor, dim: int) -> torch.Tensor:
@@ -58,18 +59,6 @@ def strongest_peaks(peaks: Mapping[str, torch.Tensor], max_peaks: int) -> dict[s
             "mask": mask.gather(1, keep)}
 
 
-def _bins(two_theta: Any) -> tuple[float, float, float]:
-    try:
-        if isinstance(two_theta, Mapping):
-            two_theta = (two_theta["start"], two_theta["stop"], two_theta["step"])
-        start, stop, step = (float(v) for v in two_theta)
-    except (KeyError, TypeError, ValueError):
-        raise ValueError(f"two_theta must be (start, stop, step) in degrees, got {two_theta!r}") from None
-    if not (0 <= start < stop <= 180 and step > 0):
-        raise ValueError(f"two_theta must satisfy 0 <= start < stop <= 180 and step > 0, got {two_theta!r}")
-    return start, stop, step
-
-
 class PeakTransformer(Encoder):
     """Transformer over a pattern's peaks with a CLS token (XtalNet's PXRD encoder).
 
@@ -77,8 +66,9 @@ class PeakTransformer(Encoder):
     (B, P) relative with maximum 1, ``mask`` (B, P) bool — and returns ``(B, embed_dim)``.
 
     Arguments: ``d_model`` 512, ``layers`` 8, ``heads`` 8, ``feedforward`` 2048 (the published
-    code's sizes); ``dropout`` 0.1; ``position`` ``"learned"`` (bins of ``two_theta``) or
-    ``"sinusoidal"``; ``two_theta`` (start, stop, step) in degrees for the bins; ``max_peaks``
+    code's sizes); ``dropout`` 0.1; ``position`` ``"learned"`` (bins of the ``grid``'s step) or
+    ``"sinusoidal"``; ``grid`` the data's 2θ grid (an :class:`~xrdcore.diffraction.profile.AngleGrid`
+    or a mapping of the fields that differ from the default, as JSON settings hold it); ``max_peaks``
     keeps only the strongest peaks of longer lists (None: all); ``embed_dim`` None is
     ``d_model``, otherwise a linear projection of the CLS state.
     """
@@ -86,20 +76,21 @@ class PeakTransformer(Encoder):
     input_kind = "peaks"
 
     def __init__(self, *, d_model: int = 512, layers: int = 8, heads: int = 8, feedforward: int = 2048,
-                 dropout: float = 0.1, position: str = "learned", two_theta: Any = DEFAULT_TWO_THETA,
-                 max_peaks: int | None = None, embed_dim: int | None = None):
+                 dropout: float = 0.1, position: str = "learned",
+                 grid: AngleGrid | Mapping[str, Any] = DEFAULT_GRID, max_peaks: int | None = None,
+                 embed_dim: int | None = None):
         super().__init__()
         for name, value in (("d_model", d_model), ("layers", layers), ("heads", heads),
                             ("feedforward", feedforward)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            positive_int(name, value)
         if d_model % heads:
             raise ValueError(f"d_model ({d_model}) must be divisible by heads ({heads})")
         if position not in POSITIONS:
             raise ValueError(f"position must be one of {', '.join(POSITIONS)}, got {position!r}")
-        if max_peaks is not None and (isinstance(max_peaks, bool) or not isinstance(max_peaks, int) or max_peaks < 1):
-            raise ValueError(f"max_peaks must be a positive int or None, got {max_peaks!r}")
-        self.start, self.stop, self.step = _bins(two_theta)
+        if max_peaks is not None:
+            positive_int("max_peaks", max_peaks)
+        grid = as_grid("grid", grid)
+        self.start, self.stop, self.step = grid.start, grid.stop, grid.step
         self.position, self.max_peaks, self.d_model = position, max_peaks, d_model
         self.n_bins = round((self.stop - self.start) / self.step) + 1
         if position == "learned":

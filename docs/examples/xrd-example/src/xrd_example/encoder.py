@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from xrdcore.diffraction.profile import DEFAULT_GRID, AngleGrid
 from xrdcore.interfaces import Encoder
 
 
@@ -13,17 +14,19 @@ class ExampleConvEncoder(Encoder):
 
     Every argument has a default so that ``create_encoder("example-conv")`` works. Adaptive
     pooling makes the network independent of the profile length, so one configuration fits any
-    2θ grid; ``input_length`` is accepted because the harness passes every profile encoder the
-    length of its data, and it is kept only as a record.
+    2θ grid; ``grid`` (the data's :class:`~xrdcore.diffraction.profile.AngleGrid`) is accepted
+    because the harness passes it to every profile encoder, and its length is kept only as a
+    record. An encoder whose layers depend on the length builds them from ``grid.length``, and
+    one that needs the angle of each point reads ``grid.values``.
     """
 
     input_kind = "profile"
 
-    def __init__(self, input_length: int = 8500, channels: int = 16, embed_dim: int = 32):
+    def __init__(self, grid: AngleGrid = DEFAULT_GRID, channels: int = 16, embed_dim: int = 32):
         super().__init__()
-        if min(input_length, channels, embed_dim) < 1:
-            raise ValueError("input_length, channels and embed_dim must be positive")
-        self.input_length = input_length
+        if min(channels, embed_dim) < 1:
+            raise ValueError(f"channels and embed_dim must be positive, got {channels} and {embed_dim}")
+        self.input_length = grid.length
         self.embed_dim = embed_dim  # the heads on top read this
         pooled = 8
         self.features = nn.Sequential(
