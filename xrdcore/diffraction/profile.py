@@ -10,12 +10,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
 
-from xrdcore.diffraction.pxrd import PeakList
+if TYPE_CHECKING:  # pxrd takes its default range from DEFAULT_GRID
+    from xrdcore.diffraction.pxrd import PeakList
 
 PeakShape = Literal["gaussian", "pseudo-voigt", "lorentzian", "stick"]
 #: Caglioti U, V, W in degrees² (FWHM² = U tan²θ + V tanθ + W): 0.07° FWHM at 30°, 0.11° at 90°,

@@ -32,6 +32,7 @@ import numpy as np
 import spglib
 import torch
 
+from xrdcore.diffraction.profile import DEFAULT_GRID
 from xrdcore.diffraction.radiation import check_two_theta_range
 from xrdcore.diffraction.radiation import wavelength as parse_wavelength
 from xrdcore.diffraction.scattering import atomic_number, scattering_parameters
@@ -76,7 +77,7 @@ class PeakList:
 
 
 def peak_list(structure: Structure, *, wavelength: str | float = "CuKa1",
-              two_theta_range: tuple[float, float] = (5.0, 90.0),
+              two_theta_range: tuple[float, float] = (DEFAULT_GRID.start, DEFAULT_GRID.stop),
               debye_waller: Mapping[str, float] | None = None, symprec: float | None = 1e-3,
               device: str | torch.device | None = None) -> PeakList:
     """Kinematic powder peaks of ``structure``.
@@ -91,7 +92,7 @@ def peak_list(structure: Structure, *, wavelength: str | float = "CuKa1",
 
 
 def peak_lists(structures: Sequence[Structure], *, wavelength: str | float = "CuKa1",
-               two_theta_range: tuple[float, float] = (5.0, 90.0),
+               two_theta_range: tuple[float, float] = (DEFAULT_GRID.start, DEFAULT_GRID.stop),
                debye_waller: Mapping[str, float] | None = None, symprec: float | None = 1e-3,
                device: str | torch.device | None = None) -> list[PeakList]:
     """:func:`peak_list` of each structure, all in one call: many times faster for small cells,
