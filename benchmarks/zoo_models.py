@@ -46,7 +46,8 @@ from xrdcore.data.cache import PeakCache
 from xrdcore.metrics import extinction_ceiling
 from xrdcore.storage import atomic_write_json
 from xrdcore.train.inputs import InputSpec, SplitInputs
-from xrdcore.train.trainer import TrainConfig, predict_scores, train
+from xrdcore.train import TrainConfig, train
+from xrdcore.train.trainer import predict_scores
 from xrdcore.zoo import CARD, CARD_TEXT, PretrainedModel, package_run
 
 ROOT = Path(__file__).resolve().parents[1]

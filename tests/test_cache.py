@@ -1,4 +1,4 @@
-"""The on-disk peak cache: content, reuse, resume after kill -9, refusals, and the loader."""
+"""The on-disk peak cache: content, reuse, resume after kill -9, refusals."""
 
 import json
 import os
@@ -11,13 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from xrdcore.cli import main
 from xrdcore.data.cache import BuildSpec, CacheError, PeakCache, build_cache, summarise
-from xrdcore.data.loader import PeakDataset, collate_peaks
 from xrdcore.data.splits import SplitFileError
-from xrdcore.diffraction.profile import render
 from xrdcore.diffraction.pxrd import peak_list
 
 CSV = Path(__file__).with_name("data") / "mp20_sample.csv"
@@ -140,16 +137,6 @@ def test_a_killed_build_resumes_to_the_same_result(built, tmp_path):
     assert resumed.ids == built.ids and resumed.manifest["split_hash"] == built.manifest["split_hash"]
     for i in range(24):
         assert np.array_equal(resumed.peaks(i).intensity, built.peaks(i).intensity)
-
-
-def test_loader_batches_peaks_and_labels_for_rendering(built):
-    dataset = PeakDataset(built, "train")
-    loader = torch.utils.data.DataLoader(dataset, batch_size=8, collate_fn=collate_peaks)
-    peaks, labels = next(iter(loader))
-    assert len(peaks) == 8 and labels.dtype == torch.long
-    assert labels.tolist() == [int(built.space_groups[i]) for i in dataset.indices[:8]]
-    profiles = render(peaks)
-    assert profiles.shape == (8, 8500) and torch.allclose(profiles.amax(1), torch.ones(8))
 
 
 def test_cli_build_and_info(capsys, tmp_path):

@@ -110,7 +110,7 @@ def test_simulate_writes_profile_peaks_and_plot(capsys, tmp_path):
 
     cif = tmp_path / "NaCl.cif"
     cif.write_text(NACL_CIF)
-    code = main(["simulate", str(cif), "--range", "20", "80", "0.02", "--out", str(tmp_path / "p.xy"),
+    code = main(["simulate", str(cif), "--two-theta", "20", "80", "0.02", "--out", str(tmp_path / "p.xy"),
                  "--plot", str(tmp_path / "p.png")])
     assert code == 0
     data = np.loadtxt(tmp_path / "p.xy")

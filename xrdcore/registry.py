@@ -98,6 +98,8 @@ class Component:
     tiny: dict[str, Any] = field(default_factory=dict)
     #: keyword arguments of a variant that learns on a real data set on a CPU (``--size small``)
     small: dict[str, Any] | None = None
+    #: the component used when none is named (the built-in plugin chooses, e.g. the ``sum`` scheduler)
+    default: bool = False
 
     def size_options(self, size: str) -> dict[str, Any]:
         """The keyword arguments of a registered size: ``tiny``, ``small`` or ``full`` (the defaults)."""
@@ -258,7 +260,8 @@ class Registry:
         added: list[Component] = []
 
         def register(name: str, factory: Any, *, description: str | None = None,
-                     tiny: dict[str, Any] | None = None, small: dict[str, Any] | None = None) -> None:
+                     tiny: dict[str, Any] | None = None, small: dict[str, Any] | None = None,
+                     default: bool = False) -> None:
             if not isinstance(name, str) or not _NAME.match(name):
                 raise ValueError(f"invalid {kind} name {name!r}: use lower-case letters, digits, '.', '_', '-'")
             if any(c.kind == kind and c.name == name for c in info.components + added):
@@ -272,8 +275,11 @@ class Registry:
             for size, options in (("tiny", tiny), ("small", small)):
                 if options is not None and not (isinstance(options, dict) and all(isinstance(k, str) for k in options)):
                     raise TypeError(f"{kind} {name!r}: {size} must be a dict of keyword arguments, got {options!r}")
+            if default and not info.builtin:
+                raise ValueError(f"{kind} {name!r}: only the built-in plugin chooses defaults")
             added.append(Component(kind, name, info.name, factory, description or _summary(factory),
-                                   info.builtin, dict(tiny or {}), None if small is None else dict(small)))
+                                   info.builtin, dict(tiny or {}), None if small is None else dict(small),
+                                   default=bool(default)))
 
         try:
             impl.function(**{arg: register for arg in impl.argnames})
@@ -337,6 +343,14 @@ class Registry:
         except LookupError:
             resolved = None
         return component.name if resolved is component else component.qualified_name
+
+    def default(self, kind: str) -> str:
+        """The name of the component of ``kind`` used when none is named (the built-in plugin
+        marks it: ``flat`` hierarchy, ``sum`` scheduler)."""
+        for component in self._components[_kind(kind)]:
+            if component.default:
+                return self.public_name(component)
+        raise LookupError(f"no default {kind.replace('_', ' ')} is registered")
 
     def names(self, kind: str, pattern: str = "*") -> list[str]:
         """Names of components of ``kind`` matching a glob pattern, in natural order."""

@@ -127,6 +127,7 @@ def find_combinations(settings: BenchSettings, registry: Any,
     hierarchies = _select(registry, "label_hierarchy", settings.hierarchies, plugins)
     schedulers = _select(registry, "loss_scheduler", settings.schedulers, plugins)
     valid, skipped = [], []
+    default_scheduler = registry.default("loss_scheduler")
 
     def skip(combo: Combination, reason: str) -> None:
         skipped.append({"encoder": combo.encoder, "hierarchy": combo.hierarchy, "scheduler": combo.scheduler,
@@ -140,7 +141,7 @@ def find_combinations(settings: BenchSettings, registry: Any,
             for scheduler_name in schedulers:
                 combo = Combination(encoder, hierarchy_name, scheduler_name)
                 kind, hierarchy, scheduler = kinds[encoder], built[hierarchy_name], built[scheduler_name]
-                is_sum = registry.get("loss_scheduler", scheduler_name).qualified_name == "xrdcore:sum"
+                is_sum = registry.public_name(registry.get("loss_scheduler", scheduler_name)) == default_scheduler
                 if kind not in input_kinds:
                     skip(combo, f"encoder takes {kind!r} inputs; the data provide {', '.join(input_kinds)}")
                 elif isinstance(hierarchy, str) or isinstance(scheduler, str):
@@ -148,9 +149,9 @@ def find_combinations(settings: BenchSettings, registry: Any,
                 elif "space_group" not in hierarchy:
                     skip(combo, "hierarchy has no space_group level, which every run is scored on")
                 elif len(hierarchy.levels) == 1 and not is_sum:
-                    skip(combo, "a one-level hierarchy has nothing to balance; only 'sum' runs with it")
+                    skip(combo, f"a one-level hierarchy has nothing to balance; only {default_scheduler!r} runs with it")
                 elif not is_sum and scheduler.same_as_sum(hierarchy):
-                    skip(combo, "the same training as 'sum' for this hierarchy (e.g. all weights 1)")
+                    skip(combo, f"the same training as {default_scheduler!r} for this hierarchy (e.g. all weights 1)")
                 else:
                     valid.append(combo)
     return sorted(valid, key=lambda c: c.id), skipped
@@ -165,32 +166,29 @@ def _build(registry: Any, kind: str, name: str) -> Any:
 
 
 def _encoder_kind(registry: Any, name: str) -> str:
-    factory = registry.get("encoder", name)
+    """The encoder's input kind, or why it cannot be known (a plugin failing to import is reported,
+    not fatal)."""
+    from xrdcore.train.config import encoder_input_kind
+
     try:
-        kind = getattr(factory.load(), "input_kind", None)
-    except Exception as exc:  # noqa: BLE001 - a plugin failing to import is reported, not fatal
+        return encoder_input_kind(registry, name)
+    except Exception as exc:  # noqa: BLE001
         return f"unknown (cannot import: {exc})"
-    return kind if isinstance(kind, str) else registry.create("encoder", name, **factory.tiny).input_kind
 
 
 def run_config(combo: Combination, seed: int, settings: BenchSettings, registry: Any):
-    """The TrainConfig of one run of the grid."""
-    from xrdcore.train import InputSpec, TrainConfig
-    from xrdcore.train.inputs import images_input
+    """The TrainConfig of one run of the grid: the benchmark's settings, with a variant's own
+    options (``input.X``, ``train.X``, else the encoder's) on top."""
+    from xrdcore.train.config import run_config as configure
 
     name, variant = settings.variants.get(combo.encoder, (combo.encoder, {}))
-    options = {**registry.get("encoder", name).size_options(settings.encoder_size),
-               **{k: v for k, v in variant.items() if not k.startswith(("input.", "train."))}}
-    training = {**(QUICK_TRAINING if settings.quick else {}), **settings.training,
-                **{k[6:]: v for k, v in variant.items() if k.startswith("train.")}}
-    changes = {k[6:]: v for k, v in variant.items() if k.startswith("input.")}
-    kind = _encoder_kind(registry, name)
-    if kind == "images":
-        spec = images_input(registry, {**settings.images, **changes}, size=settings.encoder_size)
-    else:
-        spec = InputSpec(kind=kind, **{**settings.input, **changes})
-    return TrainConfig(name, hierarchy=combo.hierarchy, scheduler=combo.scheduler, encoder_options=options,
-                       input=spec, seed=seed, **training)
+    own = {prefix: {k[len(prefix):]: v for k, v in variant.items() if k.startswith(prefix)}
+           for prefix in ("input.", "train.")}
+    return configure(name, hierarchy=combo.hierarchy, scheduler=combo.scheduler, size=settings.encoder_size,
+                     encoder_options={k: v for k, v in variant.items() if not k.startswith(("input.", "train."))},
+                     input={**settings.input, **own["input."]}, images={**settings.images, **own["input."]},
+                     training={**(QUICK_TRAINING if settings.quick else {}), **settings.training, **own["train."]},
+                     seed=seed, registry=registry)
 
 
 def claim_bench_dir(out: Path, format: str, settings: Mapping[str, Any], cache: Any, resume: bool) -> None:

@@ -16,7 +16,7 @@ SMALL = {
 
 @hookimpl
 def register_label_hierarchies(register):
-    register("flat", "xrdcore.builtin.hierarchies:flat",
+    register("flat", "xrdcore.builtin.hierarchies:flat", default=True,
              description="Space group only (230 classes): single-task training.")
     register("multilevel", "xrdcore.builtin.hierarchies:multilevel",
              description="Space group plus any superclass levels, each with its own head; "
@@ -25,7 +25,7 @@ def register_label_hierarchies(register):
 
 @hookimpl
 def register_loss_schedulers(register):
-    register("sum", "xrdcore.builtin.schedulers:SumScheduler",
+    register("sum", "xrdcore.builtin.schedulers:SumScheduler", default=True,
              description="Plain sum of the per-level losses.")
     register("weighted", "xrdcore.builtin.schedulers:WeightedScheduler",
              description="Fixed per-level weights (the hierarchy's, e.g. beta, unless given).")

@@ -25,7 +25,7 @@ import math
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +35,14 @@ import torch
 from xrdcore.data.cache import PeakCache
 from xrdcore.metrics import evaluate
 from xrdcore.storage import atomic_write_json, holds_other_files
+from xrdcore.train.config import TrainConfig
 from xrdcore.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from xrdcore.train.inputs import InputSpec, SplitInputs, split_inputs
-from xrdcore.train.model import (HEADS, HierarchicalClassifier, class_logits, class_weights, count_parameters,
+from xrdcore.train.inputs import SplitInputs, split_inputs
+from xrdcore.train.model import (HierarchicalClassifier, class_logits, class_weights, count_parameters,
                                  level_loss)
 from xrdcore.train.unseen import choose_holdout, score_unseen
 
 RUN_FORMAT = "xrdcore-run/1"
-OPTIMIZERS = ("adamw", "adam")
-PRECISIONS = ("auto", "fp32", "bf16")
 
 
 class RunError(ValueError):
@@ -52,102 +51,6 @@ class RunError(ValueError):
 
 class TrainingError(RuntimeError):
     """Training itself failed (a non-finite loss, a component raising during a step)."""
-
-
-@dataclass
-class TrainConfig:
-    """Everything that determines a run besides the data. Component options are keyword
-    arguments of the registered factories; the encoder also gets its input sizes from
-    :class:`InputSpec`. ``heads="per-view"`` gives each view of a multistream encoder its own heads
-    (:class:`HierarchicalClassifier`); ``holdout_space_groups`` (a count, or the numbers) keeps
-    space groups out of training and scores them against reference embeddings
-    (:mod:`xrdcore.train.unseen`)."""
-
-    encoder: str
-    hierarchy: str = "flat"
-    scheduler: str = "sum"
-    encoder_options: dict[str, Any] = field(default_factory=dict)
-    hierarchy_options: dict[str, Any] = field(default_factory=dict)
-    scheduler_options: dict[str, Any] = field(default_factory=dict)
-    input: InputSpec = field(default_factory=InputSpec)
-    optimizer: str = "adamw"
-    lr: float = 3e-3
-    weight_decay: float = 1e-2
-    epochs: int = 80
-    warmup_epochs: float = 2.0
-    batch_size: int = 64
-    grad_clip: float | None = 1.0
-    patience: int | None = 20
-    #: class-balanced loss: weights count^-balance per class of each level (0 off, 1 equal classes)
-    balance: float = 0.0
-    label_smoothing: float = 0.0
-    #: train on this many training structures (a seeded subset, for learning curves); None: all
-    train_limit: int | None = None
-    #: seconds of training (validation included): after the first epoch the epoch count becomes what
-    #: fits, so the learning-rate schedule still ends; None: ``epochs``. Equal-compute comparisons.
-    time_budget: float | None = None
-    seed: int = 0
-    precision: str = "auto"
-    heads: str = "shared"
-    holdout_space_groups: int | list[int] = 0
-
-    def __post_init__(self):
-        if isinstance(self.input, Mapping):
-            self.input = InputSpec.from_dict(self.input)
-        if isinstance(self.holdout_space_groups, tuple):
-            self.holdout_space_groups = list(self.holdout_space_groups)
-        problems = []
-        if self.heads not in HEADS:
-            problems.append(f"heads must be one of {', '.join(HEADS)}, got {self.heads!r}")
-        holdout = self.holdout_space_groups
-        if not (isinstance(holdout, int) and not isinstance(holdout, bool) and holdout >= 0) and not (
-                isinstance(holdout, list) and all(isinstance(v, int) and 1 <= v <= 230 for v in holdout)):
-            problems.append(f"holdout_space_groups must be a count >= 0 or a list of space-group numbers, "
-                            f"got {holdout!r}")
-        if self.optimizer not in OPTIMIZERS:
-            problems.append(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-        if self.precision not in PRECISIONS:
-            problems.append(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                problems.append(f"{name} must be a positive integer, got {value!r}")
-        if self.patience is not None and (not isinstance(self.patience, int) or self.patience < 1):
-            problems.append(f"patience must be a positive integer or None, got {self.patience!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            problems.append(f"seed must be a non-negative integer, got {self.seed!r}")
-        if not (isinstance(self.lr, (int, float)) and 0 < self.lr < 10):
-            problems.append(f"lr must be a positive learning rate, got {self.lr!r}")
-        if not (isinstance(self.weight_decay, (int, float)) and self.weight_decay >= 0):
-            problems.append(f"weight_decay must be >= 0, got {self.weight_decay!r}")
-        if not (isinstance(self.warmup_epochs, (int, float)) and self.warmup_epochs >= 0):
-            problems.append(f"warmup_epochs must be >= 0, got {self.warmup_epochs!r}")
-        if self.grad_clip is not None and not (isinstance(self.grad_clip, (int, float)) and self.grad_clip > 0):
-            problems.append(f"grad_clip must be positive or None, got {self.grad_clip!r}")
-        if not (isinstance(self.balance, (int, float)) and 0 <= self.balance <= 1):
-            problems.append(f"balance must be in [0, 1], got {self.balance!r}")
-        if not (isinstance(self.label_smoothing, (int, float)) and 0 <= self.label_smoothing < 1):
-            problems.append(f"label_smoothing must be in [0, 1), got {self.label_smoothing!r}")
-        if self.train_limit is not None and (isinstance(self.train_limit, bool) or not isinstance(self.train_limit, int)
-                                             or self.train_limit < 2):
-            problems.append(f"train_limit must be an integer >= 2 or None, got {self.train_limit!r}")
-        if self.time_budget is not None and not (isinstance(self.time_budget, (int, float)) and self.time_budget > 0):
-            problems.append(f"time_budget must be a positive number of seconds or None, got {self.time_budget!r}")
-        if problems:
-            raise ValueError("; ".join(problems))
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["input"] = self.input.to_dict()
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"unknown training settings: {', '.join(unknown)}")
-        return cls(**data)
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -333,97 +236,114 @@ def _train(config, cache, out, device, dist, resume, progress, registry, inputs)
     if dist.main:
         atomic_write_json(config_file, {**record, "environment": environment(device, registry)})
 
-    return _fit(config, cache, out, device, dist, progress, registry, inputs, model, time.perf_counter())
+    started = time.perf_counter()
+    fit = _Fit(config, cache, out, model=model, device=device, dist=dist, progress=progress, registry=registry,
+               splits=_splits(config, cache, out, device=device, registry=registry, inputs=inputs))
+    state = fit.restore()
+    while state["epoch"] < _planned(config, state) and not _stopped_early(config, state):
+        fit.epoch(state)
+    return fit.finish(state, started)
 
 
-def _fit(config, cache, out, device, dist, progress, registry, inputs, model, started) -> dict[str, Any]:
-    from tqdm import tqdm
-
-    last, best = out / "checkpoints" / "last.safetensors", out / "checkpoints" / "best.safetensors"
-    model.to(device)
-    hierarchy = model.hierarchy
-    scheduler = registry.create("loss_scheduler", config.scheduler, **config.scheduler_options)
+def _splits(config: TrainConfig, cache: PeakCache, out: Path, *, device: torch.device, registry: Any,
+            inputs: Mapping[str, SplitInputs] | None) -> dict[str, SplitInputs]:
+    """The rendered splits of the run (given, or rendered here); ``train`` cut to ``train_limit``."""
     holdout = choose_holdout(cache, config.holdout_space_groups)
     splits = dict(inputs) if inputs is not None else split_inputs(cache, config.input, device, holdout, registry)
     if bool(holdout) != ("unseen" in splits):
         raise RunError(f"{out}: the inputs given do not match holdout_space_groups={config.holdout_space_groups!r}")
-    train_data = splits["train"]
-    if config.train_limit is not None and config.train_limit < len(train_data):
-        train_data = train_data.subset(config.train_limit, seed=config.seed)
-    if len(train_data) < 2 or len(splits["val"]) < 1:
+    if config.train_limit is not None and config.train_limit < len(splits["train"]):
+        splits["train"] = splits["train"].subset(config.train_limit, seed=config.seed)
+    if len(splits["train"]) < 2 or len(splits["val"]) < 1:
         raise RunError(f"{cache.path}: needs at least 2 training and 1 validation structure, has "
-                       f"{len(train_data)} and {len(splits['val'])}")
-    train_sg = train_data.space_groups.cpu().numpy()
-    balanced = None
-    if config.balance:
-        train_targets = hierarchy.targets(train_data.space_groups)
-        balanced = {name: class_weights(torch.bincount(train_targets[name], minlength=n), config.balance).to(device)
-                   for name, n in hierarchy.num_classes.items()}
+                       f"{len(splits['train'])} and {len(splits['val'])}")
+    splits["holdout"] = holdout
+    return splits
+
+
+def _optimizer(model: HierarchicalClassifier, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW or Adam; an encoder may name parameters that must not decay (``no_weight_decay``,
+    e.g. Mamba's A_log and D, as in timm)."""
     named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    parameters = [p for _, p in named]
-    # an encoder may name parameters that must not decay (e.g. Mamba's A_log and D), as in timm
     exempt = {f"encoder.{name}" for name in getattr(model.encoder, "no_weight_decay", lambda: ())()}
     groups = [{"params": [p for n, p in named if n not in exempt]},
               {"params": [p for n, p in named if n in exempt], "weight_decay": 0.0}]
-    optimizer = (torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam)(
+    return (torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam)(
         [g for g in groups if g["params"]], lr=config.lr, weight_decay=config.weight_decay)
-    use_bf16 = device.type == "cuda" and config.precision in ("auto", "bf16")
-    autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
 
-    state: dict[str, Any] = {"epoch": 0, "step": 0, "history": [], "best": None, "best_epoch": None,
-                             "train_seconds": 0.0, "train_samples": 0}
-    if last.exists():
-        state = {**state, **load_checkpoint(last, model, optimizer)}
-        state.pop("optimizer_groups", None)
-    elif best.exists():  # stopped between the two checkpoint writes of the first epoch
-        best.unlink()
-    network = model
-    if dist.world > 1:
-        network = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
 
-    steps_per_epoch = len(_batches(len(train_data), config.batch_size, torch.Generator().manual_seed(0)))
-    while state["epoch"] < state.get("epochs_planned", config.epochs) and not _stopped_early(config, state):
-        epoch = state["epoch"]
+def _planned(config: TrainConfig, state: Mapping[str, Any]) -> int:
+    """Epochs the run will train: ``epochs``, or what fits the time budget."""
+    return state.get("epochs_planned", config.epochs)
+
+
+class _Fit:
+    """One run's training, once its model and inputs exist: :meth:`restore` the state of the last
+    checkpoint, :meth:`epoch` until done, :meth:`finish` with the scores of the best weights."""
+
+    def __init__(self, config: TrainConfig, cache: PeakCache, out: Path, *, model: HierarchicalClassifier,
+                 device: torch.device, dist: _Distributed, progress: bool, registry: Any,
+                 splits: dict[str, Any]):
+        self.config, self.cache, self.out, self.device, self.dist, self.progress = (
+            config, cache, out, device, dist, progress)
+        self.model = model.to(device)
+        self.splits, self.holdout = splits, splits.pop("holdout")
+        self.train_data = splits["train"]
+        self.train_sg = self.train_data.space_groups.cpu().numpy()
+        self.scheduler = registry.create("loss_scheduler", config.scheduler, **config.scheduler_options)
+        self.optimizer = _optimizer(self.model, config)
+        self.parameters = [p for p in self.model.parameters() if p.requires_grad]
+        self.balanced = None
+        if config.balance:
+            hierarchy, counts = model.hierarchy, model.hierarchy.targets(self.train_data.space_groups)
+            self.balanced = {name: class_weights(torch.bincount(counts[name], minlength=n), config.balance).to(device)
+                             for name, n in hierarchy.num_classes.items()}
+        use_bf16 = device.type == "cuda" and config.precision in ("auto", "bf16")
+        self.autocast = (lambda: torch.autocast("cuda", dtype=torch.bfloat16)) if use_bf16 else contextlib.nullcontext
+        self.network = model
+        if dist.world > 1:
+            self.network = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[device] if device.type == "cuda" else None)
+        self.last, self.best = out / "checkpoints" / "last.safetensors", out / "checkpoints" / "best.safetensors"
+        self.steps_per_epoch = len(_batches(len(self.train_data), config.batch_size, torch.Generator().manual_seed(0)))
+
+    def restore(self) -> dict[str, Any]:
+        """The state after the last finished epoch (a fresh one for a new run)."""
+        state: dict[str, Any] = {"epoch": 0, "step": 0, "history": [], "best": None, "best_epoch": None,
+                                 "train_seconds": 0.0, "train_samples": 0}
+        if self.last.exists():
+            state = {**state, **load_checkpoint(self.last, self.model, self.optimizer)}
+            state.pop("optimizer_groups", None)
+        elif self.best.exists():  # stopped between the two checkpoint writes of the first epoch
+            self.best.unlink()
+        return state
+
+    def epoch(self, state: dict[str, Any]) -> None:
+        """Train one epoch, score validation, keep the best weights, write the last checkpoint."""
+        from tqdm import tqdm
+
+        config, epoch = self.config, state["epoch"]
         seed = _epoch_seed(config.seed, epoch)
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
-        augment_generator = torch.Generator(device=device).manual_seed(seed) if not config.input.static else None
-        network.train()
+        augment = torch.Generator(device=self.device).manual_seed(seed) if not config.input.static else None
+        self.network.train()
         losses, level_weights, seen, tic = [], {}, 0, time.perf_counter()
-        batches = _batches(len(train_data), config.batch_size, generator)
-        bar = tqdm(batches, desc=f"{config.encoder} epoch {epoch + 1}/{config.epochs}", unit="batch",
-                   disable=not progress, leave=False)
+        bar = tqdm(_batches(len(self.train_data), config.batch_size, generator), unit="batch", leave=False,
+                   desc=f"{config.encoder} epoch {epoch + 1}/{config.epochs}", disable=not self.progress)
         for rows in bar:
-            mine = rows[dist.rank::dist.world] if dist.world > 1 else rows
-            lr = _learning_rate(config, state["step"], steps_per_epoch, state.get("epochs_planned", config.epochs))
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            x, labels = train_data.batch(mine, augment_generator)
-            targets = hierarchy.targets(labels)
-            with autocast():
-                shared, logits = network(x)
-            level_losses = {name: level_loss(logits[name], targets[name], None if balanced is None else balanced[name],
-                                             config.label_smoothing) for name in logits}
-            loss, weights = scheduler.combine(level_losses, shared if scheduler.needs_shared else None,
-                                              hierarchy)
-            if not torch.isfinite(loss):
-                raise TrainingError(f"the loss became {float(loss)} at epoch {epoch + 1}, step {state['step'] + 1} "
-                                    f"(levels: {', '.join(f'{k}={float(v):.3g}' for k, v in level_losses.items())})")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
-            optimizer.step()
+            lr = _learning_rate(config, state["step"], self.steps_per_epoch, _planned(config, state))
+            loss, weights = self.step(rows, lr=lr, generator=augment, where=(epoch, state["step"]))
             state["step"] += 1
-            losses.append(float(loss.detach()))
+            losses.append(loss)
             for name, w in weights.items():
                 level_weights.setdefault(name, []).append(float(w))
             seen += len(rows)
-            bar.set_postfix(loss=f"{losses[-1]:.3f}", samples_s=f"{seen / (time.perf_counter() - tic):.0f}")
+            bar.set_postfix(loss=f"{loss:.3f}", samples_s=f"{seen / (time.perf_counter() - tic):.0f}")
         seconds = time.perf_counter() - tic
         state["train_seconds"] += seconds
         state["train_samples"] += seen
-        val = score_split(model, splits["val"], train_sg, config.seed, autocast)
+        val = score_split(self.model, self.splits["val"], self.train_sg, config.seed, self.autocast)
         row = {"epoch": epoch + 1, "train_loss": float(np.mean(losses)), "val_loss": val["loss"],
                "val_top1": val["top1"], "lr": lr, "seconds": round(seconds, 3),
                "samples_per_s": seen / seconds if seconds > 0 else None,
@@ -433,54 +353,92 @@ def _fit(config, cache, out, device, dist, progress, registry, inputs, model, st
         state["history"].append(row)
         state["epoch"] = epoch + 1
         if config.time_budget is not None and epoch == 0:
-            fits = torch.tensor(int(config.time_budget // (time.perf_counter() - tic)), device=device)
-            if dist.world > 1:  # every rank runs the same epochs
-                torch.distributed.all_reduce(fits, op=torch.distributed.ReduceOp.MIN)
-            state["epochs_planned"] = max(min(2, config.epochs), min(config.epochs, int(fits)))
-        if state["best"] is None or _selection_key(val) > tuple(state["best"]):
-            state["best"], state["best_epoch"] = list(_selection_key(val)), epoch + 1
-            if dist.main:
-                save_checkpoint(best, model, {"epoch": epoch + 1, "val_top1": val["top1"]})
-        if dist.main:
-            save_checkpoint(last, model, state, optimizer)
-        if progress:
+            self.plan_epochs(state, seconds_per_epoch=time.perf_counter() - tic)
+        self.checkpoint(state, val)
+        if self.progress:
             tqdm.write(f"{config.encoder} × {config.hierarchy} × {config.scheduler} seed {config.seed}: "
                        f"epoch {epoch + 1} loss {row['train_loss']:.4f} val top-1 {val['top1']:.3f} "
                        f"({row['samples_per_s'] or 0:.0f} samples/s)")
-        if dist.world > 1:
+        if self.dist.world > 1:
             torch.distributed.barrier()
 
-    if dist.world > 1:
-        torch.distributed.barrier()
-    load_checkpoint(best, model)
-    val = score_split(model, splits["val"], train_sg, config.seed, autocast)
-    test = score_split(model, splits["test"], train_sg, config.seed, autocast)
-    result = {
-        "status": "complete", "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
-        "stopped_early": _stopped_early(config, state), "epochs_planned": state.get("epochs_planned", config.epochs),
-        "val": val, "test": test,
-        "history": state["history"], "parameters": count_parameters(model),
-        "samples_per_s": state["train_samples"] / state["train_seconds"] if state["train_seconds"] else None,
-        "train_seconds": round(state["train_seconds"], 3),
-        "wall_seconds": round(time.perf_counter() - started, 3),
-        "parameter_digest": _parameter_digest(model), "world_size": dist.world,
-    }
-    if holdout:
-        result["unseen"] = score_unseen(model, splits["reference"], splits["unseen"], holdout, autocast)
-    if dist.world > 1:
-        atomic_write_json(out / "ranks" / f"rank{dist.rank}.json",
-                          {"rank": dist.rank, "parameter_digest": result["parameter_digest"],
-                           "val_top1": val["top1"], "test_top1": test["top1"]})
-        torch.distributed.barrier()
-    if dist.main:
-        atomic_write_json(out / "metrics.json", result)
-    return result
+    def step(self, rows: torch.Tensor, *, lr: float, generator: torch.Generator | None,
+             where: tuple[int, int]) -> tuple[float, dict[str, Any]]:
+        """One optimiser step on the training rows (this process's share of them); the loss and
+        the scheduler's level weights."""
+        dist, hierarchy = self.dist, self.model.hierarchy
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        x, labels = self.train_data.batch(rows[dist.rank::dist.world] if dist.world > 1 else rows, generator)
+        targets = hierarchy.targets(labels)
+        with self.autocast():
+            shared, logits = self.network(x)
+        level_losses = {name: level_loss(logits[name], targets[name],
+                                         None if self.balanced is None else self.balanced[name],
+                                         self.config.label_smoothing) for name in logits}
+        loss, weights = self.scheduler.combine(level_losses, shared if self.scheduler.needs_shared else None, hierarchy)
+        if not torch.isfinite(loss):
+            raise TrainingError(f"the loss became {float(loss)} at epoch {where[0] + 1}, step {where[1] + 1} "
+                                f"(levels: {', '.join(f'{k}={float(v):.3g}' for k, v in level_losses.items())})")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.parameters, self.config.grad_clip)
+        self.optimizer.step()
+        return float(loss.detach()), weights
+
+    def plan_epochs(self, state: dict[str, Any], *, seconds_per_epoch: float) -> None:
+        """With a time budget, the epochs that fit after the first (the same on every rank)."""
+        config = self.config
+        fits = torch.tensor(int(config.time_budget // seconds_per_epoch), device=self.device)
+        if self.dist.world > 1:
+            torch.distributed.all_reduce(fits, op=torch.distributed.ReduceOp.MIN)
+        state["epochs_planned"] = max(min(2, config.epochs), min(config.epochs, int(fits)))
+
+    def checkpoint(self, state: dict[str, Any], val: Mapping[str, Any]) -> None:
+        """Keep the weights if validation is the best yet; write the last checkpoint."""
+        if state["best"] is None or _selection_key(val) > tuple(state["best"]):
+            state["best"], state["best_epoch"] = list(_selection_key(val)), state["epoch"]
+            if self.dist.main:
+                save_checkpoint(self.best, self.model, {"epoch": state["epoch"], "val_top1": val["top1"]})
+        if self.dist.main:
+            save_checkpoint(self.last, self.model, state, self.optimizer)
+
+    def finish(self, state: dict[str, Any], started: float) -> dict[str, Any]:
+        """Score the best weights once on validation and test (and unseen groups); write metrics.json."""
+        config, dist, model = self.config, self.dist, self.model
+        if dist.world > 1:
+            torch.distributed.barrier()
+        load_checkpoint(self.best, model)
+        val = score_split(model, self.splits["val"], self.train_sg, config.seed, self.autocast)
+        test = score_split(model, self.splits["test"], self.train_sg, config.seed, self.autocast)
+        result = {
+            "status": "complete", "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
+            "stopped_early": _stopped_early(config, state), "epochs_planned": _planned(config, state),
+            "val": val, "test": test,
+            "history": state["history"], "parameters": count_parameters(model),
+            "samples_per_s": state["train_samples"] / state["train_seconds"] if state["train_seconds"] else None,
+            "train_seconds": round(state["train_seconds"], 3),
+            "wall_seconds": round(time.perf_counter() - started, 3),
+            "parameter_digest": _parameter_digest(model), "world_size": dist.world,
+        }
+        if self.holdout:
+            result["unseen"] = score_unseen(model, self.splits["reference"], self.splits["unseen"], self.holdout,
+                                            self.autocast)
+        if dist.world > 1:
+            atomic_write_json(self.out / "ranks" / f"rank{dist.rank}.json",
+                              {"rank": dist.rank, "parameter_digest": result["parameter_digest"],
+                               "val_top1": val["top1"], "test_top1": test["top1"]})
+            torch.distributed.barrier()
+        if dist.main:
+            atomic_write_json(self.out / "metrics.json", result)
+        return result
 
 
 def _stopped_early(config: TrainConfig, state: Mapping[str, Any]) -> bool:
     return (config.patience is not None and state["best_epoch"] is not None
             and state["epoch"] - state["best_epoch"] >= config.patience
-            and state["epoch"] < state.get("epochs_planned", config.epochs))
+            and state["epoch"] < _planned(config, state))
 
 
 def data_wavelength(cache: Any) -> float | None:

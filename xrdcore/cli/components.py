@@ -1,0 +1,116 @@
+"""What is installed and what the labels are: ``plugins``, ``list``, ``labels``, ``levels``."""
+
+from __future__ import annotations
+
+import json
+
+from xrdcore.cli.options import json_flag
+
+
+def add_commands(commands) -> None:
+    p = commands.add_parser("plugins", help="installed plugins, their status and components")
+    json_flag(p)
+    p.set_defaults(run=_plugins)
+
+    p = commands.add_parser("list", help="components of one kind (encoders, hierarchies, ...)")
+    p.add_argument("kind", help="encoders, hierarchies, schedulers, simulators, generators, datasets, models")
+    p.add_argument("pattern", nargs="?", default="*", help="glob on names, e.g. '*mamba*'")
+    json_flag(p)
+    p.set_defaults(run=_list)
+
+    p = commands.add_parser("labels", help="every hierarchy level of one space group")
+    p.add_argument("space_group", help="number (1-230) or Hermann-Mauguin symbol, e.g. 14, P2_1/c, P21/n")
+    json_flag(p)
+    p.set_defaults(run=_labels)
+
+    p = commands.add_parser("levels", help="the hierarchy levels, or the classes of one level")
+    p.add_argument("level", nargs="?", help="e.g. extinction_class; omit for all levels")
+    json_flag(p)
+    p.set_defaults(run=_levels)
+
+
+def _plugins(args) -> None:
+    from xrdcore import get_registry
+
+    registry = get_registry()
+    if args.json:
+        print(json.dumps({"plugins": [p.to_dict() for p in registry.plugins.values()],
+                          "warnings": registry.warnings}, indent=2))
+        return
+    for plugin in registry.plugins.values():
+        tag = " (built-in)" if plugin.builtin else ""
+        print(f"{plugin.name} {plugin.version or '?'}{tag}: {plugin.status}")
+        kinds: dict[str, list[str]] = {}
+        for c in plugin.components:
+            kinds.setdefault(c.kind, []).append(registry.public_name(c))
+        for kind, names in kinds.items():
+            print(f"  {kind}: {', '.join(names)}")
+        for error in plugin.errors:
+            print(f"  error: {error}")
+        for note in plugin.notes:
+            print(f"  note: {note}")
+        if args.debug:
+            for tb in plugin.tracebacks:
+                print("  " + tb.rstrip().replace("\n", "\n  "))
+    for warning in registry.warnings:
+        print(f"warning: {warning}")
+
+
+def _list(args) -> None:
+    from xrdcore import get_registry
+
+    registry = get_registry()
+    names = registry.names(args.kind, args.pattern)
+    rows = [registry.get(args.kind, n) for n in names]
+    if args.json:
+        print(json.dumps([{"name": n, "qualified_name": c.qualified_name, "plugin": c.plugin,
+                           "builtin": c.builtin, "description": c.description}
+                          for n, c in zip(names, rows)], indent=2))
+        return
+    if not names:
+        print(f"no {args.kind} match {args.pattern!r}" if args.pattern != "*" else f"no {args.kind} installed")
+        return
+    width = max(len(n) for n in names)
+    for name, c in zip(names, rows):
+        print(f"{name:<{width}}  [{c.plugin}]  {c.description}".rstrip())
+
+
+def _labels(args) -> None:
+    from xrdcore.crystal import level, level_names, space_group
+
+    sg = space_group(args.space_group)
+    rows = [(name, int(level(name).table[sg.number - 1]), level(name).classes[level(name).table[sg.number - 1]])
+            for name in level_names()]
+    if args.json:
+        print(json.dumps({"number": sg.number, "symbol": sg.symbol, "full_symbol": sg.full_symbol,
+                          "schoenflies": sg.schoenflies, "hall_number": sg.hall_number,
+                          "levels": {n: {"index": i, "class": c} for n, i, c in rows}}, indent=2))
+        return
+    print(f"space group {sg.number}: {sg.symbol}  ({sg.full_symbol}; {sg.schoenflies})")
+    width = max(len(name) for name in level_names())
+    for name, index, cls in rows:
+        print(f"  {name:<{width}} {index:>4}  {cls}")
+
+
+def _levels(args) -> None:
+    from xrdcore.crystal import level, level_names, space_groups
+
+    if args.level is None:
+        if args.json:
+            print(json.dumps({n: {"classes": len(level(n)), "description": level(n).description}
+                              for n in level_names()}, indent=2))
+            return
+        width = max(len(name) for name in level_names())
+        for name in level_names():
+            print(f"{name:<{width}} {len(level(name)):>4}  {level(name).description}")
+        return
+    lv = level(args.level)
+    symbols = [sg.symbol for sg in space_groups()]
+    classes = [{"index": i, "class": c, "space_groups": lv.members(i)} for i, c in enumerate(lv.classes)]
+    if args.json:
+        print(json.dumps({"level": lv.name, "description": lv.description, "classes": classes}, indent=2))
+        return
+    print(f"{lv.name}: {len(lv)} classes, {lv.description}")
+    for row in classes:
+        members = ", ".join(f"{n} {symbols[n - 1]}" for n in row["space_groups"])
+        print(f"  {row['index']:>3}  {row['class']:<24} {members}")
