@@ -41,7 +41,7 @@ def lab_files(folder: Path, n: int, seed: int = 0) -> list[Path]:
 
     entries = json.loads(gzip.decompress(Path(prototypes.__file__).with_name("aflow_prototypes.json.gz").read_bytes()))
     structures = [Structure.from_dict(e["snl"]) for e in entries[:64]]
-    grid = AngleGrid(5.0, 90.0, 0.02)
+    grid = AngleGrid(step=0.02)
     peaks = [peak_list(s, wavelength=w) for s in structures for w in (1.54056, 1.54439)]
     profiles = render(PeakBatch.from_peak_lists(peaks), grid, caglioti=(0.01, -0.002, 0.01)).numpy()
     rng = np.random.default_rng(seed)

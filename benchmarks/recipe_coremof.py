@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,10 +24,10 @@ ROOT = Path(__file__).resolve().parents[1]
 ENCODER = "mlp"
 ROWS: dict[str, tuple[str, dict]] = {
     "recipe": ("the default recipe", {}),
-    "grid-0.05": ("2θ grid 0.05° (1,700 points)", {"input.two_theta": (5.0, 90.0, 0.05)}),
-    "grid-0.02": ("2θ grid 0.02° (4,250 points)", {"input.two_theta": (5.0, 90.0, 0.02)}),
-    "grid-0.01": ("2θ grid 0.01° (8,500 points)", {"input.two_theta": (5.0, 90.0, 0.01)}),
-    "axis-2theta": ("points uniform in 2θ instead of ln 1/d", {"input.axis": "two_theta"}),
+    "grid-0.05": ("2θ grid 0.05° (1,700 points)", {"input.grid": {"step": 0.05}}),
+    "grid-0.02": ("2θ grid 0.02° (4,250 points)", {"input.grid": {"step": 0.02}}),
+    "grid-0.01": ("2θ grid 0.01° (8,500 points)", {"input.grid": {"step": 0.01}}),
+    "axis-2theta": ("points uniform in 2θ instead of ln 1/d", {"input.grid": {"axis": "two_theta"}}),
     "intensity-sqrt": ("square-root intensities", {"input.intensity": "sqrt"}),
     "intensity-log": ("logarithmic intensities (3 decades)", {"input.intensity": "log"}),
     "lr-1e-3": ("learning rate 1e-3", {"lr": 1e-3}),
@@ -68,8 +69,7 @@ def main() -> None:
         what, changes = ROWS[name]
         size = changes.get("size", "small")
         training = {k: v for k, v in changes.items() if not k.startswith("input.") and k != "size"}
-        defaults = InputSpec()
-        spec = InputSpec(**{**defaults.to_dict(), **{k[6:]: v for k, v in changes.items() if k.startswith("input.")}})
+        spec = replace(InputSpec(), **{k[6:]: v for k, v in changes.items() if k.startswith("input.")})
         config = TrainConfig(ENCODER, encoder_options=registry.get("encoder", ENCODER).size_options(size), input=spec,
                              **training)
         started = time.perf_counter()
@@ -98,12 +98,12 @@ def main() -> None:
 def _command(name: str, size: str, changes: dict) -> str:
     """The `xrdcore train` command of a row."""
     flags = {"lr": "--lr", "epochs": "--epochs", "balance": "--balance", "label_smoothing": "--label-smoothing",
-             "train_limit": "--train-limit", "input.intensity": "--intensity", "input.axis": "--axis",
-             "input.augment": "--augment"}
+             "train_limit": "--train-limit", "input.intensity": "--intensity", "input.augment": "--augment",
+             "step": "--step", "axis": "--axis"}
     parts = ["xrdcore train --dataset coremof", f"--encoder {ENCODER}", f"--size {size}", f"--out runs/{name}"]
     for key, value in changes.items():
-        if key == "input.two_theta":
-            parts.append("--two-theta " + " ".join(f"{v:g}" for v in value))
+        if key == "input.grid":
+            parts += [f"{flags[field]} {v}" for field, v in value.items()]
         elif key in flags:
             parts.append(f"{flags[key]} {value}")
     return " ".join(parts)

@@ -73,7 +73,7 @@ def main() -> None:
                              training={**({"epochs": args.epochs} if args.epochs else {}),
                                        **({"holdout_space_groups": args.holdout_space_groups}
                                           if args.holdout_space_groups else {})},
-                             input={"two_theta": (5.0, 90.0, args.step)} if args.step else {},
+                             input={"grid": {"step": args.step}} if args.step else {},
                              images=dict(parse_option(o) for o in args.simulator_option))
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)

@@ -25,15 +25,16 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import xrdcore
+from xrdcore.diffraction.profile import DEFAULT_GRID, AngleGrid
 from xrdcore.storage import atomic_write_json
 
 RESULTS = Path(__file__).resolve().parents[3] / "benchmarks" / "results" / "mgda-overhead-cpu.json"
 TARGET_RATIO = 1.5
-#: (label, encoder, keyword arguments, 2θ grid in degrees, batch size)
+#: (label, encoder, keyword arguments, 2θ grid, batch size)
 CONFIGS = [
-    ("rcnet-small", "rcnet", {"blocks": 8, "kernel_size": 15, "channels": (16, 32)}, (5.0, 90.0, 0.05), 32),
-    ("decoupler-tiny", "xrd-decoupler:decoupler", "tiny", (5.0, 90.0, 0.05), 32),
-    ("decoupler", "xrd-decoupler:decoupler", {}, (5.0, 90.0, 0.01), 32),
+    ("rcnet-small", "rcnet", {"blocks": 8, "kernel_size": 15, "channels": (16, 32)}, AngleGrid(step=0.05), 32),
+    ("decoupler-tiny", "xrd-decoupler:decoupler", "tiny", AngleGrid(step=0.05), 32),
+    ("decoupler", "xrd-decoupler:decoupler", {}, DEFAULT_GRID, 32),
 ]
 
 
@@ -45,15 +46,12 @@ def stick_patterns(batch: int, length: int, seed: int = 0) -> torch.Tensor:
     return x / x.amax(dim=1, keepdim=True)
 
 
-def run_config(label: str, encoder_name: str, kwargs, grid, batch: int, steps: int, warmup: int) -> dict:
+def run_config(label: str, encoder_name: str, kwargs, grid: AngleGrid, batch: int, steps: int, warmup: int) -> dict:
     registry = xrdcore.get_registry()
     if kwargs == "tiny":
         kwargs = dict(registry.get("encoder", encoder_name).tiny)
-    start, stop, step = grid
-    length = round((stop - start) / step)
-    factory_args = {"input_length": length, **kwargs}
-    if encoder_name.endswith("decoupler"):
-        factory_args["two_theta"] = grid
+    length = grid.length
+    factory_args = {"grid": grid, **kwargs}
     torch.manual_seed(0)
     encoder = xrdcore.create_encoder(encoder_name, **factory_args)
     hierarchy = xrdcore.create_hierarchy("xrd-decoupler:superclass")
