@@ -169,7 +169,8 @@ class DecouplerEncoder(Encoder):
 
     input_kind = "profile"
 
-    def __init__(self, grid: AngleGrid = DEFAULT_GRID, local_channels: Sequence[int] = (16, 16, 16), local_pool: int = 4, local_dim: int = 32,
+    def __init__(self, grid: AngleGrid = DEFAULT_GRID, local_channels: Sequence[int] = (16, 16, 16),
+                 local_pool: int = 4, local_dim: int = 32,
                  patch_size: int = 10, patch_conv_features: int = 16, patch_learned_features: int = 15,
                  layers: int = 2, heads: int = 4, feedforward: int = 64, dropout: float = 0.1,
                  empty_threshold: float = 1e-3):

@@ -135,7 +135,8 @@ class MambaEncoder(Encoder):
 
     input_kind = "profile"
 
-    def __init__(self, grid: AngleGrid = DEFAULT_GRID, tokens: str = "angle", token_dim: int = 8, depth: int = 8, state_size: int = 16,
+    def __init__(self, grid: AngleGrid = DEFAULT_GRID, tokens: str = "angle", token_dim: int = 8, depth: int = 8,
+                 state_size: int = 16,
                  expand: int = 2, conv_width: int = 4, dt_rank: int | None = None, ssm: bool = True,
                  cnn_channels: Sequence[int] = PAPER_CNN_CHANNELS, cnn_kernel_size: int = 3,
                  scan_backend: str = "auto", scan_chunk_size: int | None = None):
