@@ -8,7 +8,6 @@ crystallographic tables in :mod:`xrdcore.crystal`.
 from __future__ import annotations
 
 import os
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from xrdcore.registry import (AmbiguousComponentError, ComponentError, PluginError, Registry,
@@ -18,10 +17,15 @@ from xrdcore.registry import (AmbiguousComponentError, ComponentError, PluginErr
 # the cores (a benchmark beside a test run); read by torch's OpenMP when torch is first imported
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-try:
-    __version__ = version("xrdcore")
-except PackageNotFoundError:  # running from a source tree that was never installed
-    __version__ = "0+unknown"
+
+
+def __getattr__(name: str) -> Any:
+    """``__version__``, read from the installed metadata only when asked for (start-up time)."""
+    if name == "__version__":
+        from xrdcore.registry import distribution_version
+
+        return distribution_version("xrdcore") or "0+unknown"  # a source tree never installed: unknown
+    raise AttributeError(f"module 'xrdcore' has no attribute {name!r}")
 
 __all__ = [
     "AmbiguousComponentError", "ComponentError", "PluginError", "Registry", "UnknownComponentError",

@@ -7,23 +7,32 @@ import json
 from xrdcore.cli.options import json_flag
 
 
+#: the commands of this module and their one-line help (also what `xrdcore --help` lists)
+COMMANDS = {
+    "plugins": "installed plugins, their status and components",
+    "list": "components of one kind (encoders, hierarchies, ...)",
+    "labels": "every hierarchy level of one space group",
+    "levels": "the hierarchy levels, or the classes of one level",
+}
+
+
 def add_commands(commands) -> None:
-    p = commands.add_parser("plugins", help="installed plugins, their status and components")
+    p = commands.add_parser("plugins", help=COMMANDS["plugins"])
     json_flag(p)
     p.set_defaults(run=_plugins)
 
-    p = commands.add_parser("list", help="components of one kind (encoders, hierarchies, ...)")
+    p = commands.add_parser("list", help=COMMANDS["list"])
     p.add_argument("kind", help="encoders, hierarchies, schedulers, simulators, generators, datasets, models")
     p.add_argument("pattern", nargs="?", default="*", help="glob on names, e.g. '*mamba*'")
     json_flag(p)
     p.set_defaults(run=_list)
 
-    p = commands.add_parser("labels", help="every hierarchy level of one space group")
+    p = commands.add_parser("labels", help=COMMANDS["labels"])
     p.add_argument("space_group", help="number (1-230) or Hermann-Mauguin symbol, e.g. 14, P2_1/c, P21/n")
     json_flag(p)
     p.set_defaults(run=_labels)
 
-    p = commands.add_parser("levels", help="the hierarchy levels, or the classes of one level")
+    p = commands.add_parser("levels", help=COMMANDS["levels"])
     p.add_argument("level", nargs="?", help="e.g. extinction_class; omit for all levels")
     json_flag(p)
     p.set_defaults(run=_levels)

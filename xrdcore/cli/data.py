@@ -7,10 +7,16 @@ import json
 from xrdcore.cli.options import json_flag, parse_options
 
 
+#: the commands of this module and their one-line help (also what `xrdcore --help` lists)
+COMMANDS = {
+    "data": "build and inspect cached data sets",
+}
+
+
 def add_commands(commands) -> None:
     from xrdcore.cli import _Parser
 
-    data = commands.add_parser("data", help="build and inspect cached data sets").add_subparsers(
+    data = commands.add_parser("data", help=COMMANDS["data"]).add_subparsers(
         dest="data_command", required=True, parser_class=_Parser)
     p = data.add_parser("build", help="read, label, de-duplicate, split and simulate a data set into DIR")
     p.add_argument("dataset", help="a registered data set (prototypes, coremof, ...), a folder of CIFs or a CSV file")

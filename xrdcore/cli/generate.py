@@ -10,8 +10,15 @@ from xrdcore.cli.options import (component_options, data_arguments, device_argum
                                  parse_options)
 
 
+#: the commands of this module and their one-line help (also what `xrdcore --help` lists)
+COMMANDS = {
+    "train-generator": "fit one pattern-conditioned structure generator",
+    "generate": "candidate structures for a measured pattern from a generator run",
+}
+
+
 def add_commands(commands) -> None:
-    p = commands.add_parser("train-generator", help="fit one pattern-conditioned structure generator")
+    p = commands.add_parser("train-generator", help=COMMANDS["train-generator"])
     data_arguments(p)
     p.add_argument("generator", help="a registered generator, e.g. xtalnet or pyxtal-random")
     p.add_argument("--out", required=True, help="generator run directory")
@@ -20,7 +27,7 @@ def add_commands(commands) -> None:
     component_options(p, "generator")
     p.set_defaults(run=_train_generator)
 
-    p = commands.add_parser("generate", help="candidate structures for a measured pattern from a generator run")
+    p = commands.add_parser("generate", help=COMMANDS["generate"])
     p.add_argument("run_dir", help="a generator run directory (xrdcore train-generator, or bench runs/)")
     p.add_argument("pattern", help="measured pattern: 2θ in degrees and intensity (.xy, .xye, .csv, .txt, .dat)")
     p.add_argument("--composition", required=True, help="the cell content, e.g. Zn4O13C24H12")

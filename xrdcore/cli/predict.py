@@ -9,10 +9,17 @@ import sys
 from xrdcore.cli.options import device_argument, json_flag
 
 
+#: the commands of this module and their one-line help (also what `xrdcore --help` lists)
+COMMANDS = {
+    "predict": "space group of a measured pattern from a pretrained model or a trained run",
+    "models": "pretrained models installed: task, data, test metrics, input, licence, size, sha256; "
+              "'show NAME' prints a model card",
+}
+
+
 def add_commands(commands) -> None:
-    p = commands.add_parser("predict", help="space group of a measured pattern from a pretrained model or a "
-                            "trained run", usage="xrdcore predict (--model NAME | RUN_DIR) PATTERN [PATTERN ...] "
-                            "[options]")
+    p = commands.add_parser("predict", help=COMMANDS["predict"],
+                            usage="xrdcore predict (--model NAME | RUN_DIR) PATTERN [PATTERN ...] [options]")
     p.add_argument("patterns", nargs="+", metavar="PATTERN", help="measured patterns: files (2θ in degrees and "
                    "intensity: .xy, .xye, .csv, .txt, .dat, or a powder CIF), folders of them, or globs; without "
                    "--model the first argument is a training run directory (its best checkpoint is used)")
@@ -30,8 +37,7 @@ def add_commands(commands) -> None:
     device_argument(p, "cpu")
     p.set_defaults(run=_predict)
 
-    p = commands.add_parser("models", help="pretrained models installed: task, data, test metrics, input, "
-                            "licence, size, sha256; 'show NAME' prints a model card")
+    p = commands.add_parser("models", help=COMMANDS["models"])
     p.add_argument("action", nargs="?", choices=["list", "show"], default="list")
     p.add_argument("name", nargs="?", help="the model to show")
     json_flag(p)

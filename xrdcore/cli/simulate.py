@@ -7,8 +7,14 @@ import sys
 from xrdcore.cli.options import PEAK_SHAPES, grid, grid_arguments, parse_options, simulator_arguments
 
 
+#: the commands of this module and their one-line help (also what `xrdcore --help` lists)
+COMMANDS = {
+    "simulate": "powder pattern of a CIF: profile (xy) or peak list",
+}
+
+
 def add_commands(commands) -> None:
-    p = commands.add_parser("simulate", help="powder pattern of a CIF: profile (xy) or peak list")
+    p = commands.add_parser("simulate", help=COMMANDS["simulate"])
     p.add_argument("cif", help="a CIF file")
     p.add_argument("--wavelength", default="CuKa1", help="line name (CuKa1, MoKa, ...) or Å")
     grid_arguments(p, "the profile's 2θ grid (default: the simulator's)")

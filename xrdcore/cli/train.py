@@ -10,8 +10,15 @@ from xrdcore.cli.options import (component_options, data_arguments, open_data, p
                                  size_argument, training_arguments, training_settings)
 
 
+#: the commands of this module and their one-line help (also what `xrdcore --help` lists)
+COMMANDS = {
+    "train": "train and score one encoder × hierarchy × scheduler",
+    "bench": "train and score every valid combination of installed components",
+}
+
+
 def add_commands(commands) -> None:
-    p = commands.add_parser("train", help="train and score one encoder × hierarchy × scheduler")
+    p = commands.add_parser("train", help=COMMANDS["train"])
     data_arguments(p)
     p.add_argument("--encoder", required=True, help="a registered encoder, e.g. rcnet or xrd-mamba:mamba")
     p.add_argument("--hierarchy", help="label hierarchy (default: the registry's, flat)")
@@ -24,7 +31,7 @@ def add_commands(commands) -> None:
         component_options(p, kind)
     p.set_defaults(run=_train)
 
-    p = commands.add_parser("bench", help="train and score every valid combination of installed components")
+    p = commands.add_parser("bench", help=COMMANDS["bench"])
     data_arguments(p)
     p.add_argument("--plugins", default="all", help="'all' or plugin names, comma-separated (built-ins always run)")
     for kinds in ("encoders", "hierarchies", "schedulers"):
