@@ -71,8 +71,8 @@ def check_encoder(encoder: str | Callable[..., Encoder], /, *, spec: InputSpec |
     * build: the registry builds it (interface, ``input_kind``, ``embed_dim``) for ``spec``;
     * forward: a ``(B, embed_dim)`` floating-point tensor, finite, on real patterns;
     * depends on its input: different patterns give different embeddings;
-    * view embeddings: ``(B, V, D)`` with ``V * D == embed_dim``, concatenated equal to forward;
     * eval determinism: two forward passes in eval mode are identical;
+    * view embeddings: ``(B, V, D)`` with ``V * D == embed_dim``, concatenated equal to forward;
     * seed determinism: two builds after the same ``torch.manual_seed`` have identical weights
       and outputs;
     * gradients: a loss on the embedding gives every parameter a finite, non-zero gradient;
@@ -117,13 +117,13 @@ def _check_outputs(checker: Checker, subject: Subject, spec: InputSpec, model: E
         with checker.check("depends on its input"):
             out = model(x)
             require(bool((out != out[:1]).any()), f"the same embedding for {batch} different real patterns")
+        with checker.check("eval determinism"):
+            require(torch.equal(model(x), out), "two forward passes in eval mode differ")
         with checker.check("view embeddings"):
             views = model.view_embeddings(x)
             require(views.dim() == 3 and views.shape[0] == batch and views.shape[1] * views.shape[2] == model.embed_dim,
                     f"shape {tuple(views.shape)}, expected (B, V, D) with V * D = embed_dim = {model.embed_dim}")
             require(torch.allclose(views.flatten(1), out, atol=1e-5), "the views concatenated differ from forward")
-        with checker.check("eval determinism"):
-            require(torch.equal(model(x), out), "two forward passes in eval mode differ")
         with checker.check("seed determinism"):
             torch.manual_seed(1)
             first = _build(subject, spec)
@@ -181,8 +181,9 @@ def _check_training(checker: Checker, subject: Subject, spec: InputSpec, model: 
     x, labels = sample_batch(spec, 8, registry=registry)
     combinations, _ = find_combinations(BenchSettings(encoders=subject.name), registry, input_kinds=(spec.kind,))
     runs = [(c.hierarchy, c.scheduler, "shared") for c in combinations]
-    if int(getattr(model, "views", 1)) > 1:
-        runs.append(("flat", "sum", "per-view"))
+    with torch.no_grad():
+        if model.eval().view_embeddings(x).shape[1] > 1:  # a multistream encoder: per-view heads too
+            runs.append(("flat", "sum", "per-view"))
     for hierarchy, scheduler, heads in runs:
         name = "training per-view heads" if heads == "per-view" else f"training {hierarchy} × {scheduler}"
         with checker.check(name):

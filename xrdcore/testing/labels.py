@@ -30,7 +30,8 @@ def check_hierarchy(hierarchy: str | Callable[..., LabelHierarchy], /, *, regist
     The checks: build (a :class:`LabelHierarchy`); levels (names, class counts and loss weights
     agree, weights finite and >= 0); space_group level (every run is scored on it, so
     ``xrdcore train`` and ``bench`` refuse a hierarchy without it); targets (of the packaged
-    spglib labels, numpy and torch alike: one integer class per structure and level, in range);
+    spglib labels and of all 230 space groups, numpy and torch alike: one integer class per
+    label and level, in range);
     every class reachable (each class of each level is the target of some space group, else its
     head output never trains); description (``to_dict`` is JSON and ``from_dict`` restores it);
     trains with <scheduler> for every installed scheduler (a two-layer model on the labels halves
@@ -52,17 +53,18 @@ def check_hierarchy(hierarchy: str | Callable[..., LabelHierarchy], /, *, regist
     with checker.check("space_group level"):
         require("space_group" in names, f"levels {names} have no space_group, which every run is scored on")
     with checker.check("targets"):
-        labels = data.space_groups()
-        targets = built.targets(labels)
-        require(tuple(targets) == names, f"targets for {tuple(targets)}, levels are {names}")
-        as_torch = built.targets(torch.as_tensor(labels))
-        for name, n in built.num_classes.items():
-            t = np.asarray(targets[name])
-            require(t.shape == labels.shape and np.issubdtype(t.dtype, np.integer),
-                    f"{name}: targets of shape {t.shape}, dtype {t.dtype} for {labels.shape} space groups")
-            require(bool((t >= 0).all() and (t < n).all()), f"{name}: targets outside 0-{n - 1}: {sorted(set(t.tolist()))}")
-            require(isinstance(as_torch[name], torch.Tensor) and as_torch[name].tolist() == t.tolist(),
-                    f"{name}: targets of a torch tensor differ from those of a numpy array")
+        for labels in (data.space_groups(), np.arange(1, 231)):
+            targets = built.targets(labels)
+            require(tuple(targets) == names, f"targets for {tuple(targets)}, levels are {names}")
+            as_torch = built.targets(torch.as_tensor(labels))
+            for name, n in built.num_classes.items():
+                t = np.asarray(targets[name])
+                require(t.shape == labels.shape and np.issubdtype(t.dtype, np.integer),
+                        f"{name}: targets of shape {t.shape}, dtype {t.dtype} for {labels.shape} space groups")
+                require(bool((t >= 0).all() and (t < n).all()),
+                        f"{name}: targets outside 0-{n - 1}: {sorted(set(t[(t < 0) | (t >= n)].tolist()))}")
+                require(isinstance(as_torch[name], torch.Tensor) and as_torch[name].tolist() == t.tolist(),
+                        f"{name}: targets of a torch tensor differ from those of a numpy array")
     with checker.check("every class reachable"):
         every = built.targets(np.arange(1, 231))
         for name, n in built.num_classes.items():
@@ -133,6 +135,6 @@ def _trains(hierarchy: LabelHierarchy, scheduler: LossScheduler) -> None:
                      if module.weight.grad is None or not torch.isfinite(module.weight.grad).all()]
         require(not unreached, f"{at}: no finite gradient reaches {', '.join(unreached)}")
         optimiser.step()
-        sums.append(sum(float(v) for v in losses.values()))
+        sums.append(sum(float(v.detach()) for v in losses.values()))
     require(sums[-1] < 0.5 * sums[0], f"the summed level losses went from {sums[0]:.3f} to {sums[-1]:.3f} "
                                       f"in {STEPS} steps, not below half")
