@@ -36,7 +36,8 @@ def lab_files(folder: Path, n: int, seed: int = 0) -> list[Path]:
     import pymatgen.analysis.prototypes as prototypes
     from pymatgen.core import Structure
 
-    from xrdcore.diffraction.profile import AngleGrid, PeakBatch, render
+    from xrdcore.diffraction.grid import AngleGrid
+    from xrdcore.diffraction.profile import PeakBatch, render
     from xrdcore.diffraction.pxrd import peak_list
 
     entries = json.loads(gzip.decompress(Path(prototypes.__file__).with_name("aflow_prototypes.json.gz").read_bytes()))

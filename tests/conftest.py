@@ -34,7 +34,8 @@ def simulated(tiny_run, mp20_cache, tmp_path_factory):
     """The profile of the first training structure rendered with the run's peak shape on the default
     grid (0.01°, finer than the tiny run's, as a measurement would be), as an .xy file, and that
     structure's index in the cache."""
-    from xrdcore.diffraction.profile import DEFAULT_GRID, PeakBatch, render
+    from xrdcore.diffraction.grid import DEFAULT_GRID
+    from xrdcore.diffraction.profile import PeakBatch, render
     from xrdcore.train import load_run
 
     spec = load_run(tiny_run)[1].input

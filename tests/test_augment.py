@@ -12,9 +12,17 @@ import pytest
 import torch
 from pymatgen.core import Lattice, Structure
 
-from xrdcore.diffraction.augment import (KALPHA2_RATIO, Augmentations, augment,
-                                         background_profiles, draw_parameters, march_dollase, scherrer_fwhm)
-from xrdcore.diffraction.profile import DEFAULT_CAGLIOTI, AngleGrid, PeakBatch, render
+from xrdcore.diffraction.augment import (
+    KALPHA2_RATIO,
+    Augmentations,
+    augment,
+    background_profiles,
+    draw_parameters,
+    march_dollase,
+    scherrer_fwhm,
+)
+from xrdcore.diffraction.grid import AngleGrid
+from xrdcore.diffraction.profile import DEFAULT_CAGLIOTI, PeakBatch, render
 from xrdcore.diffraction.pxrd import peak_list
 from xrdcore.diffraction.radiation import WAVELENGTHS
 

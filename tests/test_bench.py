@@ -12,11 +12,11 @@ import time
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_INPUT
 
+from conftest import TINY_INPUT
 from xrdcore.bench.harness import BenchError, BenchSettings, find_combinations, run_bench
 from xrdcore.crystal.hierarchy import LabelHierarchy
-from xrdcore.diffraction.profile import DEFAULT_GRID, AngleGrid
+from xrdcore.diffraction.grid import DEFAULT_GRID, AngleGrid
 from xrdcore.hookspecs import hookimpl
 from xrdcore.interfaces import Encoder, LossScheduler
 from xrdcore.registry import Registry

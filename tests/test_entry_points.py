@@ -94,7 +94,7 @@ def child(tmp_path_factory) -> Child:
 
 SNIPPET = r"""
 import json, torch, xrdcore, xrd_example
-from xrdcore.diffraction.profile import DEFAULT_GRID, AngleGrid
+from xrdcore.diffraction.grid import DEFAULT_GRID, AngleGrid
 
 def error(call):
     try:

@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import write_xy
 from xrdcore.cli import main
 from xrdcore.crystal import level, space_group
-from xrdcore.diffraction.profile import AngleGrid, PeakBatch, render
+from xrdcore.diffraction.grid import AngleGrid
+from xrdcore.diffraction.profile import PeakBatch, render
 from xrdcore.diffraction.readers import PatternError, read_pattern, resample
 from xrdcore.predict import SUPERCLASS_LEVELS, format_prediction, nearest_reference, plot_prediction, predict
 from xrdcore.train import RunError, load_run
-from tests.conftest import write_xy
 
 PVLAB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pvlab_thinfilm_xy"
 FILM = PVLAB / "I4Imcm" / "0% Sn 100%Pb Perovskite at 0.5M 4to1 dmftodmso.xy"  # 10.000-80.014°

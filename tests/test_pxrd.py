@@ -19,7 +19,8 @@ from pymatgen.analysis.diffraction.xrd import XRDCalculator
 from pymatgen.core import Lattice, Structure
 
 import xrdcore
-from xrdcore.diffraction.profile import AngleGrid, PeakBatch, caglioti_fwhm, render
+from xrdcore.diffraction.grid import AngleGrid
+from xrdcore.diffraction.profile import PeakBatch, caglioti_fwhm, render
 from xrdcore.diffraction.pxrd import StructureError, peak_list, peak_lists
 from xrdcore.diffraction.radiation import WAVELENGTHS, wavelength
 

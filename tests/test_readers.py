@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from xrdcore.diffraction.profile import AngleGrid
+from xrdcore.diffraction.grid import AngleGrid
 from xrdcore.diffraction.readers import COLUMNS, MeasuredPattern, PatternError, at_wavelength, read_pattern, resample
 
 PVLAB = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pvlab_thinfilm_xy"

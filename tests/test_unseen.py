@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from conftest import TINY_INPUT, TINY_RCNET
-from xrdcore.diffraction.profile import DEFAULT_GRID, AngleGrid
+from xrdcore.diffraction.grid import DEFAULT_GRID, AngleGrid
 from xrdcore.hookspecs import hookimpl
 from xrdcore.interfaces import Encoder
 from xrdcore.registry import Registry

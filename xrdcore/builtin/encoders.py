@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from xrdcore.diffraction.profile import DEFAULT_GRID, AngleGrid, as_grid
+from xrdcore.diffraction.grid import DEFAULT_GRID, AngleGrid, as_grid
 from xrdcore.interfaces import Encoder
 from xrdcore.validate import fraction, int_tuple, positive_int
 

@@ -7,8 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from xrdcore.diffraction.profile import (DEFAULT_CAGLIOTI, DEFAULT_GRID, AngleGrid, PeakBatch, PeakShape, as_grid,
-                                        render)
+from xrdcore.diffraction.grid import DEFAULT_GRID, AngleGrid, as_grid
+from xrdcore.diffraction.profile import DEFAULT_CAGLIOTI, PeakBatch, PeakShape, render
 from xrdcore.diffraction.pxrd import PeakList, peak_lists
 from xrdcore.diffraction.radiation import wavelength as parse_wavelength
 from xrdcore.interfaces import Simulator

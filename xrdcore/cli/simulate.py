@@ -6,7 +6,6 @@ import sys
 
 from xrdcore.cli.options import PEAK_SHAPES, grid, grid_arguments, parse_options, simulator_arguments
 
-
 #: the commands of this module and their one-line help (also what `xrdcore --help` lists)
 COMMANDS = {
     "simulate": "powder pattern of a CIF: profile (xy) or peak list",
@@ -30,8 +29,8 @@ def add_commands(commands) -> None:
 
 def _simulate(args) -> None:
     from xrdcore.builtin.pxrd import PXRDSimulator
-    from xrdcore.diffraction.profile import DEFAULT_GRID
     from xrdcore.data.cif import read_structure
+    from xrdcore.diffraction.grid import DEFAULT_GRID
     from xrdcore.diffraction.pxrd import StructureError
     from xrdcore.storage import atomic_write_text
 

@@ -38,6 +38,7 @@ from xrdcore.data.compact import CompactStructure, structure_from_stored
 from xrdcore.data.labels import DEFAULT_SYMPREC
 from xrdcore.data.parallel import check_workers, unordered_map
 from xrdcore.data.splits import DEFAULT_FRACTIONS, SPLITS, Split
+from xrdcore.diffraction.grid import DEFAULT_GRID
 from xrdcore.storage import TEMPORARY_SUFFIX, atomic_write_json, holds_other_files
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ class BuildSpec:
     fractions: tuple[float, ...] = DEFAULT_FRACTIONS
     seed: int = 0
     wavelength: str | float = "CuKa1"
-    two_theta_range: tuple[float, float] = (5.0, 90.0)
+    two_theta_range: tuple[float, float] = (DEFAULT_GRID.start, DEFAULT_GRID.stop)
     debye_waller: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

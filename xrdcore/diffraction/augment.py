@@ -28,8 +28,8 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
-from xrdcore.diffraction.profile import (DEFAULT_CAGLIOTI, AngleGrid, PeakBatch, PeakShape, caglioti_fwhm,
-                                        render)
+from xrdcore.diffraction.grid import AngleGrid
+from xrdcore.diffraction.profile import DEFAULT_CAGLIOTI, PeakBatch, PeakShape, caglioti_fwhm, render
 from xrdcore.diffraction.pxrd import lorentz_polarisation
 from xrdcore.diffraction.radiation import WAVELENGTHS
 from xrdcore.validate import positive_float, positive_int

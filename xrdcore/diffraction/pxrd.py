@@ -32,7 +32,7 @@ import numpy as np
 import spglib
 import torch
 
-from xrdcore.diffraction.profile import DEFAULT_GRID
+from xrdcore.diffraction.grid import DEFAULT_GRID
 from xrdcore.diffraction.radiation import check_two_theta_range
 from xrdcore.diffraction.radiation import wavelength as parse_wavelength
 from xrdcore.diffraction.scattering import atomic_number, scattering_parameters

@@ -22,7 +22,7 @@ import numpy as np
 from xrdcore.diffraction.radiation import wavelength as parse_wavelength
 
 if TYPE_CHECKING:
-    from xrdcore.diffraction.profile import AngleGrid
+    from xrdcore.diffraction.grid import AngleGrid
 
 #: the column counts each extension may hold: 2θ, intensity, and as a third column the intensity's
 #: standard uncertainty (sigma); a .csv/.txt/.dat file takes either, the same on every row

@@ -21,7 +21,8 @@ import torch
 
 from xrdcore.data.cache import PeakCache
 from xrdcore.diffraction.augment import Augmentations, ProfileWarp, augment
-from xrdcore.diffraction.profile import DEFAULT_GRID, AngleGrid, PeakBatch, PeakShape, as_grid, render
+from xrdcore.diffraction.grid import DEFAULT_GRID, AngleGrid, as_grid
+from xrdcore.diffraction.profile import PeakBatch, PeakShape, render
 from xrdcore.interfaces import INPUT_KINDS
 from xrdcore.storage import atomic_write_bytes
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import xrdcore
-from xrdcore.diffraction.profile import DEFAULT_GRID, AngleGrid
+from xrdcore.diffraction.grid import DEFAULT_GRID, AngleGrid
 from xrdcore.storage import atomic_write_json
 
 RESULTS = Path(__file__).resolve().parents[3] / "benchmarks" / "results" / "mgda-overhead-cpu.json"

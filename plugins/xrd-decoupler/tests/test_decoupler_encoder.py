@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 import xrdcore
-from xrdcore.diffraction.profile import AngleGrid
+from xrdcore.diffraction.grid import AngleGrid
 from xrdcore.interfaces import Encoder
 
 from xrd_decoupler.encoder import DecouplerEncoder, sinusoidal_positions

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 import xrdcore
-from xrdcore.diffraction.profile import AngleGrid
+from xrdcore.diffraction.grid import AngleGrid
 
 ROOT = Path(__file__).resolve().parents[1]
 

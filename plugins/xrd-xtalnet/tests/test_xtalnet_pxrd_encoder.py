@@ -7,7 +7,7 @@ import time
 
 import pytest
 import torch
-from xrdcore.diffraction.profile import AngleGrid
+from xrdcore.diffraction.grid import AngleGrid
 
 from xrd_xtalnet.pairs import split_pairs
 from xrd_xtalnet.plugin import TINY_PXRD

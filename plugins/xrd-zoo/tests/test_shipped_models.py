@@ -10,7 +10,8 @@ import pytest
 
 import xrdcore
 from xrdcore.cli import main
-from xrdcore.diffraction.profile import AngleGrid, PeakBatch, render
+from xrdcore.diffraction.grid import AngleGrid
+from xrdcore.diffraction.profile import PeakBatch, render
 from xrdcore.diffraction.pxrd import peak_list
 from xrdcore.diffraction.readers import at_wavelength, read_pattern
 from xrdcore.zoo import sha256

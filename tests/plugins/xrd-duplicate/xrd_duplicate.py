@@ -6,7 +6,7 @@ import torch
 
 from xrdcore.builtin.schedulers import SumScheduler
 from xrdcore.crystal import LabelHierarchy
-from xrdcore.diffraction.profile import DEFAULT_GRID, AngleGrid
+from xrdcore.diffraction.grid import DEFAULT_GRID, AngleGrid
 from xrdcore.hookspecs import hookimpl
 from xrdcore.interfaces import Encoder
 

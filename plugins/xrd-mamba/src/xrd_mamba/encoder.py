@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xrd_mamba.scan import BACKENDS, selective_scan
-from xrdcore.diffraction.profile import DEFAULT_GRID, AngleGrid, as_grid
+from xrdcore.diffraction.grid import DEFAULT_GRID, AngleGrid, as_grid
 from xrdcore.interfaces import Encoder
 from xrdcore.validate import int_tuple, positive_int
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from xrdcore.diffraction.profile import as_grid
+from xrdcore.diffraction.grid import as_grid
 from xrdcore.generation import hit_rates
 
 from xrd_xtalnet.crystal_encoder import CrystalEncoder

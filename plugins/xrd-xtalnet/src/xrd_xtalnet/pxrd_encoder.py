@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from xrdcore.diffraction.profile import DEFAULT_GRID, AngleGrid, as_grid
+from xrdcore.diffraction.grid import DEFAULT_GRID, AngleGrid, as_grid
 from xrdcore.interfaces import Encoder
 from xrdcore.validate import positive_int
 

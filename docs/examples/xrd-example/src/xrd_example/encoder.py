@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from xrdcore.diffraction.profile import DEFAULT_GRID, AngleGrid
+from xrdcore.diffraction.grid import DEFAULT_GRID, AngleGrid
 from xrdcore.interfaces import Encoder
 
 
