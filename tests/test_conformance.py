@@ -23,7 +23,7 @@ from xrdcore.builtin.pxrd import PXRDSimulator
 from xrdcore.builtin.schedulers import SumScheduler
 from xrdcore.crystal import LabelHierarchy
 from xrdcore.data.labels import space_group_number
-from xrdcore.diffraction.profile import DEFAULT_GRID, AngleGrid
+from xrdcore.diffraction.grid import DEFAULT_GRID, AngleGrid
 from xrdcore.diffraction.pxrd import peak_lists
 from xrdcore.interfaces import Encoder
 from xrdcore.testing import data
@@ -76,7 +76,8 @@ def test_packaged_labels_are_spglib_space_groups():
 
 
 def test_packaged_peak_lists_are_what_the_simulator_gives():
-    for stored, fresh in zip(data.peak_lists(), peak_lists(data.structures(), **data.PEAK_SETTINGS), strict=True):
+    fresh_lists = peak_lists(data.structures(), **data.PEAK_SETTINGS)
+    for stored, fresh in zip(data.peak_lists(), fresh_lists, strict=True):
         assert len(stored) == len(fresh)
         np.testing.assert_allclose(stored.two_theta, fresh.two_theta, rtol=1e-6)
         np.testing.assert_allclose(stored.intensity, fresh.intensity, rtol=1e-5, atol=1e-4)
@@ -100,8 +101,9 @@ def test_the_data_is_small_and_lands_in_the_wheel(tmp_path):
         (source / name).parent.mkdir(exist_ok=True)
         (source / name).write_bytes((ROOT / name).read_bytes())
     shutil.copytree(ROOT / "xrdcore", source / "xrdcore", ignore=shutil.ignore_patterns("__pycache__"))
-    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                            "--quiet", "-w", str(tmp_path / "dist"), str(source)], capture_output=True, text=True)
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                            "--no-index", "--quiet", "-w", str(tmp_path / "dist"), str(source)],
+                           check=False, capture_output=True, text=True)
     assert build.returncode == 0, build.stderr
     (wheel,) = (tmp_path / "dist").glob("xrdcore-*.whl")
     with zipfile.ZipFile(wheel) as archive:
@@ -223,7 +225,8 @@ def test_a_sound_encoder_class_passes_as_a_plugin_component_would():
     (UnsavedProjection, "safetensors round trip", "the reloaded encoder gives other outputs"),
 ])
 def test_a_broken_encoder_fails_the_check_about_its_defect(broken, check, detail):
-    with pytest.raises(AssertionError, match=f"^encoder {broken.__module__}.{broken.__name__}: {check}: {detail}"):
+    label = f"{broken.__module__}.{broken.__name__}"
+    with pytest.raises(AssertionError, match=f"^encoder {label}: {check}: {detail}"):
         kit.check_encoder(broken)
 
 
@@ -245,8 +248,7 @@ class FirstLevelWeight(SumScheduler):
     """Reports the weight of the first level only."""
 
     def combine(self, losses, shared=None, hierarchy=None):
-        total, weights = super().combine(losses, shared, hierarchy)
-        return total, {"space_group": 1.0}
+        return super().combine(losses, shared, hierarchy)[0], {"space_group": 1.0}
 
 
 class ZeroVariance(SumScheduler):
@@ -260,12 +262,12 @@ class ZeroVariance(SumScheduler):
 
 @pytest.mark.parametrize("broken, detail", [
     (DetachedSum, "step 1: the loss does not back-propagate"),
-    (FirstLevelWeight, r"step 1: weights for \['space_group'\], levels are \['crystal_system', 'space_group'\]"),
+    (FirstLevelWeight, r"step 1: weights for \['space_group'\], levels are \['crystal_system', 'sp"),
     (ZeroVariance, "step 1: loss nan"),
 ])
 def test_a_broken_scheduler_fails_with_a_two_level_hierarchy(broken, detail):
-    with pytest.raises(AssertionError, match=f"^loss scheduler {broken.__module__}.{broken.__name__}: with two levels: "
-                                             f"{detail}"):
+    label = f"{broken.__module__}.{broken.__name__}"
+    with pytest.raises(AssertionError, match=f"^loss scheduler {label}: with two levels: {detail}"):
         kit.check_scheduler(broken)
 
 
@@ -273,13 +275,16 @@ class OneBased(LabelHierarchy):
     """Space groups 1-230 used as class indices 1-230 of a 230-class level."""
 
     def targets(self, space_groups):
-        return {name: t + 1 if name == "space_group" else t for name, t in super().targets(space_groups).items()}
+        targets = super().targets(space_groups)
+        return {name: t + 1 if name == "space_group" else t for name, t in targets.items()}
 
 
 def test_a_broken_hierarchy_fails_the_check_about_its_defect():
-    with pytest.raises(AssertionError, match=r"space_group level: levels \('crystal_system',\) have no space_group"):
+    with pytest.raises(AssertionError,
+                       match=r"<lambda>: space_group level: levels \('crystal_system',\) have no space_gr"):
         kit.check_hierarchy(lambda: LabelHierarchy(("crystal_system",)))
-    with pytest.raises(AssertionError, match=r"OneBased: targets: space_group: targets outside 0-229: \[230\]"):
+    with pytest.raises(AssertionError,
+                       match=r"OneBased: targets: space_group: targets outside 0-229: \[230\]"):
         kit.check_hierarchy(OneBased)
 
 
@@ -291,7 +296,7 @@ class ThetaForTwoTheta(PXRDSimulator):
 
 
 def test_a_simulator_with_peaks_in_the_wrong_place_fails_the_bragg_check():
-    with pytest.raises(AssertionError, match=r"ThetaForTwoTheta: Bragg peaks: the strongest peak is at 18\.\d\d°; Bragg's law "
-                                             r"puts \(2, 2, 0\), the strongest reflection of face-centred cubic NdInRh2, "
-                                             r"at 37\.4\d°"):
+    expected = (r"ThetaForTwoTheta: Bragg peaks: the strongest peak is at 18\.\d\d°; Bragg's law puts "
+                r"\(2, 2, 0\), the strongest reflection of face-centred cubic NdInRh2, at 37\.4\d°")
+    with pytest.raises(AssertionError, match=expected):
         kit.check_simulator(ThetaForTwoTheta)

@@ -12,7 +12,7 @@ import torch
 
 import xrdcore
 import xrdcore.testing as kit
-from xrdcore.diffraction.profile import DEFAULT_GRID, AngleGrid
+from xrdcore.diffraction.grid import DEFAULT_GRID, AngleGrid
 from xrdcore.train.inputs import InputSpec
 
 #: expected parameter-count ranges at default sizes (the default grid's 8,500 points)
@@ -95,7 +95,7 @@ def test_bad_shapes_are_clear_errors(name):
 
 @pytest.mark.parametrize("name", ["mlp", "cnn", "nopoolcnn"])
 def test_fixed_length_models_reject_another_length(name):
-    with pytest.raises(ValueError, match="input_length=400 but got profiles of length 450; build it with the grid"):
+    with pytest.raises(ValueError, match="input_length=400 but got profiles of length 450; build it with"):
         tiny(name, 400)(torch.rand(2, 450))
 
 
@@ -146,7 +146,8 @@ def test_every_encoder_has_a_small_variant_that_trains_on_the_default_input(name
     settings = BenchSettings(encoders=name, size="small")
     config = run_config(Combination(name, "flat", "sum"), 0, settings, registry)
     if config.input.kind == "images":  # the small images, smaller: one step is all this test takes
-        config.input = replace(config.input, simulator_options={**dict(config.input.simulator_options), "size": 32})
+        options = {**dict(config.input.simulator_options), "size": 32}
+        config.input = replace(config.input, simulator_options=options)
     model, description = build_model(config, registry)
     for key, value in component.small.items():
         assert description["encoder"]["kwargs"][key] == value

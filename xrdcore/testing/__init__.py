@@ -20,5 +20,5 @@ from xrdcore.testing.encoders import build_encoder, check_encoder, default_spec,
 from xrdcore.testing.labels import check_hierarchy, check_scheduler
 from xrdcore.testing.structures import check_generator, check_simulator
 
-__all__ = ["CheckReport", "build_encoder", "check_encoder", "check_generator", "check_hierarchy", "check_scheduler",
-           "check_simulator", "default_spec", "sample_batch"]
+__all__ = ["CheckReport", "build_encoder", "check_encoder", "check_generator", "check_hierarchy",
+           "check_scheduler", "check_simulator", "default_spec", "sample_batch"]

@@ -71,8 +71,8 @@ def resolve(kind: str, target: str | Callable[..., Any], options: Mapping[str, A
     local = Registry()
     local.add_plugin(TEST_PLUGIN, plugin)
     name = f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', repr(target))}"
-    return Subject(kind, f"{kind.replace('_', ' ')} {name}", local, local.get(kind, f"{TEST_PLUGIN}:{UNDER_TEST}"),
-                   dict(options))
+    component = local.get(kind, f"{TEST_PLUGIN}:{UNDER_TEST}")
+    return Subject(kind, f"{kind.replace('_', ' ')} {name}", local, component, dict(options))
 
 
 class Skip(Exception):

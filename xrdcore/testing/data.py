@@ -72,10 +72,11 @@ def _peak_lists() -> tuple[PeakList, ...]:
         raise ValueError(f"{PEAKS_NPZ} does not list the structures of {STRUCTURES_CSV} in order")
     lists = []
     for i, (lo, hi) in enumerate(zip(a["offsets"][:-1], a["offsets"][1:])):
+        rotations = a["rotations"][i, :a["n_rotations"][i]].astype(np.int64)
         lists.append(PeakList(a["two_theta"][lo:hi].astype(np.float64), a["d"][lo:hi].astype(np.float64),
                               a["intensity"][lo:hi].astype(np.float64), a["hkl"][lo:hi].astype(np.int64),
                               a["multiplicity"][lo:hi].astype(np.int64), float(a["wavelength"][i]),
-                              a["lattice"][i].copy(), a["rotations"][i, :a["n_rotations"][i]].astype(np.int64)))
+                              a["lattice"][i].copy(), rotations))
     return tuple(lists)
 
 
@@ -87,6 +88,7 @@ def peak_lists() -> list[PeakList]:
 def build_cache(out: str | Path) -> PeakCache:
     """A peak cache of these structures in ``out`` (a new or empty directory; about three seconds),
     with the default build settings and split: what ``xrdcore data build`` makes of the table."""
-    from xrdcore.data.cache import BuildSpec, build_cache as build
+    from xrdcore.data.cache import BuildSpec
+    from xrdcore.data.cache import build_cache as build
 
     return build(out, BuildSpec("csv", {"path": str(STRUCTURES_CSV)}), progress=False)

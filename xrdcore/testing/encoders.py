@@ -96,7 +96,8 @@ def check_encoder(encoder: str | Callable[..., Encoder], /, *, spec: InputSpec |
             spec = spec or default_spec(_input_kind(subject), subject.registry)
             torch.manual_seed(0)
             model = _build(subject, spec)
-            require(model.input_kind == spec.kind, f"input_kind {model.input_kind!r} but the input is {spec.kind!r}")
+            require(model.input_kind == spec.kind,
+                    f"input_kind {model.input_kind!r} but the input is {spec.kind!r}")
         x, _ = sample_batch(spec, 4, registry=subject.registry)
         _check_outputs(checker, subject, spec, model, x)
         _check_training(checker, subject, spec, model)
@@ -121,9 +122,11 @@ def _check_outputs(checker: Checker, subject: Subject, spec: InputSpec, model: E
             require(torch.equal(model(x), out), "two forward passes in eval mode differ")
         with checker.check("view embeddings"):
             views = model.view_embeddings(x)
-            require(views.dim() == 3 and views.shape[0] == batch and views.shape[1] * views.shape[2] == model.embed_dim,
-                    f"shape {tuple(views.shape)}, expected (B, V, D) with V * D = embed_dim = {model.embed_dim}")
-            require(torch.allclose(views.flatten(1), out, atol=1e-5), "the views concatenated differ from forward")
+            fits = views.dim() == 3 and views.shape[0] == batch
+            require(fits and views.shape[1] * views.shape[2] == model.embed_dim,
+                    f"shape {tuple(views.shape)}, expected (B, V, D), V * D = embed_dim = {model.embed_dim}")
+            require(torch.allclose(views.flatten(1), out, atol=1e-5),
+                    "the views concatenated differ from forward")
         with checker.check("seed determinism"):
             torch.manual_seed(1)
             first = _build(subject, spec)
@@ -131,7 +134,8 @@ def _check_outputs(checker: Checker, subject: Subject, spec: InputSpec, model: E
             second = _build(subject, spec)
             differ = [k for k, v in first.state_dict().items() if not torch.equal(v, second.state_dict()[k])]
             require(not differ, f"two builds after torch.manual_seed(1) differ in {', '.join(differ[:5])}")
-            require(torch.equal(first.eval()(x), second.eval()(x)), "two builds after the same seed give other outputs")
+            require(torch.equal(first.eval()(x), second.eval()(x)),
+                    "two builds after the same seed give other outputs")
     model.train()
     with checker.check("gradients"):
         model.zero_grad()
@@ -170,7 +174,8 @@ def _check_outputs(checker: Checker, subject: Subject, spec: InputSpec, model: E
             require(out.device.type == device, f"output on {out.device} after .to({device!r})")
             # cuDNN convolutions may use TF32: agree to a few parts in a thousand of the scale
             tolerance = 1e-3 * (1 + reference.abs().max().item())
-            require(bool((out.cpu() - reference).abs().max() <= tolerance), f"outputs on {device} differ from cpu")
+            require(bool((out.cpu() - reference).abs().max() <= tolerance),
+                    f"outputs on {device} differ from cpu")
     model.to("cpu")
 
 
@@ -179,7 +184,8 @@ def _check_training(checker: Checker, subject: Subject, spec: InputSpec, model: 
 
     registry = subject.registry
     x, labels = sample_batch(spec, 8, registry=registry)
-    combinations, _ = find_combinations(BenchSettings(encoders=subject.name), registry, input_kinds=(spec.kind,))
+    combinations, _ = find_combinations(BenchSettings(encoders=subject.name), registry,
+                                        input_kinds=(spec.kind,))
     runs = [(c.hierarchy, c.scheduler, "shared") for c in combinations]
     with torch.no_grad():
         if model.eval().view_embeddings(x).shape[1] > 1:  # a multistream encoder: per-view heads too
@@ -187,9 +193,11 @@ def _check_training(checker: Checker, subject: Subject, spec: InputSpec, model: 
     for hierarchy, scheduler, heads in runs:
         name = "training per-view heads" if heads == "per-view" else f"training {hierarchy} × {scheduler}"
         with checker.check(name):
-            losses, classifier = _train_steps(subject, spec, x, labels, hierarchy, scheduler, COMBINATION_STEPS, heads)
+            _, classifier = _train_steps(subject, spec, x, labels, hierarchy, scheduler, COMBINATION_STEPS,
+                                         heads)
             broken = [n for n, p in classifier.named_parameters() if not torch.isfinite(p).all()]
-            require(not broken, f"non-finite parameters after {COMBINATION_STEPS} steps: {', '.join(broken[:5])}")
+            require(not broken,
+                    f"non-finite parameters after {COMBINATION_STEPS} steps: {', '.join(broken[:5])}")
     with checker.check("learning"):
         x, labels = sample_batch(spec, len(data.ids()), registry=registry)
         losses, _ = _train_steps(subject, spec, x, labels, "flat", "sum", 20)
@@ -198,8 +206,9 @@ def _check_training(checker: Checker, subject: Subject, spec: InputSpec, model: 
                                     f"{last:.3f} (mean of the last 3), not below 0.8 of the first")
 
 
-def _train_steps(subject: Subject, spec: InputSpec, x: Any, labels: torch.Tensor, hierarchy: str, scheduler: str,
-                steps: int, heads: str = "shared") -> tuple[list[float], HierarchicalClassifier]:
+def _train_steps(subject: Subject, spec: InputSpec, x: Any, labels: torch.Tensor, hierarchy: str,
+                 scheduler: str, steps: int,
+                 heads: str = "shared") -> tuple[list[float], HierarchicalClassifier]:
     """``steps`` training steps of the encoder under test as the trainer takes them: a fresh
     encoder (seed 0) under :class:`HierarchicalClassifier`, per-level cross-entropies combined
     by the scheduler, AdamW; every loss must be finite."""

@@ -45,11 +45,14 @@ def check_hierarchy(hierarchy: str | Callable[..., LabelHierarchy], /, *, regist
         names = built.level_names
         require(len(names) > 0 and all(isinstance(n, str) for n in names), f"level names {names!r}")
         require(len(set(names)) == len(names), f"level names repeat: {names!r}")
-        require(tuple(built.num_classes) == names, f"num_classes is for {tuple(built.num_classes)}, levels are {names}")
+        require(tuple(built.num_classes) == names,
+                f"num_classes is for {tuple(built.num_classes)}, levels are {names}")
         require(all(isinstance(n, int) and n > 0 for n in built.num_classes.values()),
                 f"class counts {built.num_classes}")
-        require(set(built.weights) == set(names), f"weights are for {sorted(built.weights)}, levels are {names}")
-        require(all(math.isfinite(w) and w >= 0 for w in built.weights.values()), f"loss weights {built.weights}")
+        require(set(built.weights) == set(names),
+                f"weights are for {sorted(built.weights)}, levels are {names}")
+        require(all(math.isfinite(w) and w >= 0 for w in built.weights.values()),
+                f"loss weights {built.weights}")
     with checker.check("space_group level"):
         require("space_group" in names, f"levels {names} have no space_group, which every run is scored on")
     with checker.check("targets"):
@@ -60,7 +63,7 @@ def check_hierarchy(hierarchy: str | Callable[..., LabelHierarchy], /, *, regist
             for name, n in built.num_classes.items():
                 t = np.asarray(targets[name])
                 require(t.shape == labels.shape and np.issubdtype(t.dtype, np.integer),
-                        f"{name}: targets of shape {t.shape}, dtype {t.dtype} for {labels.shape} space groups")
+                        f"{name}: targets of shape {t.shape}, dtype {t.dtype} for {labels.shape} labels")
                 require(bool((t >= 0).all() and (t < n).all()),
                         f"{name}: targets outside 0-{n - 1}: {sorted(set(t[(t < 0) | (t >= n)].tolist()))}")
                 require(isinstance(as_torch[name], torch.Tensor) and as_torch[name].tolist() == t.tolist(),
@@ -72,7 +75,8 @@ def check_hierarchy(hierarchy: str | Callable[..., LabelHierarchy], /, *, regist
             require(not unused, f"{name}: no space group maps to classes {unused[:10]}")
     with checker.check("description"):
         described = json.loads(json.dumps(built.to_dict()))
-        require(LabelHierarchy.from_dict(described).to_dict() == built.to_dict(), "from_dict(to_dict()) differs")
+        require(LabelHierarchy.from_dict(described).to_dict() == built.to_dict(),
+                "from_dict(to_dict()) differs")
     for scheduler in subject.registry.names("loss_scheduler"):
         with checker.check(f"trains with {scheduler}"):
             _trains(built, subject.registry.create("loss_scheduler", scheduler))
@@ -126,7 +130,8 @@ def _trains(hierarchy: LabelHierarchy, scheduler: LossScheduler) -> None:
                 f"{at}: combine returned {loss!r}, not a scalar tensor")
         require(bool(torch.isfinite(loss.detach())), f"{at}: loss {float(loss.detach())}")
         require(loss.requires_grad, f"{at}: the loss does not back-propagate (detached)")
-        require(set(weights) == set(losses), f"{at}: weights for {sorted(weights)}, levels are {sorted(losses)}")
+        require(set(weights) == set(losses),
+                f"{at}: weights for {sorted(weights)}, levels are {sorted(losses)}")
         bad = {k: w for k, w in weights.items() if not (isinstance(w, (int, float)) and math.isfinite(w))}
         require(not bad, f"{at}: weights must be finite numbers, got {bad}")
         optimiser.zero_grad()

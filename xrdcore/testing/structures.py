@@ -44,7 +44,8 @@ def check_simulator(simulator: str | Callable[..., Simulator], /, *, registry: R
     checker = Checker(subject.label)
     with checker.check("build"):
         built = subject.create()
-        require(built.output_kind in INPUT_KINDS, f"output_kind {built.output_kind!r} is not one of {INPUT_KINDS}")
+        require(built.output_kind in INPUT_KINDS,
+                f"output_kind {built.output_kind!r} is not one of {INPUT_KINDS}")
     with checker.check("settings"):
         settings = built.settings
         require(isinstance(settings, dict), f"settings is a {type(settings).__name__}, not a dict")
@@ -58,7 +59,8 @@ def check_simulator(simulator: str | Callable[..., Simulator], /, *, registry: R
         out = built.simulate(chosen)
         _check_output(built, out, len(chosen))
     with checker.check("deterministic"):
-        require(_same(built.simulate(chosen), out, exact=True), "simulating the same structures twice differs")
+        require(_same(built.simulate(chosen), out, exact=True),
+                "simulating the same structures twice differs")
     with checker.check("one per structure, in order"):
         require(_same(built.simulate(chosen[::-1]), _take(out, [2, 1, 0])),
                 "the outputs of the reversed batch are not the reversed outputs")
@@ -100,7 +102,8 @@ def check_generator(generator: str | Callable[..., Generator], /, *, registry: R
             json.dumps(result)
         with checker.check("embed patterns"):
             conditions = built.embed_patterns(peaks)
-            require(isinstance(conditions, torch.Tensor) and conditions.dim() == 2 and len(conditions) == len(peaks),
+            shaped = isinstance(conditions, torch.Tensor) and conditions.dim() == 2
+            require(shaped and len(conditions) == len(peaks),
                     f"got {_describe(conditions)} for {len(peaks)} peak lists, expected (N, D)")
             require(conditions.dtype.is_floating_point and bool(torch.isfinite(conditions).all()),
                     "conditions are not finite floating-point numbers")
@@ -120,17 +123,20 @@ def check_generator(generator: str | Callable[..., Generator], /, *, registry: R
         composition = cache.structure(test[0]).composition
         with checker.check("sample"):
             candidates = built.sample(conditions[0], composition, 2)
-            require(isinstance(candidates, list) and len(candidates) == 2, f"asked for 2 candidates, got {candidates!r}")
+            require(isinstance(candidates, list) and len(candidates) == 2,
+                    f"asked for 2 candidates, got {candidates!r}")
             for c in candidates:
                 require(c.composition.reduced_formula == composition.reduced_formula,
                         f"a candidate of {c.composition.reduced_formula} for {composition.reduced_formula}")
                 valid = c.properties.get("valid", True)
                 require(isinstance(valid, bool), f"properties['valid'] is {valid!r}, not a bool")
-                require(valid or bool(c.properties.get("invalid_reason")), "an invalid candidate without invalid_reason")
+                require(valid or bool(c.properties.get("invalid_reason")),
+                        "an invalid candidate without invalid_reason")
         with checker.check("rank"):
             scores = list(built.rank(conditions[0], candidates))
             require(len(scores) == len(candidates), f"{len(scores)} scores for {len(candidates)} candidates")
-            require(all(isinstance(s, (int, float)) and not math.isnan(s) for s in scores), f"scores {scores}")
+            require(all(isinstance(s, (int, float)) and not math.isnan(s) for s in scores),
+                    f"scores {scores}")
     return checker.report
 
 
@@ -143,18 +149,22 @@ def _check_output(simulator: Simulator, out: Any, n: int) -> None:
         require(len(set(shapes.values())) == 1 and len(shapes["mask"]) == 2 and shapes["mask"][0] == n,
                 f"expected three (B={n}, P) tensors, got {shapes}")
         require(out["mask"].dtype == torch.bool, f"mask dtype {out['mask'].dtype}, not bool")
-        require(bool(torch.isfinite(out["two_theta"][out["mask"]]).all() & torch.isfinite(out["intensity"][out["mask"]]).all()),
-                "non-finite peaks")
+        real = torch.cat([out["two_theta"][out["mask"]], out["intensity"][out["mask"]]])
+        require(bool(torch.isfinite(real).all()), "non-finite peaks")
         return
-    require(isinstance(out, torch.Tensor) and out.dtype.is_floating_point, f"expected a float tensor, got {_describe(out)}")
+    require(isinstance(out, torch.Tensor) and out.dtype.is_floating_point,
+            f"expected a float tensor, got {_describe(out)}")
     require(bool(torch.isfinite(out).all()), "non-finite values")
-    require(out.min() >= 0 and out.max() <= 1, f"values from {float(out.min()):.3g} to {float(out.max()):.3g}, not in [0, 1]")
+    require(out.min() >= 0 and out.max() <= 1,
+            f"values from {float(out.min()):.3g} to {float(out.max()):.3g}, not in [0, 1]")
     if kind == "profile":
         require(out.dim() == 2 and len(out) == n, f"expected (B={n}, L) profiles, got {tuple(out.shape)}")
-        require(torch.allclose(out.amax(1), torch.ones(n, dtype=out.dtype)), "profiles are not scaled to maximum 1")
+        require(torch.allclose(out.amax(1), torch.ones(n, dtype=out.dtype)),
+                "profiles are not scaled to maximum 1")
     else:
         expected = getattr(simulator, "output_shape", None)
-        require(out.dim() == 5 and len(out) == n, f"expected (B={n}, V, C, H, W) images, got {tuple(out.shape)}")
+        require(out.dim() == 5 and len(out) == n,
+                f"expected (B={n}, V, C, H, W) images, got {tuple(out.shape)}")
         require(expected is None or tuple(out.shape[1:]) == tuple(expected),
                 f"images of shape {tuple(out.shape[1:])}, output_shape says {expected}")
 
