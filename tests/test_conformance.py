@@ -5,6 +5,7 @@ with a message that names the component, the check and what is wrong."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import shutil
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from test_entry_points import PARENT_SITE, dist_infos, run  # the suite's helpers for child venvs
 from torch import nn
 
 import xrdcore
@@ -29,6 +31,7 @@ from xrdcore.interfaces import Encoder
 from xrdcore.testing import data
 
 ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "docs" / "examples" / "xrd-example"
 
 
 # every installed component ---------------------------------------------------------------------
@@ -300,3 +303,48 @@ def test_a_simulator_with_peaks_in_the_wrong_place_fails_the_bragg_check():
                 r"\(2, 2, 0\), the strongest reflection of face-centred cubic NdInRh2, at 37\.4\d°")
     with pytest.raises(AssertionError, match=expected):
         kit.check_simulator(ThetaForTwoTheta)
+
+
+# a new plugin, built from the example --------------------------------------------------------
+@pytest.fixture(scope="module")
+def new_plugin(tmp_path_factory) -> tuple[Path, Path]:
+    """The example plugin copied unchanged and pip-installed into a venv of its own, which sees the
+    dev venv's packages (xrdcore, torch, pytest) as in test_entry_points.py: (python, its sources)."""
+    root = tmp_path_factory.mktemp("new-plugin")
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root / "venv")], check=True)
+    python = root / "venv" / "bin" / "python"
+    found = run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])", cwd=root)
+    site = Path(found.stdout.strip())
+    (site / "_xrdcore_parent_site.pth").write_text(f"import site; site.addsitedir({str(PARENT_SITE)!r})\n")
+    source = root / "xrd-example"
+    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    installed = run(python, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
+                    "--quiet", "--disable-pip-version-check", str(source), cwd=root)
+    assert installed.returncode == 0, installed.stderr
+    assert dist_infos(site, "xrd-example") and not dist_infos(PARENT_SITE, "xrd-example")
+    return python, source
+
+
+@pytest.mark.slow
+def test_a_plugin_built_from_the_example_passes_its_three_line_tests(new_plugin):
+    python, source = new_plugin
+    assert len((source / "tests" / "test_example.py").read_text().splitlines()) == 3
+    result = run(python, "-m", "pytest", "-q", "-p", "no:cacheprovider", cwd=source)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "2 passed" in result.stdout
+
+
+@pytest.mark.slow
+def test_a_plugin_built_from_the_example_is_benchmarked(new_plugin, xrd_cache, tmp_path):
+    python, _ = new_plugin
+    out = tmp_path / "bench"
+    result = run(python, "-m", "xrdcore", "bench", "--dataset", str(xrd_cache.path), "--quick",
+                 "--encoders", "example-conv", "--hierarchies", "flat,lattice", "--schedulers", "sum",
+                 "--epochs", "1", "--device", "cpu", "--quiet", "--out", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert sorted((r["encoder"], r["hierarchy"], r["status"]) for r in runs) == [
+        ("example-conv", "flat", "complete"), ("example-conv", "lattice", "complete")]
+    record = json.loads((out / "runs" / "example-conv__flat__sum" / "seed0" / "config.json").read_text())
+    assert record["encoder"]["qualified_name"] == "xrd-example:example-conv"
+    assert record["encoder"]["embed_dim"] == 16  # its registered tiny variant
