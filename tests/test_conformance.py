@@ -94,6 +94,14 @@ def test_fixtures_give_the_packaged_data(xrd_structures, xrd_space_groups, xrd_p
     assert xrd_structures[0].composition.reduced_formula == "Hf(AlNi4)3" and len(xrd_peaks[0]) > 10
 
 
+def test_the_pytest_plugin_loads_without_torch():
+    """Every pytest run in an environment with xrdcore loads it (entry point pytest11)."""
+    code = ("import sys, xrdcore.testing.plugin; "
+            "print(sorted(m for m in ('torch', 'pymatgen') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded == "[]\n"
+
+
 @pytest.mark.slow
 def test_the_data_is_small_and_lands_in_the_wheel(tmp_path):
     """Built from a copy of the sources, so the repository gets no build/ or egg-info."""

@@ -15,10 +15,23 @@ Installing xrdcore also installs a pytest plugin (:mod:`xrdcore.testing.plugin`)
 the same data: ``xrd_structures``, ``xrd_space_groups``, ``xrd_peaks``, ``xrd_cache``.
 """
 
-from xrdcore.testing._core import CheckReport
-from xrdcore.testing.encoders import build_encoder, check_encoder, default_spec, sample_batch
-from xrdcore.testing.labels import check_hierarchy, check_scheduler
-from xrdcore.testing.structures import check_generator, check_simulator
+import importlib
+from typing import Any
 
+#: public name → its module; imported on first use, so that the pytest plugin, which every pytest
+#: run in the environment loads, costs no torch import
+_EXPORTS = {"CheckReport": "_core", "build_encoder": "encoders", "check_encoder": "encoders",
+            "default_spec": "encoders", "sample_batch": "encoders", "check_hierarchy": "labels",
+            "check_scheduler": "labels", "check_generator": "structures", "check_simulator": "structures"}
 __all__ = ["CheckReport", "build_encoder", "check_encoder", "check_generator", "check_hierarchy",
            "check_scheduler", "check_simulator", "default_spec", "sample_batch"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])
