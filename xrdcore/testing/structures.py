@@ -20,7 +20,7 @@ from xrdcore.testing._core import Checker, CheckReport, Skip, require, resolve
 
 #: a packaged Heusler compound, NdInRh2 (Fm-3m, a = 6.7 Å): rock-salt-like face-centred cubic
 FCC_ID = "mp-975537"
-#: its reflections the face-centred lattice forbids (mixed parity) and the strongest it allows
+#: reflections the face-centred lattice forbids (mixed parity), and its strongest
 FORBIDDEN = ((1, 0, 0), (1, 1, 0))
 STRONGEST = (2, 2, 0)
 
@@ -36,9 +36,8 @@ def check_simulator(simulator: str | Callable[..., Simulator], /, *, registry: R
     ``(B, P)`` peak tensors with a boolean mask, or ``(B, V, C, H, W)`` images in [0, 1] of
     ``output_shape``; finite); deterministic; one per structure, in order (a reordered batch
     gives the reordered outputs); depends on the structure; and for a profile simulator with a
-    ``grid`` and a ``wavelength`` (Å), peaks where Bragg's law puts them (face-centred cubic
-    NdInRh2: its strongest peak, (220), where Bragg's law puts it; nothing at the forbidden (100)
-    and (110)).
+    ``grid`` and a ``wavelength`` (Å), Bragg peaks: the strongest peak of face-centred cubic
+    NdInRh2 at the angle of its (220) reflection, nothing at the forbidden (100) and (110).
     """
     subject = resolve("simulator", simulator, options, registry)
     checker = Checker(subject.label)
