@@ -54,6 +54,14 @@ def _data_build(args) -> None:
 
     from xrdcore.data.cache import BuildSpec, build_cache, resolve_dataset, summarise
 
+    from xrdcore import validate
+
+    # named as the user typed them; BuildSpec and build_cache check the same for the Python API
+    validate.optional_positive_int("--limit", args.limit)
+    validate.positive_int("--workers", args.workers)
+    validate.positive_int("--chunk", args.chunk)
+    validate.symprec(args.symprec, "--symprec")
+    validate.seed(args.seed, "--seed")
     name, options = resolve_dataset(args.dataset, parse_options(args.option))
     spec = BuildSpec(name, options, limit=args.limit, symprec=args.symprec, disorder=args.disorder,
                      seed=args.seed, wavelength=args.wavelength,

@@ -71,6 +71,31 @@ class BuildSpec:
     two_theta_range: tuple[float, float] = (DEFAULT_GRID.start, DEFAULT_GRID.stop)
     debye_waller: dict[str, float] = field(default_factory=dict)
 
+    def __post_init__(self):
+        """Every value checked where the Python API takes it, before a file is read or spglib runs
+        (a negative or NaN symprec crashes spglib; a bad range or wavelength would fail only after
+        the expensive reading and labelling)."""
+        from xrdcore import validate
+        from xrdcore.data.splits import check_fractions
+        from xrdcore.data.validation import DISORDER_POLICIES
+        from xrdcore.diffraction.radiation import check_two_theta_range, wavelength
+
+        if not isinstance(self.dataset, str) or not self.dataset.strip():
+            raise ValueError(f"dataset must be a data set name, got {self.dataset!r}")
+        if not isinstance(self.options, Mapping):
+            raise ValueError(f"options must be a mapping of the data set's arguments, got {self.options!r}")
+        validate.optional_positive_int("limit", self.limit)
+        validate.symprec(self.symprec)
+        validate.choice("disorder", self.disorder, DISORDER_POLICIES)
+        check_fractions(self.fractions)
+        validate.seed(self.seed)
+        wavelength(self.wavelength)
+        check_two_theta_range(self.two_theta_range)
+        if not isinstance(self.debye_waller, Mapping):
+            raise ValueError(f"debye_waller must map element symbols to B factors in Å², got {self.debye_waller!r}")
+        for element, b in self.debye_waller.items():
+            validate.number_in(f"Debye-Waller factor B of {element}", b, 0, 100, unit="Å²")
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["options"] = {k: v for k, v in data["options"].items() if k != "workers"}  # not content
@@ -116,7 +141,10 @@ def build_cache(out: str | Path, spec: BuildSpec, *, workers: int = 1, chunk_siz
     """
     from xrdcore.data.prepare import prepare
 
+    from xrdcore.validate import positive_int
+
     out, workers = Path(out), check_workers(workers)
+    positive_int("chunk_size", chunk_size)
     spec.check()
     manifest = _read_manifest(out) if (out / "manifest.json").exists() else None
     if manifest is not None and not any((out / name).exists() for name in ("structures.jsonl.gz", _WORK)):

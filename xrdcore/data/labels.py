@@ -22,6 +22,7 @@ from xrdcore.data.report import Loaded, ReadReport, Rejection, ReportingDataset
 from xrdcore.interfaces import StructureRecord
 from xrdcore.data.validation import (DISORDER_POLICIES, DisorderPolicy, InvalidStructure, check_structure,
                                      disordered_sites)
+from xrdcore import validate
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -81,11 +82,20 @@ def spglib_cell(structure: Structure) -> tuple[np.ndarray, np.ndarray, list[int]
 
 def space_group_number(structure: Structure, symprec: float = DEFAULT_SYMPREC,
                        angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE) -> int:
-    """spglib's space-group number (1–230); :class:`InvalidStructure` if spglib finds none."""
+    """spglib's space-group number (1–230); :class:`InvalidStructure` if spglib finds none.
+
+    The tolerances and the cell are checked first (a ValueError, an InvalidStructure): spglib
+    crashes the process on a negative or NaN ``symprec`` or a non-finite cell."""
+    symprec = validate.symprec(symprec)
+    angle_tolerance = validate.angle_tolerance(angle_tolerance)
+    try:
+        cell = validate.spglib_cell(*spglib_cell(structure), name="structure")
+    except ValueError as exc:
+        raise InvalidStructure(str(exc), "cell") from None
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=DeprecationWarning, module="spglib")
         try:
-            dataset = spglib.get_symmetry_dataset(spglib_cell(structure), symprec=symprec,
+            dataset = spglib.get_symmetry_dataset(cell, symprec=symprec,
                                                   angle_tolerance=angle_tolerance)
         except Exception as exc:  # spglib.SpglibError when the caller switched error modes
             raise InvalidStructure(f"spglib found no symmetry at symprec={symprec}: {exc}",
@@ -116,6 +126,11 @@ class LabelSettings:
     symprec: float = DEFAULT_SYMPREC
     disorder: str = "skip"
     angle_tolerance: float = DEFAULT_ANGLE_TOLERANCE
+
+    def __post_init__(self):
+        validate.symprec(self.symprec)
+        validate.choice("disorder", self.disorder, DISORDER_POLICIES)
+        validate.angle_tolerance(self.angle_tolerance)
 
 
 @dataclass(frozen=True)
@@ -190,6 +205,7 @@ def labelled(dataset: StructureDataset, report: ReadReport, *, limit: int | None
     if report.disorder not in DISORDER_POLICIES:
         raise ValueError(f"disorder must be one of {', '.join(DISORDER_POLICIES)}, got {report.disorder!r}")
     settings = LabelSettings(report.symprec, report.disorder, angle_tolerance)
+    validate.positive_int("chunk", chunk)
     parallel = isinstance(dataset, ReportingDataset)
     if parallel:
         outcomes = _parallel_outcomes(dataset, settings, limit, checkpoints, chunk, progress)

@@ -18,6 +18,12 @@ WAVELENGTHS: dict[str, float] = {
 }
 
 
+def _is_number(value) -> bool:
+    import numbers
+
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def wavelength(spec: str | float) -> float:
     """Wavelength in Å from a line name (``"CuKa1"``, case-insensitive, ``α`` allowed) or a number."""
     if isinstance(spec, (int, float)) and not isinstance(spec, bool):
@@ -29,9 +35,10 @@ def wavelength(spec: str | float) -> float:
         except ValueError:
             names = {name.lower(): name for name in WAVELENGTHS}
             if text.lower() not in names:
-                close = difflib.get_close_matches(text, WAVELENGTHS, n=3, cutoff=0.5)
+                close = difflib.get_close_matches(text, WAVELENGTHS, n=3, cutoff=0.5) if len(text) < 40 else []
                 hint = f"; did you mean {', '.join(close)}?" if close else ""
-                raise ValueError(f"unknown X-ray line {spec!r}{hint} Known: {', '.join(WAVELENGTHS)}") from None
+                shown = repr(spec) if len(repr(spec)) < 60 else repr(str(spec)[:40]) + "…"
+                raise ValueError(f"unknown X-ray line {shown}{hint} Known: {', '.join(WAVELENGTHS)}") from None
             return WAVELENGTHS[names[text.lower()]]
     if not 0.01 <= value <= 20:
         raise ValueError(f"wavelength {value} Å is outside 0.01-20 Å")
@@ -40,6 +47,9 @@ def wavelength(spec: str | float) -> float:
 
 def check_two_theta_range(two_theta_range: Sequence[float]) -> tuple[float, float]:
     """(low, high) in degrees, or a ValueError saying what is wrong with them."""
+    if isinstance(two_theta_range, (str, bytes)) or not hasattr(two_theta_range, "__len__") \
+            or len(two_theta_range) != 2 or not all(_is_number(t) for t in two_theta_range):
+        raise ValueError(f"2θ range must be two numbers (low, high) in degrees, got {two_theta_range!r}")
     low, high = (float(t) for t in two_theta_range)
     if not 0 <= low < high <= 180:
         raise ValueError(f"2θ range must satisfy 0 <= low < high <= 180 degrees, got {low}, {high}")
