@@ -92,27 +92,46 @@ def test_python_blocks_run(page, example_installed, tmp_path):
     assert done.returncode == 0, f"{_name(page)}: a python block failed:\n{done.stderr[-3000:]}"
 
 
-def _check_xrdcore(words: list[str], page: Path, tmp_path: Path, env: dict[str, str]) -> None:
+@pytest.fixture(scope="module")
+def registry():
+    """The installed components plus the example plugin's, as the docs' readers have them."""
+    import importlib
+
+    from xrdcore.registry import Registry
+
+    sys.path.insert(0, str(EXAMPLE / "src"))
+    try:
+        registry = Registry()
+        registry.add_plugin("xrd-example", importlib.import_module("xrd_example.plugin"))
+    finally:
+        sys.path.remove(str(EXAMPLE / "src"))
+    return registry
+
+
+def _check_xrdcore(words: list[str], page: Path, registry, tmp_path: Path, env: dict[str, str]) -> None:
     from xrdcore.cli import _command, build_parser
 
     try:
         args = build_parser(_command(words)).parse_args(words)
     except SystemExit:
         pytest.fail(f"{_name(page)}: `xrdcore {shlex.join(words)}` is not a valid command (see above)")
-    from xrdcore import get_registry
-
-    registry = get_registry()
-    for option, kind in (("encoder", "encoder"), ("hierarchy", "label_hierarchy"), ("scheduler", "loss_scheduler")):
-        if getattr(args, option, None) and args.command == "train":
-            registry.get(kind, getattr(args, option))
-    if args.command in QUICK and "example" not in " ".join(words):
+    names = {"encoder": [getattr(args, "encoder", None)], "label_hierarchy": [getattr(args, "hierarchy", None)],
+             "loss_scheduler": [getattr(args, "scheduler", None)]}
+    if args.command == "bench":
+        for kind, option in (("encoder", "encoders"), ("label_hierarchy", "hierarchies"),
+                             ("loss_scheduler", "schedulers")):
+            names[kind] += [n for n in getattr(args, option).split(",") if not any(c in n for c in "*?[")]
+    for kind, listed in names.items():
+        for name in filter(None, listed):
+            registry.get(kind, name)  # an unknown name fails with its close matches
+    if args.command in QUICK:
         done = subprocess.run([sys.executable, "-m", "xrdcore", *words], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, f"{_name(page)}: `xrdcore {shlex.join(words)}` failed: {done.stderr[-2000:]}"
 
 
 @pytest.mark.parametrize("page", [p for p in DOCS if blocks(p, "console") or blocks(p, "bash")], ids=_name)
-def test_commands_are_valid(page, example_installed, tmp_path):
+def test_commands_are_valid(page, registry, example_installed, tmp_path):
     makefile = (ROOT / "Makefile").read_text()
     for body, prompts in [(b, True) for b in blocks(page, "console")] + [(b, False) for b in blocks(page, "bash")]:
         for words in shell_lines(body, prompts):
@@ -120,7 +139,7 @@ def test_commands_are_valid(page, example_installed, tmp_path):
                 words = words[1:]
             program, rest = Path(words[0]).name, words[1:]
             if program == "xrdcore":
-                _check_xrdcore(rest, page, tmp_path, example_installed)
+                _check_xrdcore(rest, page, registry, tmp_path, example_installed)
             elif program in ("python", "python3") and rest and rest[0].endswith(".py"):
                 assert (ROOT / rest[0]).is_file(), f"{_name(page)}: no file {rest[0]}"
             elif program == "pip" and rest[:2] == ["install", "-e"]:

@@ -14,7 +14,7 @@ class ExampleConvEncoder(Encoder):
 
     Every argument has a default so that ``create_encoder("example-conv")`` works. Adaptive
     pooling makes the network independent of the profile length, so one configuration fits any
-    2θ grid; ``grid`` (the data's :class:`~xrdcore.diffraction.profile.AngleGrid`) is accepted
+    2θ grid; ``grid`` (the data's :class:`~xrdcore.diffraction.grid.AngleGrid`) is accepted
     because the harness passes it to every profile encoder, and its length is kept only as a
     record. An encoder whose layers depend on the length builds them from ``grid.length``, and
     one that needs the angle of each point reads ``grid.values``.

@@ -12,11 +12,12 @@ from xrdcore.hookspecs import hookimpl
 @hookimpl
 def register_encoders(register):
     # A lazy string has no docstring to summarise until it is imported: pass a description.
-    # tiny: the keyword arguments of the smallest variant, what `xrdcore bench --quick` and the test
-    # kit (tests/test_example.py) build; the input grid is never among them, the data give it.
+    # tiny: the smallest variant, what `xrdcore bench --quick` and the test kit (tests/test_example.py)
+    # build; small: one that learns on a real data set on a CPU (`--size small`); full: the defaults.
+    # The input grid is never among them: the data give it.
     register("example-conv", "xrd_example.encoder:ExampleConvEncoder",
              description="small 1-D CNN on profiles, any length (example plugin)",
-             tiny={"channels": 8, "embed_dim": 16})
+             tiny={"channels": 8, "embed_dim": 16}, small={"channels": 32, "embed_dim": 64})
 
 
 def lattice() -> LabelHierarchy:
