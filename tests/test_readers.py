@@ -124,10 +124,10 @@ REFUSED = [
     ("negative_sigma.xye", b"10 5 1\n11 6 -1\n", ["1 negative sigma values", "line 2"]),
     ("constant.xy", b"10 5\n11 5\n12 5\n", ["all 3 intensities are equal", "(5)"]),
     ("zeros.xy", b"10 0\n11 0\n", ["all 2 intensities are equal", "(0)"]),
-    ("duplicate.xy", b"10 5\n10.5 6\n10.5 7\n11 8\n",
-     ["line 3 repeats 2θ = 10.5 deg of line 2", "strictly increasing"]),
-    ("decreasing.xy", b"10 5\n12 6\n11 7\n13 8\n", ["2θ decreases at line 3", "11 after 12 deg on line 2"]),
-    ("descending.xy", b"13 5\n12 6\n11 7\n", ["2θ decreases at line 2", "high to low"]),
+    ("decreasing.xy", b"10 5\n12 6\n11 7\n13 8\n", ["2θ decreases at line 3", "11 after 12 deg on line 2",
+                                                       "otherwise ascending"]),
+    ("rising.xy", b"13 5\n12 6\n12.5 7\n11 8\n", ["2θ increases at line 3", "otherwise descending"]),
+    ("one_angle.xy", b"10 5\n10 6\n10 7\n", ["all 3 rows have the same 2θ (10 deg)"]),
     ("zero_angle.xy", b"0 5\n1 6\n", ["line 1", "2θ = 0 deg is outside (0, 180)"]),
     ("negative_angle.xy", b"-1 5\n1 6\n", ["line 1", "outside (0, 180)"]),
     ("beyond_180.xy", b"# radians? no\n170 5\n180 6\n190 7\n", ["line 3", "2θ = 180 deg", "(2 such rows)"]),
@@ -190,6 +190,35 @@ def test_third_column_is_sigma(tmp_path):
     for name, text in (("a.xye", "10 5 0.5\n10.5 6 .25\n"), ("a.csv", "10.0,5,0.5\n10.5,6,0.25\n")):
         (tmp_path / name).write_text(text)
         assert read_pattern(tmp_path / name).sigma.tolist() == [0.5, 0.25]
+
+
+def test_a_descending_scan_is_read_in_ascending_order_and_says_so(tmp_path):
+    path = tmp_path / "down.xye"
+    path.write_text("# from a diffractometer that scans downwards\n13 5 1\n12 6 2\n11 7 3\n")
+    pattern = read_pattern(path)
+    assert pattern.two_theta.tolist() == [11, 12, 13] and pattern.intensity.tolist() == [7, 6, 5]
+    assert pattern.sigma.tolist() == [3, 2, 1]
+    assert pattern.notes == ("the file runs from high to low angle (13 to 11 deg 2θ); read in ascending order",)
+
+
+def test_repeated_angles_are_averaged_and_said_so(tmp_path):
+    path = tmp_path / "restart.xye"
+    path.write_text("10 5 3\n10.5 6 1\n10.5 8 1\n10.5 10 1\n11 8 2\n")
+    pattern = read_pattern(path)
+    assert pattern.two_theta.tolist() == [10, 10.5, 11] and pattern.intensity.tolist() == [5, 8, 8]
+    assert pattern.sigma.tolist() == pytest.approx([3, np.sqrt(3) / 3, 2])  # sqrt(Σσ²)/n
+    assert pattern.notes == ("1 angles appear more than once (the first, 10.5 deg, on lines 2 and 3); "
+                             "the intensities of equal angles are averaged",)
+    down = tmp_path / "down.xy"
+    down.write_text("11 8\n10.5 6\n10.5 10\n10 5\n")
+    pattern = read_pattern(down)
+    assert pattern.two_theta.tolist() == [10, 10.5, 11] and pattern.intensity.tolist() == [5, 8, 8]
+    assert len(pattern.notes) == 2 and "high to low" in pattern.notes[0] and "lines 2 and 3" in pattern.notes[1]
+
+
+def test_a_file_as_written_has_no_notes(tmp_path):
+    (tmp_path / "a.xy").write_text("10 5\n11 6\n")
+    assert read_pattern(tmp_path / "a.xy").notes == ()
 
 
 def test_pattern_is_frozen_and_read_only(tmp_path):
@@ -478,12 +507,23 @@ def test_a_powder_cif_gives_its_scan_intensities_uncertainties_and_wavelength(tm
      "loop_\n_pd_meas_counts_total\n1\n2\n", "end at 10.1, not at _pd_meas_2theta_range_max 11"),
     ("data_x\nloop_\n_pd_meas_2theta_scan\n_pd_meas_counts_total\n10 1\n11 abc\n", "'abc' is not a number"),
     ("data_x\nloop_\n_pd_meas_2theta_scan\n_pd_meas_counts_total\n10 1\n11\n", "not a readable CIF"),
+    ("data_x\n_pd_meas_2theta_range_min 10\n_pd_meas_2theta_range_max 11\n_pd_meas_2theta_range_inc 0\n"
+     "loop_\n_pd_meas_counts_total\n1\n2\n", "the step not 0"),
+    ("data_x\nloop_\n_pd_meas_2theta_scan\n_pd_meas_counts_total\n10 1\n-1 2\n", "point 2: 2θ = -1 deg is outside"),
 ])
 def test_a_bad_powder_cif_is_refused_naming_the_file(tmp_path, content, words):
     path = _write(tmp_path, "bad.cif", content)
     with pytest.raises(PatternError) as caught:
         read_pattern(path)
     assert str(caught.value).startswith(f"{path}: ") and words in str(caught.value)
+
+
+def test_a_powder_cif_scanned_downwards_is_read_upwards(tmp_path):
+    path = _write(tmp_path, "down.cif", PDCIF_RANGE.replace("min 10.0", "min 10.4").replace("max 10.4", "max 10.0")
+                  .replace("inc 0.1", "inc -0.1"))
+    p = read_pattern(path)
+    assert np.allclose(p.two_theta, [10.0, 10.1, 10.2, 10.3, 10.4]) and p.intensity.tolist() == [5, 4, 3, 2, 1]
+    assert "high to low" in p.notes[0]
 
 
 def test_a_pattern_at_mo_ka1_becomes_the_same_crystal_at_cu_ka1():

@@ -7,6 +7,8 @@ warnings are kept out of the user's console.
 
 from __future__ import annotations
 
+import functools
+import math
 import re
 import warnings
 from pathlib import Path
@@ -50,6 +52,7 @@ def parse_cif(text: str, source: str) -> list[Structure]:
             raise UnreadableCIF(f"{source}: no CIF data block (no 'data_' line)")
         if not any(key in block for block in blocks for key in _ATOM_KEYS):
             raise UnreadableCIF(f"{source}: no atom sites (no _atom_site_fract_x or _atom_site_Cartn_x loop)")
+        _check_blocks(parser, source)
         try:
             structures = parser.parse_structures(primitive=False, on_error="raise")
         except Exception as exc:
@@ -87,8 +90,21 @@ def read_structure(path: str | Path) -> Structure:
     try:
         check_structure(structures[0], disorder="keep")
     except InvalidStructure as exc:
-        raise UnreadableCIF(f"{path}: {exc}") from None
+        raise UnreadableCIF(f"{path}: {exc}{_site_labels(str(exc), structures[0])}") from None
     return structures[0]
+
+
+def _site_labels(message: str, structure: Structure) -> str:
+    """The file's labels of the sites a message names by index ("sites 3 (Na) and 23 (Na)"): the
+    indices count sites after symmetry expansion, the labels are what the file's author wrote."""
+    match = re.search(r"sites (\d+) \(.*?\) and (\d+) \(", message)
+    if match is None:
+        return ""
+    try:
+        labels = [structure[int(i)].label for i in match.groups()]
+    except (IndexError, AttributeError):
+        return ""
+    return f"; atom sites {labels[0]} and {labels[1]} of the file" if all(labels) else ""
 
 
 # --- plain P1 files without pymatgen's CifParser ----------------------------------------------
@@ -165,6 +181,15 @@ def read_p1(text: str) -> Structure | None:
         return None
     if any(_float(row[5]) != 1.0 for row in rows if len(row) == 6):
         return None  # partial occupancy: pymatgen's disorder handling decides
+    a, b, c, *angles = (_float(v) for v in cell)
+    cosines = [math.cos(math.radians(x)) for x in angles]
+    if not (min(a, b, c) > 0 and all(0 < x < 180 for x in angles)
+            and 1 - sum(x * x for x in cosines) + 2 * math.prod(cosines) > 1e-6):
+        return None  # check_block says what is wrong with the cell
+    declared = [gemmi.cif.as_string(block.find_value(t)).replace(" ", "").upper() for t in tags
+                if t.lower() in (*_HM_TAGS, *_HALL_TAGS, *_IT_NUMBER_TAGS)]
+    if any(value not in ("P1", "1", "?", ".", "") for value in declared):
+        return None  # a symbol other than P1 beside the identity alone: check_block refuses the file
     formula = next((gemmi.cif.as_string(block.find_value(t)) for t in _FORMULA_TAGS if t in tags), None)
     return _p1_structure([row[0] for row in rows], [row[1] for row in rows],
                          [[_float(v) for v in row[2:5]] for row in rows], [_float(v) for v in cell], formula)
@@ -208,3 +233,421 @@ def _p1_structure(labels: list[str], symbols: list[str], coords: list[list[float
     order = sorted(range(len(symbols)), key=lambda i: (electronegativity[symbols[i]], symbols[i]))
     return Structure(lattice, [symbols[i] for i in order], frac[order],
                      labels=[labels[i] for i in order])
+
+
+# --- what a CIF states, checked before pymatgen builds a structure from it -------------------------
+#
+# pymatgen builds a structure from almost anything: an unknown space-group symbol becomes P1 (with a
+# warning nobody sees), a negative cell length is taken by its absolute value, an operation it cannot
+# read is skipped. Each would give a wrong pattern and a wrong label without a word, so every block
+# with atoms is checked here first: its cell, its occupancies, and its symmetry (symbols, numbers and
+# operations against spglib's tables, against each other, against the cell, and against what pymatgen
+# is about to apply).
+
+_HM_TAGS = ("_symmetry_space_group_name_h-m", "_symmetry_space_group_name_h_m", "_space_group_name_h-m_alt",
+            "_space_group_name_h-m", "_space_group.name_h-m_alt", "_symmetry.space_group_name_h-m")
+_HALL_TAGS = ("_symmetry_space_group_name_hall", "_space_group_name_hall", "_space_group.name_hall",
+              "_symmetry.space_group_name_hall")
+_IT_NUMBER_TAGS = ("_symmetry_int_tables_number", "_space_group_it_number", "_space_group.it_number",
+                   "_symmetry.int_tables_number")
+_OPERATION_TAGS = ("_symmetry_equiv_pos_as_xyz", "_space_group_symop_operation_xyz",
+                   "_space_group_symop.operation_xyz", "_symmetry_equiv.pos_as_xyz")
+_CELL_PARAMETERS = {name: (f"_cell_{kind}_{name}", f"_cell.{kind}_{name}") for kind, names in
+                    (("length", ("a", "b", "c")), ("angle", ("alpha", "beta", "gamma"))) for name in names}
+#: a space group has at most 192 operations in a conventional cell (Fm-3m: 48 rotations x 4 centrings)
+MAX_OPERATIONS = 192
+#: operations that agree within this (fractions of the cell) are one; products must land this close
+_TRANSLATION_TOLERANCE = 2e-3
+#: relative change of the metric tensor an operation may make and still fit the cell (rounded cell
+#: parameters of a real file are well within it; cubic operations on a cell 2% off cubic are not)
+_METRIC_TOLERANCE = 1e-2
+#: spglib's tolerance (Å) when it names the type of a set of operations (decimal fractions as 0.333)
+_TYPE_SYMPREC = 1e-2
+
+
+def _check_blocks(parser, source: str) -> None:
+    """:func:`check_block` on every data block with atoms, with the operations pymatgen will apply."""
+    blocks = getattr(getattr(parser, "_cif", None), "data", None)  # the blocks pymatgen parses
+    if not isinstance(blocks, dict):  # another pymatgen: check what the file says, not what it applies
+        blocks, parser = parser.as_dict(), None
+    atoms = [(name, getattr(block, "data", block)) for name, block in blocks.items()
+             if any(key.lower() in _ATOM_KEYS for key in getattr(block, "data", block))]
+    for name, data in atoms:
+        where = source if len(atoms) == 1 else f"{source} (block data_{name})"
+
+        def applied(block=blocks[name]):
+            if parser is None or getattr(parser, "feature_flags", {}).get("magcif"):
+                return None
+            try:
+                return parser.get_symops(block)
+            except Exception:  # noqa: BLE001 - pymatgen then fails on the block and says why
+                return None
+
+        check_block(data, where, applied)
+
+
+def check_block(data: dict, where: str, applied=None) -> None:
+    """Refuse a CIF data block (a mapping of tags to a value or a list of values) whose cell,
+    occupancies or symmetry cannot be right, with one line naming the file, the tags and values.
+
+    ``applied`` returns the symmetry operations (pymatgen ``SymmOp``) that will generate the
+    structure, or None; they must be the file's own, or those of its symbol.
+    """
+    fields: dict[str, tuple[str, list[str]]] = {}  # lower-case tag → (the tag as written, its values)
+    for key, value in data.items():
+        values = value if isinstance(value, list) else [value]
+        fields.setdefault(key.lower().rstrip("_"), (key, [str(v).strip() for v in values]))
+    lattice = _check_cell(fields, where)
+    _check_occupancies(fields, where)
+    _check_symmetry(fields, where, lattice, applied)
+
+
+def _values(fields: dict, tag: str) -> list[str] | None:
+    return fields[tag][1] if tag in fields else None
+
+
+def _tag(fields: dict, tag: str) -> str:
+    """The tag as the file writes it (files disagree on case), for messages."""
+    return fields[tag][0] if tag in fields else tag
+
+
+def _known(values: list[str] | None) -> list[str]:
+    """The values that say something: CIF's '?' (unknown) and '.' (inapplicable) do not."""
+    return [_unquote(v) for v in values or () if _unquote(v) not in ("", "?", ".")]
+
+
+def _unquote(value: str) -> str:
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        value = value[1:-1].strip()
+    return value
+
+
+def _number(value: str) -> float | None:
+    """A CIF number without its standard uncertainty, or None if it is none."""
+    try:
+        return float(re.sub(r"\(\d*\)$", "", value.strip()))
+    except ValueError:
+        return None
+
+
+def _first(fields: dict, tags: tuple[str, ...]) -> tuple[str, str] | None:
+    """(tag as written, value) of the first of ``tags`` that the block gives a value."""
+    for tag in tags:
+        values = _known(_values(fields, tag))
+        if values:
+            return _tag(fields, tag), values[0]
+    return None
+
+
+def _check_cell(fields: dict, where: str):
+    """Positive lengths and angles that form a cell; the lattice (numpy rows) when all six are given.
+    Missing or non-numeric values are pymatgen's to report, non-finite ones the structure checks'."""
+    import numpy as np
+
+    cell = {}
+    for name, tags in _CELL_PARAMETERS.items():
+        found = _first(fields, tags)
+        number = None if found is None else _number(found[1])
+        if number is None or not math.isfinite(number):
+            continue
+        cell[name] = number
+        if name in ("a", "b", "c") and number <= 0:
+            raise UnreadableCIF(f"{where}: {found[0]} = {found[1]}: a cell length must be a positive number of Å")
+        if name in ("alpha", "beta", "gamma") and not 0 < number < 180:
+            raise UnreadableCIF(f"{where}: {found[0]} = {found[1]}: a cell angle must lie between 0 and 180 degrees")
+    if len(cell) < 6:
+        return None
+    cosines = [math.cos(math.radians(cell[n])) for n in ("alpha", "beta", "gamma")]
+    # (V / abc)² (International Tables for Crystallography Vol. B, Table 1.1.3.1): positive for a cell
+    volume_factor = 1 - sum(c * c for c in cosines) + 2 * cosines[0] * cosines[1] * cosines[2]
+    if not volume_factor > 1e-6:
+        raise UnreadableCIF(f"{where}: the cell angles alpha = {cell['alpha']:g}, beta = {cell['beta']:g}, "
+                            f"gamma = {cell['gamma']:g} degrees form no cell (each must be less than the sum of "
+                            "the other two, and all three less than 360 together)")
+    from pymatgen.core import Lattice
+
+    return np.asarray(Lattice.from_parameters(*(cell[n] for n in _CELL_PARAMETERS)).matrix, dtype=float)
+
+
+def _check_occupancies(fields: dict, where: str) -> None:
+    """Occupancies above 1, named by their site (pymatgen refuses them without saying which);
+    zero or negative ones are refused after parsing, naming their element."""
+    labels = _values(fields, "_atom_site_label") or []
+    for i, value in enumerate(_values(fields, "_atom_site_occupancy") or []):
+        number = _number(_unquote(value))
+        if number is not None and math.isfinite(number) and number > 1:
+            site = f"atom site {labels[i]}" if i < len(labels) else f"atom site {i + 1}"
+            raise UnreadableCIF(f"{where}: {site} has {_tag(fields, '_atom_site_occupancy')} {value}, above 1")
+
+
+def _check_symmetry(fields: dict, where: str, lattice, applied) -> None:
+    """Symbols, IT numbers and operations must name one space-group type that spglib knows, fit the
+    cell, and be what pymatgen applies; see the comment above :data:`_HM_TAGS`."""
+    declared = []  # (tag, value, type number or None when the symbol is unknown)
+    for tags, resolve in ((_HM_TAGS, _hm_number), (_HALL_TAGS, _hall_number)):
+        for tag in tags:
+            declared += [(_tag(fields, tag), value, resolve(value)) for value in _known(_values(fields, tag))[:1]]
+    for tag in _IT_NUMBER_TAGS:
+        for value in _known(_values(fields, tag))[:1]:
+            if not re.fullmatch(r"\d{1,3}", value) or not 1 <= int(value) <= 230:
+                raise UnreadableCIF(f"{where}: {_tag(fields, tag)} {value!r} is not a space-group number (1-230)")
+            declared.append((_tag(fields, tag), value, int(value)))
+    loop = next((_values(fields, t) for t in _OPERATION_TAGS if _known(_values(fields, t))), None)
+    ops = None
+    if loop is not None:
+        ops = _operations([_unquote(v) for v in loop if _unquote(v) not in ("?", ".")], where)
+    for tag, value, number in declared:
+        if number is None and (ops is None or not _looks_like_symbol(value, tag.lower().rstrip("_") in _HALL_TAGS)):
+            more = "" if ops is None else " (it is not written like one either)"
+            raise UnreadableCIF(
+                f"{where}: {tag} {value!r} is not a space-group symbol spglib knows{more}, and the file has "
+                f"{'no symmetry operations' if ops is None else 'symmetry operations that cannot vouch for it'}"
+                ": its symmetry cannot be known")
+    known = [(tag, value, number) for tag, value, number in declared if number is not None]
+    for tag, value, number in known[1:]:
+        if number != known[0][2]:
+            raise UnreadableCIF(f"{where}: {known[0][0]} {known[0][1]!r} (No. {known[0][2]}) and {tag} {value!r} "
+                                f"(No. {number}) name different space groups")
+    if ops is not None:
+        number = _type_of(ops, lattice, where, "the file's symmetry operations")
+        if known and number != known[0][2]:
+            raise UnreadableCIF(f"{where}: {known[0][0]} {known[0][1]!r} is space group No. {known[0][2]} "
+                                f"({_symbol(known[0][2])}) but the file's {len(ops[0])} symmetry operations "
+                                f"form No. {number} ({_symbol(number)})")
+    used = applied() if applied is not None else None
+    if used is None:
+        return
+    used_ops = _as_arrays(used)
+    if used_ops is None:
+        return
+    if ops is not None:
+        if not _same_operations(ops, used_ops):
+            raise UnreadableCIF(f"{where}: pymatgen would not apply the file's {len(ops[0])} symmetry operations "
+                                f"({len(used_ops[0])} others instead; a tag it does not read?)")
+        return
+    what = f"the {len(used_ops[0])} operations of {known[0][1]!r}" if known else "the operations pymatgen applies"
+    number = _type_of(used_ops, lattice, where, what)
+    expected = known[0][2] if known else 1
+    if number != expected:
+        said = f"{known[0][0]} {known[0][1]!r} (No. {expected})" if known else "no symmetry (P1)"
+        raise UnreadableCIF(f"{where}: the file says {said} but pymatgen would apply the symmetry of "
+                            f"No. {number} ({_symbol(number)}); give the symmetry operations in the file")
+
+
+def _symbol(number: int) -> str:
+    from xrdcore.crystal.spacegroups import space_group
+
+    return space_group(number).symbol
+
+
+def _hm_number(value: str) -> int | None:
+    """The type number of a Hermann-Mauguin symbol of any setting spglib lists, or None. Accepts
+    spaces, '_' or not, a setting suffix (':2', ':H', ICSD's ' S', ' Z', ' H', ' R') and capitals
+    (CoRE MOF writes 'P63/MMC': uppercase letters never tell two symbols apart)."""
+    from xrdcore.crystal.spacegroups import space_group
+
+    text = value.strip()
+    if not text or text.isdigit() or len(text) > 40:
+        return None
+    for candidate in (text, re.sub(r"\s*:\s*\S+$", "", text), re.sub(r"\s+[SZHRszhr]$", "", text)):
+        try:
+            return space_group(candidate).number
+        except (ValueError, TypeError):
+            pass
+        number = _symbol_tables()[0].get(candidate.replace(" ", "").upper())
+        if number is not None:
+            return number
+    return None
+
+
+def _hall_number(value: str) -> int | None:
+    """The type number of a Hall symbol spglib lists (any of its 530 settings), or None."""
+    return _symbol_tables()[1].get(re.sub(r"\s", "", value).upper())
+
+
+@functools.cache
+def _symbol_tables() -> tuple[dict[str, int], dict[str, int]]:
+    """spglib's symbols in capitals without spaces → type number: Hermann-Mauguin, then Hall."""
+    import spglib
+
+    from xrdcore.crystal.spacegroups import _quiet_spglib, _symbol_index
+
+    exact, _ = _symbol_index()
+    hm: dict[str, int] = {}
+    for key, number in exact.items():
+        for variant in (key, key.replace("_", "")):
+            hm.setdefault(variant.upper(), number)
+    hall: dict[str, int] = {}
+    with _quiet_spglib():
+        for number in range(1, 531):
+            kind = spglib.get_spacegroup_type(number)
+            hall.setdefault(re.sub(r"\s", "", kind.hall_symbol).upper(), kind.number)
+    return hm, hall
+
+
+def _looks_like_symbol(value: str, hall: bool) -> bool:
+    """Written like a space-group symbol (a lattice letter, then axes); operations then define it."""
+    if hall:
+        return re.fullmatch(r"-?[PABCIFR]\s+[-0-9xyzabcnuvwd'\"*=^ ()+/,.]+", value, flags=re.IGNORECASE) is not None
+    return re.fullmatch(r"[PABCIFR]\s*[-0-9abcdemn/_ ]*(:\s*\S+)?", value, flags=re.IGNORECASE) is not None
+
+
+_TERM = re.compile(r"([+-]?)(?:(\d+(?:\.\d*)?|\.\d+)(?:/(\d+(?:\.\d*)?))?\*?)?([xyz])?")
+
+
+def parse_operation(text: str) -> tuple[list[list[int]], list[float]]:
+    """A symmetry operation as CIFs write it ('-x+1/2, y, z+0.5', 'x-y,x,z') as its rotation
+    (integer, determinant ±1) and translation; a ValueError saying what is wrong otherwise."""
+    import numpy as np
+
+    parts = re.sub(r"\s", "", text).lower().split(",")
+    if len(parts) != 3:
+        raise ValueError(f"{len(parts)} comma-separated parts, not 3 (x, y, z)")
+    rotation, translation = np.zeros((3, 3)), np.zeros(3)
+    for row, part in enumerate(parts):
+        if not part:
+            raise ValueError(f"part {row + 1} is empty")
+        position = 0
+        while position < len(part):
+            match = _TERM.match(part, position)
+            if match is None or match.end() == position or (position and not match.group(1)) \
+                    or not (match.group(2) or match.group(4)):
+                raise ValueError(f"cannot read {part[position:]!r}")
+            value = float(match.group(2)) if match.group(2) else 1.0
+            if match.group(3) is not None:
+                if float(match.group(3)) == 0:
+                    raise ValueError(f"division by zero in {part!r}")
+                value /= float(match.group(3))
+            value *= -1 if match.group(1) == "-" else 1
+            if match.group(4):
+                if value != round(value) or abs(value) > 2:
+                    raise ValueError(f"coefficient {value:g} of {match.group(4)} is not a small integer")
+                rotation[row, "xyz".index(match.group(4))] += value
+            else:
+                translation[row] += value
+            position = match.end()
+    if round(abs(np.linalg.det(rotation))) != 1 or abs(abs(np.linalg.det(rotation)) - 1) > 1e-9:
+        raise ValueError(f"its rotation part has determinant {np.linalg.det(rotation):g}, not ±1")
+    return rotation.astype(int).tolist(), translation.tolist()
+
+
+def _operations(texts: list[str], where: str):
+    """The file's operations as (rotations, translations in [0, 1)), distinct, checked to form a group."""
+    import numpy as np
+
+    if len(texts) > 4 * MAX_OPERATIONS:
+        raise UnreadableCIF(f"{where}: {len(texts)} symmetry operations; a space group has at most "
+                            f"{MAX_OPERATIONS} in a conventional cell")
+    rotations, translations = [], []
+    for i, text in enumerate(texts, 1):
+        try:
+            rotation, translation = parse_operation(text)
+        except ValueError as exc:
+            raise UnreadableCIF(f"{where}: symmetry operation {i} {text!r} is not an operation like "
+                                f"'-x, y+1/2, -z+1/2' ({exc})") from None
+        rotations.append(rotation)
+        translations.append(translation)
+    ops = _distinct(np.array(rotations, dtype=int), np.mod(np.array(translations, dtype=float), 1.0))
+    if len(ops[0]) > MAX_OPERATIONS:
+        raise UnreadableCIF(f"{where}: {len(ops[0])} distinct symmetry operations; a space group has at most "
+                            f"{MAX_OPERATIONS} in a conventional cell")
+    missing = _not_closed(*ops)
+    if missing is not None:
+        (i, j) = missing
+        raise UnreadableCIF(f"{where}: the symmetry operations do not form a group: the product of "
+                            f"{_write(ops, i)!r} and {_write(ops, j)!r} is not among them")
+    return ops
+
+
+def _write(ops, i: int) -> str:
+    """Operation ``i`` as an x,y,z triplet (for messages)."""
+    from fractions import Fraction
+
+    rows = []
+    for row, t in zip(ops[0][i], ops[1][i]):
+        terms = "".join(f"{'+' if c > 0 else '-'}{'' if abs(c) == 1 else abs(c)}{v}" for c, v in zip(row, "xyz") if c)
+        shift = Fraction(float(t)).limit_denominator(48)
+        rows.append((terms + (f"+{shift}" if shift else "")).lstrip("+"))
+    return ",".join(rows)
+
+
+def _periodic_distance(a, b):
+    import numpy as np
+
+    d = np.abs(a - b) % 1.0
+    return np.minimum(d, 1 - d).max(axis=-1)
+
+
+def _distinct(rotations, translations):
+    keep = []
+    for i in range(len(rotations)):
+        if not any((rotations[i] == rotations[j]).all() and _periodic_distance(translations[i], translations[j])
+                   < _TRANSLATION_TOLERANCE for j in keep):
+            keep.append(i)
+    return rotations[keep], translations[keep]
+
+
+def _not_closed(rotations, translations) -> tuple[int, int] | None:
+    """A pair (i, j) whose product is not in the set, or None for a group."""
+    import numpy as np
+
+    keys = {r.tobytes(): k for k, r in enumerate(np.unique(rotations, axis=0))}
+    which = np.array([keys[r.tobytes()] for r in rotations])
+    members = [translations[which == k] for k in range(len(keys))]
+    width = max(len(m) for m in members)
+    padded = np.full((len(keys), width, 3), np.nan)
+    for k, m in enumerate(members):
+        padded[k, :len(m)] = m
+    n = len(rotations)
+    products = np.einsum("iab,jbc->ijac", rotations, rotations).reshape(n * n, 3, 3)
+    shifts = (np.einsum("iab,jb->ija", rotations, translations) + translations[:, None, :]).reshape(n * n, 3)
+    for flat, (product, shift) in enumerate(zip(products, shifts)):
+        k = keys.get(product.tobytes())
+        if k is None or not np.nanmin(_periodic_distance(padded[k], shift)) < _TRANSLATION_TOLERANCE:
+            return divmod(flat, n)
+    return None
+
+
+def _as_arrays(symmops):
+    """pymatgen SymmOps as (integer rotations, translations in [0, 1)), distinct; None if not integral."""
+    import numpy as np
+
+    rotations = np.array([op.rotation_matrix for op in symmops], dtype=float)
+    if not len(rotations) or not np.allclose(rotations, np.round(rotations), atol=1e-6):
+        return None
+    translations = np.mod(np.array([op.translation_vector for op in symmops], dtype=float), 1.0)
+    return _distinct(np.round(rotations).astype(int), translations)
+
+
+def _same_operations(a, b) -> bool:
+    if len(a[0]) != len(b[0]):
+        return False
+    return all(any((ra == rb).all() and _periodic_distance(ta, tb) < _TRANSLATION_TOLERANCE
+                   for rb, tb in zip(*b)) for ra, ta in zip(*a))
+
+
+def _type_of(ops, lattice, where: str, what: str) -> int:
+    """The space-group type (spglib) of a group of operations, after checking that each fits the cell."""
+    import warnings as _warnings
+
+    import numpy as np
+    import spglib
+
+    rotations, translations = ops
+    if lattice is not None:
+        metric = lattice @ lattice.T
+        scale = float(np.max(np.abs(metric)))
+        for k, rotation in enumerate(rotations):
+            if np.max(np.abs(rotation.T @ metric @ rotation - metric)) > _METRIC_TOLERANCE * scale:
+                a, b, c = np.sqrt(np.diag(metric))
+                raise UnreadableCIF(f"{where}: {what} do not fit the cell: {_write(ops, k)!r} does not map a "
+                                    f"cell of {a:.4g} x {b:.4g} x {c:.4g} Å with these angles onto itself")
+    with _warnings.catch_warnings():
+        _warnings.simplefilter("ignore")
+        kind = spglib.get_spacegroup_type_from_symmetry(
+            np.ascontiguousarray(rotations, dtype="intc"), np.ascontiguousarray(translations, dtype=float),
+            lattice=np.eye(3) if lattice is None else lattice, symprec=_TYPE_SYMPREC)
+    if kind is None:
+        raise UnreadableCIF(f"{where}: {what} form no space group spglib knows")
+    return int(kind.number)

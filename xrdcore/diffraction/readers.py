@@ -55,6 +55,9 @@ class MeasuredPattern:
     sigma: np.ndarray | None
     source: Path
     wavelength: float | None = None
+    #: what the reader did to the file's values, to be shown with any result (a descending scan put
+    #: in ascending order, repeated angles averaged); empty when the values are as written
+    notes: tuple[str, ...] = ()
 
     def __post_init__(self):
         for name in ("two_theta", "intensity", "sigma"):
@@ -69,8 +72,9 @@ class MeasuredPattern:
             raise PatternError(f"{self.source}: a pattern needs 1-D two_theta, intensity (and sigma) of one "
                                f"length of at least 2; got shapes {sorted(shapes)}")
         if not (np.isfinite(self.two_theta).all() and np.isfinite(self.intensity).all()
-                and (np.diff(self.two_theta) > 0).all()):
+                and (self.sigma is None or np.isfinite(self.sigma).all()) and (np.diff(self.two_theta) > 0).all()):
             raise PatternError(f"{self.source}: 2θ must be finite and strictly increasing, intensity finite")
+        object.__setattr__(self, "notes", tuple(str(note) for note in self.notes))
 
 
 def read_pattern(path: str | os.PathLike) -> MeasuredPattern:
@@ -80,6 +84,12 @@ def read_pattern(path: str | os.PathLike) -> MeasuredPattern:
     ``# ! ; %``, blank lines, LF/CRLF/CR line ends, a UTF-8 or UTF-16 byte-order mark, and fields
     separated by whitespace, tabs, commas or semicolons. Raises :class:`PatternError` for anything
     else, naming the line where there is one.
+
+    Two rules change the file's values, and each adds a line to the pattern's ``notes`` (printed with
+    every prediction): a scan written from high to low angle is read in ascending order, and rows
+    that repeat an angle (instruments that restart a step) become one point whose intensity is their
+    mean (sigma: the standard uncertainty of that mean, sqrt(Σσ²)/n). Angles that go back and forth
+    are refused: such a file holds several scans, and no order of them is the measurement.
     """
     source = Path(path)
     text = _read_text(source)
@@ -92,8 +102,8 @@ def read_pattern(path: str | os.PathLike) -> MeasuredPattern:
     table, line_numbers = _parse_table(source, text, allowed)
     two_theta, intensity = table[:, 0], table[:, 1]
     sigma = table[:, 2] if table.shape[1] == 3 else None
-    _check_values(source, two_theta, intensity, sigma, line_numbers)
-    return MeasuredPattern(two_theta, intensity, sigma, source)
+    two_theta, intensity, sigma, notes = _check_values(source, two_theta, intensity, sigma, line_numbers)
+    return MeasuredPattern(two_theta, intensity, sigma, source, notes=notes)
 
 
 def at_wavelength(pattern: MeasuredPattern, wavelength: str | float) -> MeasuredPattern:
@@ -119,7 +129,7 @@ def at_wavelength(pattern: MeasuredPattern, wavelength: str | float) -> Measured
     factor = (lorentz_polarisation(theta_new) / lorentz_polarisation(theta_old)).numpy()
     sigma = None if pattern.sigma is None else pattern.sigma[keep] * factor
     return MeasuredPattern(np.degrees(2 * theta_new.numpy()), pattern.intensity[keep] * factor, sigma,
-                           pattern.source, wavelength)
+                           pattern.source, wavelength, pattern.notes)
 
 
 #: pdCIF tags, in order of preference: 2θ of each point, and the intensity of each point
@@ -149,21 +159,25 @@ def _read_pdcif(source: Path, text: str) -> MeasuredPattern:
         two_theta, _ = _cif_numbers(source, block.find_values(scan), scan)
     elif all(block.find_value(t) for t in _PD_RANGE):
         low, high, step = (gemmi.cif.as_number(block.find_value(t)) for t in _PD_RANGE)
+        if not all(math.isfinite(v) for v in (low, high, step)) or step == 0 or not len(intensity):
+            raise _error(source, f"{', '.join(_PD_RANGE)} must be numbers, the step not 0, and intensities "
+                                 f"given; got {low:g}, {high:g}, {step:g} and {len(intensity)} intensities")
         two_theta = low + step * np.arange(len(intensity))
-        if not math.isclose(two_theta[-1], high, abs_tol=step / 2):
+        if not math.isclose(two_theta[-1], high, abs_tol=abs(step) / 2):
             raise _error(source, f"{len(intensity)} intensities from {low:g} in steps of {step:g} end at "
                                  f"{two_theta[-1]:g}, not at _pd_meas_2theta_range_max {high:g}")
     else:
         raise _error(source, f"no 2θ in the CIF: neither {' nor '.join(_PD_TWO_THETA)} nor {', '.join(_PD_RANGE)}")
     if len(two_theta) != len(intensity):
         raise _error(source, f"{len(two_theta)} 2θ values but {len(intensity)} intensities")
-    _check_values(source, two_theta, intensity, sigma, list(range(1, len(two_theta) + 1)))
+    two_theta, intensity, sigma, notes = _check_values(source, two_theta, intensity, sigma,
+                                                       np.arange(1, len(two_theta) + 1), "point")
     stated = block.find_values("_diffrn_radiation_wavelength")
     try:
         wavelength = parse_wavelength(gemmi.cif.as_number(stated[0])) if stated else None
     except ValueError as exc:
         raise _error(source, f"_diffrn_radiation_wavelength {stated[0]}: {exc}") from None
-    return MeasuredPattern(two_theta, intensity, sigma, source, wavelength)
+    return MeasuredPattern(two_theta, intensity, sigma, source, wavelength, notes)
 
 
 def _cif_numbers(source: Path, values, tag: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -310,38 +324,63 @@ def _parse_rows(source: Path, line_numbers: list[int], contents: list[str], deli
 
 
 def _check_values(source: Path, two_theta: np.ndarray, intensity: np.ndarray, sigma: np.ndarray | None,
-                  line_numbers: np.ndarray) -> None:
-    """Refuse values no diffractometer records, naming the first line of each kind of fault."""
+                  line_numbers, unit: str = "line"):
+    """Refuse values no diffractometer records, naming the first line (``unit``: "line", or "point"
+    of a pdCIF) of each kind of fault; then the rules of :func:`read_pattern` for descending scans and
+    repeated angles. Returns (two_theta, intensity, sigma, notes), ascending and distinct."""
+    line_numbers = np.asarray(line_numbers)
     columns = (two_theta, intensity) if sigma is None else (two_theta, intensity, sigma)
     bad = ~np.isfinite(np.stack(columns, axis=1)).all(axis=1)
     if bad.any():
         row = int(np.argmax(bad))
         shown = " ".join(repr(float(c[row])) for c in columns)
-        raise _error(source, f"line {line_numbers[row]} has a non-finite value (NaN or infinity): {shown}")
+        raise _error(source, f"{unit} {line_numbers[row]} has a non-finite value (NaN or infinity): {shown}")
     bad = (two_theta <= 0) | (two_theta >= 180)
     if bad.any():
         row = int(np.argmax(bad))
-        raise _error(source, f"line {line_numbers[row]}: 2θ = {two_theta[row]:g} deg is outside (0, 180) "
+        raise _error(source, f"{unit} {line_numbers[row]}: 2θ = {two_theta[row]:g} deg is outside (0, 180) "
                              f"degrees ({int(bad.sum())} such rows)")
     step = np.diff(two_theta)
-    if not (step > 0).all():
-        row = int(np.argmax(step <= 0))
+    descending = bool(step[np.flatnonzero(step)[0]] < 0) if step.any() else False
+    backwards = step > 0 if descending else step < 0
+    if backwards.any():
+        row = int(np.argmax(backwards))
         line, previous = line_numbers[row + 1], line_numbers[row]
-        if step[row] == 0:
-            raise _error(source, f"line {line} repeats 2θ = {two_theta[row]:g} deg of line {previous}; "
-                                 "angles must be strictly increasing")
-        order = "; the whole file runs from high to low angle" if (step < 0).all() else ""
-        raise _error(source, f"2θ decreases at line {line} ({two_theta[row + 1]:g} after {two_theta[row]:g} "
-                             f"deg on line {previous}); angles must be strictly increasing{order}")
+        way = ("increases", "descending") if descending else ("decreases", "ascending")
+        raise _error(source, f"2θ {way[0]} at {unit} {line} ({two_theta[row + 1]:g} after {two_theta[row]:g} "
+                             f"deg on {unit} {previous}) in a scan that is otherwise {way[1]}; a pattern's "
+                             "angles run one way (several scans in one file?)")
     for name, column in (("intensities", intensity), ("sigma values", sigma)):
         if column is not None and (column < 0).any():
             negative = column < 0
             row = int(np.argmax(negative))
-            raise _error(source, f"{int(negative.sum())} negative {name}, the first on line "
+            raise _error(source, f"{int(negative.sum())} negative {name}, the first on {unit} "
                                  f"{line_numbers[row]} ({column[row]:g})")
+    notes = []
+    if descending:
+        notes.append(f"the file runs from high to low angle ({two_theta[0]:g} to {two_theta[-1]:g} deg 2θ); "
+                     "read in ascending order")
+        two_theta, intensity, line_numbers = two_theta[::-1], intensity[::-1], line_numbers[::-1]
+        sigma = None if sigma is None else sigma[::-1]
+    repeated = np.diff(two_theta) == 0
+    if repeated.any():
+        first = int(np.argmax(repeated))
+        starts = np.flatnonzero(np.concatenate([[True], ~repeated]))  # the first row of each angle
+        counts = np.diff(np.concatenate([starts, [len(two_theta)]]))
+        if len(starts) < 2:
+            raise _error(source, f"all {len(two_theta)} rows have the same 2θ ({two_theta[0]:g} deg); a pattern "
+                                 "needs at least two angles")
+        notes.append(f"{int((counts > 1).sum())} angles appear more than once (the first, {two_theta[first]:g} deg, "
+                     f"on {unit}s {min(line_numbers[first:first + 2])} and {max(line_numbers[first:first + 2])}); "
+                     "the intensities of equal angles are averaged")
+        two_theta = two_theta[starts]
+        intensity = np.add.reduceat(intensity, starts) / counts
+        if sigma is not None:  # the standard uncertainty of a mean of independent readings
+            sigma = np.sqrt(np.add.reduceat(sigma ** 2, starts)) / counts
     if intensity.min() == intensity.max():
         raise _error(source, f"all {len(intensity)} intensities are equal ({intensity[0]:g}); a constant "
                              "is not a diffraction pattern")
+    return two_theta, intensity, sigma, tuple(notes)
 
 
 def _delimiter(content: str) -> str | None:
