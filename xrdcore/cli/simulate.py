@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 
 from xrdcore.cli.options import PEAK_SHAPES, grid, grid_arguments, parse_options, simulator_arguments
@@ -24,7 +25,39 @@ def add_commands(commands) -> None:
     p.add_argument("--images", metavar="PNG", help="save the views of an images simulator side by side instead "
                    "(e.g. xrd-msdn's zone-axis: shaped spot patterns along x, y, z)")
     simulator_arguments(p)
+    limits_arguments(p)
     p.set_defaults(run=_simulate)
+
+
+def limits_arguments(p) -> None:
+    """The bounds of one simulation (xrdcore.diffraction.pxrd): refused above them, before the work."""
+    from xrdcore.builtin.pxrd import DEFAULT_MAX_RENDER
+    from xrdcore.diffraction.pxrd import DEFAULT_MAX_COST, DEFAULT_MAX_REFLECTIONS
+
+    p.add_argument("--max-reflections", type=_limit, default=DEFAULT_MAX_REFLECTIONS, metavar="N",
+                   help=f"refuse a cell with more reflections in the range (memory, ~600 bytes each; "
+                   f"default {DEFAULT_MAX_REFLECTIONS:.0e}; 'none': no bound)")
+    p.add_argument("--max-cost", type=_limit, default=DEFAULT_MAX_COST, metavar="N",
+                   help=f"refuse a cell with more symmetry-distinct reflections x scatterers (time; default "
+                   f"{DEFAULT_MAX_COST:.0e}, about 25 s on 2 cores; 'none': no bound)")
+    p.add_argument("--max-render", type=_limit, default=DEFAULT_MAX_RENDER, metavar="N",
+                   help=f"refuse a profile needing more values computed (peaks x window points; default "
+                   f"{DEFAULT_MAX_RENDER:.0e}, about 40 s; 'none': no bound)")
+
+
+def _limit(text: str) -> float | None:
+    """A positive bound, or 'none'."""
+    import argparse
+
+    if text.strip().lower() in ("none", "inf"):
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"must be a positive number or 'none', got {text!r}")
+    return value
 
 
 def _simulate(args) -> None:
@@ -39,12 +72,14 @@ def _simulate(args) -> None:
         _simulate_images(args, structure)
         if not (args.out or args.plot or args.peaks):
             return
-    simulator = PXRDSimulator(wavelength=args.wavelength, grid=grid(args, DEFAULT_GRID), shape=args.shape)
+    simulator = PXRDSimulator(wavelength=args.wavelength, grid=grid(args, DEFAULT_GRID), shape=args.shape,
+                              max_reflections=args.max_reflections, max_cost=args.max_cost,
+                              max_render=args.max_render, progress=True)
     try:
         (peaks,) = simulator.peaks([structure])
+        profile = simulator.render([peaks])[0].cpu().numpy()
     except StructureError as exc:
         raise StructureError(f"{args.cif}: {exc}") from None
-    profile = simulator.render([peaks])[0].cpu().numpy()
     header = (f"# {structure.composition.reduced_formula} from {args.cif}; wavelength {simulator.wavelength} Å; "
               f"xrdcore pxrd\n")
     if args.peaks:

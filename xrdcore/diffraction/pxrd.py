@@ -15,9 +15,20 @@ cell the fixed cost of a call (dozens of array operations) outweighs its arithme
 same reason small cells find their symmetry with a batched search of their own
 (:func:`_rotations`; spglib also identifies and standardises the space group, up to 20 ms for
 a cubic cell, three times pymatgen's whole pattern) and take the exact structure factor over
-(reflection, scatterer) pairs of the whole batch. Large cells use spglib, matrix products per
-structure and, when centrosymmetric, a real structure factor over half the atoms. Arrays are
-torch tensors on the requested device (numpy for the symmetry).
+(reflection, scatterer) pairs of the whole batch. Large cells use the same symmetry search
+(spglib takes 15 s for a 20,000-atom cell, this 0.7 s), and per structure the cheaper of two sums
+(by a cost model): sines and cosines of every (reflection, atom) pair as matrix products, or the
+separable sum: exp(2πi h·x) = e(hx) e(ky) e(lz), so each slab of equal h is one complex matrix
+product with no transcendental per pair (20 times cheaper per term). Centrosymmetric cells take a
+real structure factor over half the atoms. Arrays are torch tensors on the requested device
+(numpy for the symmetry).
+
+Bounded cost: before the work, a structure whose reflections in the range (memory; they follow
+from the cell volume, the 2θ range and the wavelength) or symmetry-distinct reflections ×
+scatterers (time) exceed ``max_reflections`` / ``max_cost`` is refused with the estimate, the
+limit and the argument that raises it (:class:`CostLimitError`); :func:`estimate_cost` gives the
+estimate without the work. A 20,000-atom P1 cell of 80 Å (1.7e10 terms) takes a few seconds on 2
+cores (benchmarks/large_cell.py).
 """
 
 from __future__ import annotations
@@ -51,8 +62,69 @@ SMALL_CELL = 64
 _CHUNK_ELEMENTS = 1 << 20
 
 
+#: the default bounds of one structure's simulation (:func:`peak_lists` refuses above them, before
+#: the work, with the estimate, the limit and the argument that raises it): reflections bound the
+#: memory (about REFLECTION_BYTES each: 10 million is about 6 GB), reflection × scatterer terms
+#: the time (1e11 terms: about 25 s on 2 cores; a 20,000-atom P1 cell of 80 Å has 1.7e10)
+DEFAULT_MAX_REFLECTIONS = 10_000_000
+DEFAULT_MAX_COST = 1e11
+#: peak memory per reflection (one of each Friedel pair in the 2θ range), measured
+REFLECTION_BYTES = 600
+#: a progress bar is shown (when asked for) for a structure estimated to take longer than this, seconds
+PROGRESS_SECONDS = 5.0
+
+
 class StructureError(ValueError):
     """A structure that cannot be simulated; the message says what is wrong with it."""
+
+
+class CostLimitError(StructureError):
+    """A structure whose simulation would exceed a limit; the message gives the estimate, the limit
+    and the argument that raises it."""
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What simulating one structure costs, known before the work from its cell volume, scatterers,
+    the 2θ range and the wavelength: the ``reflections`` are the reciprocal-lattice points in the
+    range, one of each Friedel pair ((4π/3)(g_max³ − g_min³) V / 2, g = 2 sin θ / λ); ``terms``
+    are reflections × scatterers, the structure factors' work before symmetry reduces it."""
+
+    reflections: int
+    scatterers: int
+
+    @property
+    def terms(self) -> float:
+        return float(self.reflections) * self.scatterers
+
+    @property
+    def bytes(self) -> int:
+        return self.reflections * REFLECTION_BYTES
+
+    @property
+    def seconds(self) -> float:
+        """Wall time on the 2-core CPU of benchmarks/large_cell.py, no symmetry assumed: the
+        per-reflection steps plus the separable structure factors (a box ~1.3 × the terms)."""
+        return self.reflections * _REFLECTION_SECONDS + 1.3 * self.terms * _SEPARABLE_SECONDS
+
+
+def estimate_cost(structure: Structure, *, wavelength: str | float = "CuKa1",
+                  two_theta_range: tuple[float, float] = (DEFAULT_GRID.start, DEFAULT_GRID.stop)) -> Cost:
+    """The :class:`Cost` of simulating ``structure`` over ``two_theta_range`` (no work done)."""
+    lam = parse_wavelength(wavelength)
+    low, high = check_two_theta_range(two_theta_range)
+    volume = abs(float(np.linalg.det(np.asarray(structure.lattice.matrix, dtype=float))))
+    scatterers = sum(len(site.species) for site in structure)
+    return _cost(volume, scatterers, lam, low, high)
+
+
+def _cost(volume: float, scatterers: int, lam: float, low: float, high: float) -> Cost:
+    g_min, g_max = (2 * math.sin(math.radians(t / 2)) / lam for t in (low, high))
+    return Cost(int(round(2 * math.pi / 3 * (g_max ** 3 - g_min ** 3) * volume)), int(scatterers))
+
+
+def _human(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 @dataclass(frozen=True)
@@ -79,37 +151,49 @@ class PeakList:
 def peak_list(structure: Structure, *, wavelength: str | float = "CuKa1",
               two_theta_range: tuple[float, float] = (DEFAULT_GRID.start, DEFAULT_GRID.stop),
               debye_waller: Mapping[str, float] | None = None, symprec: float | None = 1e-3,
-              device: str | torch.device | None = None) -> PeakList:
+              device: str | torch.device | None = None, max_reflections: int | None = DEFAULT_MAX_REFLECTIONS,
+              max_cost: float | None = DEFAULT_MAX_COST, progress: bool = False) -> PeakList:
     """Kinematic powder peaks of ``structure``.
 
     ``wavelength``: a line name (``"CuKa1"``) or Å. ``two_theta_range``: degrees.
     ``debye_waller``: element → B in Å². ``symprec``: tolerance (Å) of the symmetry used to
     merge equivalent reflections; ``None`` uses Friedel's law only (the result is the same,
-    slower on CPU). ``device``: where the tensors live.
+    slower on CPU). ``device``: where the tensors live. ``max_reflections`` (memory) and
+    ``max_cost`` (symmetry-distinct reflections × scatterers: time) bound the work: above them
+    :class:`CostLimitError` is raised before it starts (``None``: no bound). ``progress``: a bar
+    on standard error for a structure estimated to take more than PROGRESS_SECONDS.
     """
     return peak_lists([structure], wavelength=wavelength, two_theta_range=two_theta_range,
-                      debye_waller=debye_waller, symprec=symprec, device=device)[0]
+                      debye_waller=debye_waller, symprec=symprec, device=device, max_reflections=max_reflections,
+                      max_cost=max_cost, progress=progress)[0]
 
 
 def peak_lists(structures: Sequence[Structure], *, wavelength: str | float = "CuKa1",
                two_theta_range: tuple[float, float] = (DEFAULT_GRID.start, DEFAULT_GRID.stop),
                debye_waller: Mapping[str, float] | None = None, symprec: float | None = 1e-3,
-               device: str | torch.device | None = None) -> list[PeakList]:
+               device: str | torch.device | None = None, max_reflections: int | None = DEFAULT_MAX_REFLECTIONS,
+               max_cost: float | None = DEFAULT_MAX_COST, progress: bool = False) -> list[PeakList]:
     """:func:`peak_list` of each structure, all in one call: many times faster for small cells,
     whose cost is otherwise mostly per call, as every step after reading the structures runs
     once for the batch (reflections carry the index of their structure, ``segment``). The
-    settings are those of :func:`peak_list`; a structure that cannot be simulated raises
-    :class:`StructureError`, naming its position in a batch of several.
+    settings are those of :func:`peak_list`, the bounds apply to each structure; a structure
+    that cannot be simulated raises :class:`StructureError`, naming its position in a batch of
+    several.
     """
     lam = parse_wavelength(wavelength)
     low, high = check_two_theta_range(two_theta_range)
     device = torch.device(device or "cpu")
     cells = []
+
+    def named(index: int, exc: StructureError) -> StructureError:
+        return type(exc)(f"structure {index}: {exc}") if len(structures) > 1 else exc
+
     for index, structure in enumerate(structures):
         try:
             cells.append(_Cell.of(structure, debye_waller or {}))
+            _check_reflections(cells[-1], lam, low, high, max_reflections)
         except StructureError as exc:
-            raise (StructureError(f"structure {index}: {exc}") if len(structures) > 1 else exc) from None
+            raise named(index, exc) from None
     if not cells:
         return []
     g_min, g_max = (2 * math.sin(math.radians(t / 2)) / lam for t in (low, high))
@@ -124,7 +208,19 @@ def peak_lists(structures: Sequence[Structure], *, wavelength: str | float = "Cu
     inside = torch.nonzero((g >= g_min) & (g <= g_max)).flatten()
     reps, segment, multiplicity, g = (t.index_select(0, inside) for t in (reps, segment, multiplicity, g))
     theta = torch.asin((lam * g / 2).clamp(max=1.0))
-    f_squared = _structure_factors_squared(cells, inversions, reps, segment, (g / 2) ** 2, device)
+    distinct = torch.bincount(segment, minlength=len(cells)).tolist()
+    for index, (cell, count) in enumerate(zip(cells, distinct)):
+        try:
+            _check_cost(cell, count, max_cost)
+        except StructureError as exc:
+            raise named(index, exc) from None
+    bar = _progress_bar(cells, lam, low, high) if progress else None
+    try:
+        f_squared = _structure_factors_squared(cells, inversions, reps, segment, (g / 2) ** 2, device,
+                                               None if bar is None else bar.update)
+    finally:
+        if bar is not None:
+            bar.close()
     intensity = f_squared * lorentz_polarisation(theta) * multiplicity
     return _merge(torch.rad2deg(2 * theta), 1 / g, intensity, reps, multiplicity, segment, lam, cells, laue)
 
@@ -132,6 +228,42 @@ def peak_lists(structures: Sequence[Structure], *, wavelength: str | float = "Cu
 def lorentz_polarisation(theta: torch.Tensor) -> torch.Tensor:
     """(1 + cos² 2θ) / (sin² θ cos θ), θ in radians (unpolarised beam, no monochromator)."""
     return (1 + torch.cos(2 * theta) ** 2) / (torch.sin(theta) ** 2 * torch.cos(theta))
+
+
+def _check_reflections(cell: _Cell, lam: float, low: float, high: float, limit: int | None) -> None:
+    """Refuse a cell whose reflections in the range would not fit the memory bound."""
+    cost = _cost(abs(np.linalg.det(cell.lattice)), len(cell.coords), lam, low, high)
+    if limit is not None and cost.reflections > limit:
+        raise CostLimitError(
+            f"about {cost.reflections:,} reflections between {low:g} and {high:g}° 2θ (cell volume "
+            f"{abs(np.linalg.det(cell.lattice)):,.0f} Å³, wavelength {lam:.4f} Å) need about "
+            f"{cost.bytes / 2**30:.1f} GiB, above the limit of {limit:,.0f} reflections; raise it with "
+            f"--max-reflections (Python: max_reflections=), or narrow the 2θ range")
+
+
+def _check_cost(cell: _Cell, distinct: int, limit: float | None) -> None:
+    """Refuse a cell whose symmetry-distinct reflections × scatterers exceed the time bound."""
+    terms = float(distinct) * len(cell.coords)
+    if limit is not None and terms > limit:
+        seconds = distinct * _REFLECTION_SECONDS + 1.3 * terms * _SEPARABLE_SECONDS
+        raise CostLimitError(
+            f"{distinct:,} symmetry-distinct reflections × {len(cell.coords):,} scatterers = {terms:.3g} "
+            f"structure-factor terms (about {_human(seconds)} on 2 cores), above the limit of {limit:.3g}; "
+            f"raise it with --max-cost (Python: max_cost=), or narrow the 2θ range")
+
+
+def _progress_bar(cells: Sequence[_Cell], lam: float, low: float, high: float):
+    """A tqdm bar over the large cells' atoms, if their structure factors are estimated to take
+    longer than PROGRESS_SECONDS; else None."""
+    large = [cell for cell in cells if not _is_small(cell)]
+    costs = [_cost(abs(np.linalg.det(c.lattice)), len(c.coords), lam, low, high) for c in large]
+    if sum(c.seconds for c in costs) < PROGRESS_SECONDS:
+        return None
+    from tqdm import tqdm
+
+    terms = sum(c.terms for c in costs)
+    return tqdm(total=sum(len(c.coords) for c in large), unit="atom", smoothing=0.1,
+                desc=f"structure factors ({terms:.2g} terms, about {_human(sum(c.seconds for c in costs))})")
 
 
 @dataclass(frozen=True)
@@ -245,14 +377,10 @@ def _symmetry(cells: Sequence[_Cell], symprec: float | None) -> tuple[list[np.nd
     """The Laue group of each cell (point group with the inversion added, Friedel's law) on its own
     basis, and for large cells the translation t of an inversion x → −x + t if there is one (the
     shortcut of :func:`_inversion_pairs`; small cells take the exact sum, which costs little)."""
-    small = [cell for cell in cells if _is_small(cell)]
-    found = iter(_rotations(small, symprec) if symprec and small else [np.eye(3, dtype=int)[None]] * len(small))
-    rotations, inversions = [], []
-    for cell in cells:
-        group, inversion = (next(found), None) if _is_small(cell) else _spglib_operations(cell, symprec)
-        rotations.append(group)
-        inversions.append(inversion)
-    return _laue_groups(rotations), inversions
+    if not symprec:
+        return _laue_groups([np.eye(3, dtype=int)[None]] * len(cells)), [None] * len(cells)
+    rotations, inversions = _symmetry_search(cells, symprec)
+    return _laue_groups(rotations), [None if _is_small(c) else t for c, t in zip(cells, inversions)]
 
 
 def _laue_groups(rotations: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -320,10 +448,16 @@ def _spglib_operations(cell: _Cell, symprec: float | None) -> tuple[np.ndarray, 
 
 
 def _rotations(cells: Sequence[_Cell], symprec: float) -> list[np.ndarray]:
-    """The symmetry rotations of small cells, all searched at once, found as spglib finds them: R
-    keeps the metric, and for some t, x → R x + t takes every site within ``symprec`` Å of a site
-    of its own type. spglib also identifies and standardises the space group, which costs up to
-    20 ms for a cubic cell, three times pymatgen's whole pattern.
+    """The symmetry rotations of each cell (:func:`_symmetry_search`)."""
+    return _symmetry_search(cells, symprec)[0]
+
+
+def _symmetry_search(cells: Sequence[_Cell], symprec: float) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
+    """The symmetry rotations of cells, all searched at once, found as spglib finds them: R keeps
+    the metric, and for some t, x → R x + t takes every site within ``symprec`` Å of a site of its
+    own type; and the translation of each cell's inversion x → −x + t (None if it has none).
+    spglib also identifies and standardises the space group, which costs up to 20 ms for a cubic
+    cell, three times pymatgen's whole pattern, and 15 s for a 20,000-atom cell (this: 0.7 s).
 
     Only the Laue group ±R is wanted: the inversion is searched first, and a centrosymmetric
     cell then needs only its proper rotations (R and −R hold together there).
@@ -333,12 +467,17 @@ def _rotations(cells: Sequence[_Cell], symprec: float) -> list[np.ndarray]:
     keep = _keeps_metric(rotations, sites.lattices, owner)
     rotations, owner = rotations[keep], owner[keep]
     inversion = np.all(rotations == -np.eye(3, dtype=int), axis=(1, 2))
+    found, shifts = sites.search(rotations[inversion], owner[inversion])
     centric = np.zeros(len(cells), dtype=bool)
-    centric[owner[inversion][sites.search(rotations[inversion], owner[inversion])]] = True
+    centric[owner[inversion][found]] = True
+    translations: list[np.ndarray | None] = [None] * len(cells)
+    for cell, shift in zip(owner[inversion][found].tolist(), shifts[found]):
+        translations[cell] = shift
     keep = ~centric[owner] | (np.linalg.det(rotations) > 0)
     rotations, owner = rotations[keep], owner[keep]
-    valid = sites.search(rotations, owner)
-    return np.split(rotations[valid], np.cumsum(np.bincount(owner[valid], minlength=len(cells)))[:-1])
+    valid = sites.search(rotations, owner)[0]
+    groups = np.split(rotations[valid], np.cumsum(np.bincount(owner[valid], minlength=len(cells)))[:-1])
+    return groups, translations
 
 
 @dataclass(frozen=True)
@@ -383,31 +522,41 @@ class _Sites:
         reach = symprec * np.linalg.norm(np.linalg.inv(lattices) @ cls.KEY, axis=1)
         return cls(coords, types, cell, local, anchor, lattices, keys, key_site, reach, symprec)
 
-    def search(self, rotations: np.ndarray, owner: np.ndarray) -> np.ndarray:
+    def search(self, rotations: np.ndarray, owner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Which rotations R of cell ``owner`` are symmetries: for some t, x → R x + t takes every
-        site within symprec Å of a site of its own type.
+        site within symprec Å of a site of its own type; and such a t for each (NaN if none).
 
-        The candidate t take one site of the rarest type onto each site of that type; two other
-        sites rule out most candidates, then every site is checked for the first candidate left
-        of each rotation, and for its others only where that one fails (the others of a valid one
-        differ by a pure translation, which adds nothing)."""
+        The candidate t take one site of the rarest type onto each site of that type; a few other
+        sites (two, and in large cells about six more spread over the cell) rule out most candidates,
+        then every site is checked for the first candidate left of each rotation, and for its
+        others only where that one fails (the others of a valid one differ by a pure translation,
+        which adds nothing), a batch of about _CHUNK_ELEMENTS site images at a time."""
         turns = rotations.astype(float)
         target = np.flatnonzero(self.types == self.types[self.anchor[self.cell]])  # sorted by cell
         which, k = _pairs_within(owner, self.cell[target], len(self.lattices))  # candidate: rotation, target
         anchors = self.coords[self.anchor[owner[which]]]
         translations = self.coords[target[k]] - np.einsum("nij,nj->ni", turns[which], anchors)
-        probes = (self.local < 3) & (np.arange(len(self.cell)) != self.anchor[self.cell])  # the anchor fits
+        sizes = np.bincount(self.cell, minlength=len(self.lattices))
+        stride = np.where(sizes > SMALL_CELL, np.maximum(1, sizes // 6), len(self.cell) + 1)
+        probes = (self.local < 3) | (self.local % stride[self.cell] == 0)
+        probes &= np.arange(len(self.cell)) != self.anchor[self.cell]  # the anchor fits
         fits = self.fit(turns[which], translations, owner[which], probes)
         which, translations = which[fits], translations[fits]
         first = np.flatnonzero(np.diff(which, prepend=-1))
         fits = self.fit(turns[which[first]], translations[first], owner[which[first]], self.local >= 0)
-        rest = np.isin(which, which[first[~fits]])
-        rest[first] = False
-        rest = np.flatnonzero(rest)
-        rest = rest[self.fit(turns[which[rest]], translations[rest], owner[which[rest]], self.local >= 0)]
         valid = np.zeros(len(rotations), dtype=bool)
-        valid[which[first[fits]]] = valid[which[rest]] = True
-        return valid
+        shift = np.full((len(rotations), 3), np.nan)
+        valid[which[first[fits]]], shift[which[first[fits]]] = True, translations[first[fits]]
+        pending = np.isin(which, which[first[~fits]])
+        pending[first] = False
+        pending = np.flatnonzero(pending)
+        while len(pending):
+            pending = pending[~valid[which[pending]]]
+            head = pending[:max(1, int(np.searchsorted(np.cumsum(sizes[owner[which[pending]]]), _CHUNK_ELEMENTS)))]
+            ok = head[self.fit(turns[which[head]], translations[head], owner[which[head]], self.local >= 0)]
+            valid[which[ok]], shift[which[ok]] = True, translations[ok]
+            pending = pending[len(head):]
+        return valid, shift
 
     def fit(self, rotations: np.ndarray, translations: np.ndarray, owner: np.ndarray, sites: np.ndarray
             ) -> np.ndarray:
@@ -581,10 +730,11 @@ def _form_factors(rows: torch.Tensor, debye_waller: torch.Tensor, s2: torch.Tens
 
 def _structure_factors_squared(cells: Sequence[_Cell], inversions: Sequence[np.ndarray | None],
                                hkl: torch.Tensor, segment: torch.Tensor, s2: torch.Tensor,
-                               device: torch.device) -> torch.Tensor:
+                               device: torch.device, progress=None) -> torch.Tensor:
     """|F|² of each reflection with its own structure's scatterers: summed over (reflection,
-    scatterer) pairs for all small cells together, as matrix products for each large one, moved
-    onto its inversion centre where it has one (:func:`_inversion_pairs`)."""
+    scatterer) pairs for all small cells together, and for each large one by the faster of two
+    sums (:func:`_separable_is_faster`), moved onto its inversion centre where it has one
+    (:func:`_inversion_pairs`). ``progress`` is called with the number of a large cell's atoms done."""
     small = torch.as_tensor([_is_small(cell) for cell in cells], device=device)
     out = torch.empty(len(hkl), dtype=torch.float64, device=device)
     rows = torch.nonzero(small.index_select(0, segment)).flatten()
@@ -595,9 +745,28 @@ def _structure_factors_squared(cells: Sequence[_Cell], inversions: Sequence[np.n
     for i in torch.nonzero(~small).flatten().tolist():  # reflections are ordered by structure
         part = slice(ends[i - 1] if i else 0, ends[i])
         centric = _inversion_pairs(cells[i], inversions[i]) if inversions[i] is not None else None
-        out[part] = _structure_factor_squared(centric or cells[i], hkl[part], s2[part], device,
-                                              real=centric is not None)
+        cell = centric or cells[i]
+        method = (_separable_structure_factor_squared if _separable_is_faster(cell, hkl[part])
+                  else _structure_factor_squared)
+        out[part] = method(cell, hkl[part], s2[part], device, real=centric is not None)
+        if progress is not None:
+            progress(len(cells[i].coords))
     return out
+
+
+#: seconds per (reflection, scatterer) term of the direct sum (a sine and a cosine each), per box
+#: term of the separable one (a complex multiply-add), per (slab, element, atom block) of the
+#: separable one (its Python loop), and per reflection of every other step, on the 2-core CPU of
+#: benchmarks/large_cell.py: what chooses the sum, and the estimates of messages and progress bars
+_DIRECT_SECONDS, _SEPARABLE_SECONDS, _SLAB_SECONDS, _REFLECTION_SECONDS = 7e-9, 1.5e-10, 1e-4, 1.5e-6
+
+
+def _separable_is_faster(cell: _Cell, hkl: torch.Tensor) -> bool:
+    """Whether the cost model prefers the separable sum for these reflections of a large cell."""
+    slabs = len(torch.unique_consecutive(hkl[:, 0])) if len(hkl) else 0
+    separable = (_separable_cost(hkl, len(cell.coords)) * _SEPARABLE_SECONDS
+                 + slabs * len(cell.elements) * _SLAB_SECONDS)
+    return separable < len(hkl) * len(cell.coords) * _DIRECT_SECONDS
 
 
 def _pair_structure_factors_squared(cells: Sequence[_Cell], hkl: torch.Tensor, segment: torch.Tensor,
@@ -662,6 +831,85 @@ def _structure_factor_squared(cell: _Cell, hkl: torch.Tensor, s2: torch.Tensor, 
         if not real:
             out[chunk] += (form * (torch.sin(phase) @ weights).double()).sum(1) ** 2
     return out
+
+
+def _slab_boxes(hkl: torch.Tensor) -> tuple[list[int], list[int], torch.Tensor]:
+    """The slabs of equal h of reflections ordered by h (as orbit representatives are): where each
+    starts and ends, and the (k_min, k_max, l_min, l_max) of each as an (S, 4) tensor."""
+    h, k, l = hkl.long().T
+    _, counts = torch.unique_consecutive(h, return_counts=True)
+    slab = torch.repeat_interleave(torch.arange(len(counts), device=hkl.device), counts)
+    box = torch.stack([torch.zeros(len(counts), dtype=torch.long, device=hkl.device).scatter_reduce(
+        0, slab, v, reduce, include_self=False) for v in (k, l) for reduce in ("amin", "amax")], 1)
+    ends = torch.cumsum(counts, 0).tolist()
+    return [0] + ends[:-1], ends, box
+
+
+def _separable_cost(hkl: torch.Tensor, scatterers: int) -> float:
+    """(reflection, scatterer) terms that :func:`_separable_structure_factor_squared` evaluates:
+    each slab's (k, l) box times the scatterers."""
+    if not len(hkl):
+        return 0.0
+    box = _slab_boxes(hkl)[2].double()
+    return float(((box[:, 1] - box[:, 0] + 1) * (box[:, 3] - box[:, 2] + 1)).sum()) * scatterers
+
+
+def _phases(indices: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """exp(2πi n x) for every index n (rows) and coordinate x (columns), complex64, computed in
+    float64 (|n x| reaches a few hundred radians)."""
+    angle = (2 * math.pi) * indices.double()[:, None] * coords[None, :]
+    return torch.polar(torch.ones_like(angle), angle).to(torch.complex64)
+
+
+def _separable_structure_factor_squared(cell: _Cell, hkl: torch.Tensor, s2: torch.Tensor, device: torch.device,
+                                        real: bool = False) -> torch.Tensor:
+    """|F|² of one structure's reflections (ordered by h) by slabs of equal h: exp(2πi h·x) is
+    e(hx) e(ky) e(lz), so the structure factors of each slab's (k, l) box are one complex matrix
+    product (k × atoms)(atoms × l) per element: about a twentieth of the cost per (reflection,
+    atom) term of the sines and cosines of :func:`_structure_factor_squared`, at the price of the
+    box's corners. Atoms go in blocks, to bound memory; ``real`` (origin on an inversion centre)
+    takes the real part only."""
+    out = torch.zeros(len(hkl), dtype=torch.float64, device=device)
+    if not len(hkl):
+        return out
+    starts, ends, box = _slab_boxes(hkl)
+    box_rows = box.tolist()
+    h_values = hkl[torch.as_tensor(starts, device=device), 0]
+    k, l = hkl[:, 1].long(), hkl[:, 2].long()
+    k_min, k_max, l_min, l_max = int(box[:, 0].min()), int(box[:, 1].max()), int(box[:, 2].min()), int(box[:, 3].max())
+    ks, ls = torch.arange(k_min, k_max + 1, device=device), torch.arange(l_min, l_max + 1, device=device)
+    index = _element_table()[0]
+    rows = torch.as_tensor([index[e] for e in cell.elements], device=device)
+    debye_waller = torch.as_tensor(cell.debye_waller, device=device)
+    step = max(1, _CHUNK_ELEMENTS // (len(rows) * _element_table()[2].shape[1]))
+    form = torch.cat([_form_factors(rows, debye_waller, s2[i:i + step, None])  # (n, elements)
+                      for i in range(0, len(s2), step)])
+    f_real = torch.zeros(len(hkl), dtype=torch.float64, device=device)
+    f_imag = torch.zeros_like(f_real)
+    coords = torch.as_tensor(cell.coords, dtype=torch.float64, device=device)
+    occupancy = torch.as_tensor(cell.occupancy, dtype=torch.float64, device=device)
+    element = torch.as_tensor(cell.element, device=device)
+    block = max(1, _CHUNK_ELEMENTS // max(len(ks), len(ls)))
+    for e in range(len(cell.elements)):
+        atoms = torch.nonzero(element == e).flatten()
+        for begin in range(0, len(atoms), block):
+            chosen = atoms[begin:begin + block]
+            x, y, z = coords.index_select(0, chosen).T
+            along_k = _phases(ks, y)  # (K, atoms)
+            along_l = _phases(ls, z).T.contiguous()  # (atoms, L)
+            weighted = _phases(h_values, x) * occupancy.index_select(0, chosen).to(torch.complex64)  # (S, atoms)
+            for s, (start, end, (k0, k1, l0, l1)) in enumerate(zip(starts, ends, box_rows)):
+                rows_k = along_k[k0 - k_min:k1 - k_min + 1] * weighted[s]
+                columns = along_l[:, l0 - l_min:l1 - l_min + 1]
+                if real:
+                    grid = torch.cat([rows_k.real, rows_k.imag], 1) @ torch.cat([columns.real, -columns.imag], 0)
+                else:
+                    grid = rows_k @ columns
+                values = grid[k[start:end] - k0, l[start:end] - l0]
+                f_real[start:end] += form[start:end, e] * values.real.double()
+                if not real:
+                    f_imag[start:end] += form[start:end, e] * values.imag.double()
+    return f_real ** 2 + f_imag ** 2
 
 
 def _merge(two_theta: torch.Tensor, d: torch.Tensor, intensity: torch.Tensor, hkl: torch.Tensor,
