@@ -5,6 +5,8 @@ rendered (and augmented) at load time on the training device. A build is keyed b
 its inputs and simulator settings: rerunning with the same ones reuses it, an interrupted build
 resumes at the first missing chunk, and a directory holding another build is never overwritten.
 Every file is written atomically; ``manifest.json`` says ``complete`` only once all are there.
+A build holds ``.lock`` in its directory (xrdcore.storage.directory_lock): a second build
+pointed at it is refused while the first runs; a complete cache is read without it.
 
 Layout of a cache directory::
 
@@ -39,7 +41,7 @@ from xrdcore.data.labels import DEFAULT_SYMPREC
 from xrdcore.data.parallel import check_workers, unordered_map
 from xrdcore.data.splits import DEFAULT_FRACTIONS, SPLITS, Split
 from xrdcore.diffraction.grid import DEFAULT_GRID
-from xrdcore.storage import TEMPORARY_SUFFIX, atomic_write_json, holds_other_files
+from xrdcore.storage import TEMPORARY_SUFFIX, atomic_write_json, directory_lock, holds_other_files, write_errors
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure
@@ -139,13 +141,30 @@ def build_cache(out: str | Path, spec: BuildSpec, *, workers: int = 1, chunk_siz
     ``workers`` processes parse the data set's files and simulate its peaks; results do not
     depend on their number.
     """
-    from xrdcore.data.prepare import prepare
-
     from xrdcore.validate import positive_int
 
     out, workers = Path(out), check_workers(workers)
     positive_int("chunk_size", chunk_size)
     spec.check()
+    if (out / "manifest.json").is_file() and _is_complete(out, spec):
+        return PeakCache(out)  # a finished build is read without the lock: readers never wait or fail
+    with directory_lock(out):  # one build at a time in ``out``; the OS drops the lock when we die
+        return _build_locked(out, spec, workers, chunk_size, progress, registry)
+
+
+def _is_complete(out: Path, spec: BuildSpec) -> bool:
+    try:
+        manifest = _read_manifest(out)
+    except CacheError:
+        return False
+    return manifest.get("key") == spec.key and manifest.get("status") == "complete"
+
+
+def _build_locked(out: Path, spec: BuildSpec, workers: int, chunk_size: int, progress: bool,
+                  registry: Any | None) -> PeakCache:
+    """:func:`build_cache` once ``out`` is locked."""
+    from xrdcore.data.prepare import prepare
+
     manifest = _read_manifest(out) if (out / "manifest.json").exists() else None
     if manifest is not None and not any((out / name).exists() for name in ("structures.jsonl.gz", _WORK)):
         manifest = None  # a build that stopped before it produced anything: nothing to keep
@@ -401,18 +420,19 @@ def _join_parts(parts: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np.ndarr
 
 def write_peak_chunk(folder: Path, arrays: Mapping[str, np.ndarray]) -> None:
     """Write every array into a temporary folder, then rename it into place: all or nothing."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        for name, array in arrays.items():
-            with open(tmp / f"{name}.npy", "wb") as handle:
-                np.save(handle, array)
-                handle.flush()
-                os.fsync(handle.fileno())
-        os.rename(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with write_errors(folder):
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+        try:
+            for name, array in arrays.items():
+                with open(tmp / f"{name}.npy", "wb") as handle:
+                    np.save(handle, array)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+            os.rename(tmp, folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
 
 def _source(name: str, registry: Any | None) -> dict[str, str]:
@@ -436,12 +456,14 @@ def _write_structures(out: Path, records: Sequence[Any]) -> None:
     """structures.jsonl.gz (one record per line, streamed: never the whole text in memory) and
     index.json (ids, space groups, formulas: what training needs, without reading structures)."""
     tmp = out / f".structures.jsonl.gz{TEMPORARY_SUFFIX}"
-    with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, filename="", mtime=0) as handle:
-        for i, r in enumerate(records):
-            line = json.dumps({"id": r.id, "space_group": r.space_group, "formula": r.formula,
-                               "structure": r.compact.stored()})
-            handle.write((("\n" if i else "") + line).encode())
-    os.replace(tmp, out / "structures.jsonl.gz")
+    with write_errors(out / "structures.jsonl.gz"):
+        with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, filename="",
+                                                   mtime=0) as handle:
+            for i, r in enumerate(records):
+                line = json.dumps({"id": r.id, "space_group": r.space_group, "formula": r.formula,
+                                   "structure": r.compact.stored()})
+                handle.write((("\n" if i else "") + line).encode())
+        os.replace(tmp, out / "structures.jsonl.gz")
     atomic_write_json(out / "index.json", {"ids": [r.id for r in records],
                                            "space_groups": [r.space_group for r in records],
                                            "formulas": [r.formula for r in records]})
