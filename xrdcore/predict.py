@@ -138,6 +138,8 @@ class Prediction:
     model: str | None = None
     reference: Reference | None = None
     reference_note: str | None = None
+    #: what the reader did to the file's values (a descending scan reordered, repeated angles averaged)
+    reading_notes: tuple[str, ...] = ()
 
 
 def predict(run_dir: str | Path, pattern_path: str | Path, top: int = 5, outside: str = "zero",
@@ -293,7 +295,7 @@ def _answer(p: _Prepared, probabilities: dict[str, np.ndarray], model, config, r
     return Prediction(run_dir, p.pattern.source, encoder, record["hierarchy"]["name"], scores, levels,
                       disagreements, p.coverage, warnings, config.input, config.input.grid.values, p.profile,
                       Path(data["path"]) if data.get("path") else None, data.get("key"), p.wavelength_note,
-                      p.background_note, alternatives, model_name)
+                      p.background_note, alternatives, model_name, reading_notes=p.pattern.notes)
 
 
 def _at_run_wavelength(pattern: MeasuredPattern, stated: str | float | None, record: dict,
@@ -481,6 +483,7 @@ def prediction_row(p: Prediction) -> dict[str, Any]:
         row[f"space_group_{k}"], row[f"symbol_{k}"], row[f"probability_{k}"] = (score.number, score.symbol,
                                                                                round(score.probability, 6))
     row["background"] = p.background_note
+    row["read"] = "; ".join(p.reading_notes)
     row["same_absences"] = " ".join(f"{s.symbol}({s.number})" for s in p.alternatives)
     for lv in p.levels:
         if lv.level != "space_group":
@@ -514,6 +517,7 @@ def format_prediction(p: Prediction) -> str:
         f"run:      {p.run_dir} ({p.encoder}, hierarchy {p.hierarchy})"
     lines = [source,
              f"pattern:  {p.pattern}",
+             *(f"read:     {note}" for note in p.reading_notes),
              f"wavelength: {p.wavelength_note}",
              f"background: {p.background_note}",
              f"coverage: {coverage.fraction:.0%} of the model's 2θ grid {first:.2f}-{last:.2f}° (measured "

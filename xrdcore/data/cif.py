@@ -299,7 +299,7 @@ def check_block(data: dict, where: str, applied=None) -> None:
         fields.setdefault(key.lower().rstrip("_"), (key, [str(v).strip() for v in values]))
     lattice = _check_cell(fields, where)
     _check_occupancies(fields, where)
-    _check_symmetry(fields, where, lattice, applied)
+    _check_symmetry(fields, where, lattice, applied, data)
 
 
 def _values(fields: dict, tag: str) -> list[str] | None:
@@ -381,9 +381,12 @@ def _check_occupancies(fields: dict, where: str) -> None:
             raise UnreadableCIF(f"{where}: {site} has {_tag(fields, '_atom_site_occupancy')} {value}, above 1")
 
 
-def _check_symmetry(fields: dict, where: str, lattice, applied) -> None:
+def _check_symmetry(fields: dict, where: str, lattice, applied, data: dict | None = None) -> None:
     """Symbols, IT numbers and operations must name one space-group type that spglib knows, fit the
-    cell, and be what pymatgen applies; see the comment above :data:`_HM_TAGS`."""
+    cell, and be what pymatgen applies; see the comment above :data:`_HM_TAGS`. A block declared
+    by a Hall symbol alone gets that setting's operations in ``data`` (pymatgen's block)."""
+    import numpy as np
+
     declared = []  # (tag, value, type number or None when the symbol is unknown)
     for tags, resolve in ((_HM_TAGS, _hm_number), (_HALL_TAGS, _hall_number)):
         for tag in tags:
@@ -429,6 +432,18 @@ def _check_symmetry(fields: dict, where: str, lattice, applied) -> None:
     what = f"the {len(used_ops[0])} operations of {known[0][1]!r}" if known else "the operations pymatgen applies"
     number = _type_of(used_ops, lattice, where, what)
     expected = known[0][2] if known else 1
+    hall = next((value for tag, value, n in known if tag.lower().rstrip("_") in _HALL_TAGS), None)
+    if number != expected and hall is not None and data is not None:
+        # a Hall symbol names one setting exactly: its operations from spglib's database, for pymatgen
+        # (which looks Hall symbols up in its own, smaller table and falls back to P1)
+        import spglib
+
+        setting = _symbol_tables()[1][" ".join(hall.split()).upper()][1]
+        database = spglib.get_symmetry_from_database(setting)
+        generated = (database["rotations"], np.mod(database["translations"], 1.0))
+        data["_symmetry_equiv_pos_as_xyz"] = [_write(generated, i) for i in range(len(generated[0]))]
+        used_ops = _as_arrays(applied())
+        number = _type_of(used_ops, lattice, where, f"the {len(used_ops[0])} operations of {hall!r}")
     if number != expected:
         said = f"{known[0][0]} {known[0][1]!r} (No. {expected})" if known else "no symmetry (P1)"
         raise UnreadableCIF(f"{where}: the file says {said} but pymatgen would apply the symmetry of "
@@ -463,12 +478,14 @@ def _hm_number(value: str) -> int | None:
 
 def _hall_number(value: str) -> int | None:
     """The type number of a Hall symbol spglib lists (any of its 530 settings), or None."""
-    return _symbol_tables()[1].get(re.sub(r"\s", "", value).upper())
+    setting = _symbol_tables()[1].get(" ".join(value.split()).upper())  # spaces separate: P 3 2 is not P 32
+    return None if setting is None else setting[0]
 
 
 @functools.cache
-def _symbol_tables() -> tuple[dict[str, int], dict[str, int]]:
-    """spglib's symbols in capitals without spaces → type number: Hermann-Mauguin, then Hall."""
+def _symbol_tables() -> tuple[dict[str, int], dict[str, tuple[int, int]]]:
+    """spglib's symbols in capitals: Hermann-Mauguin (without spaces) → type number, and Hall (single
+    spaces, which separate its parts) → (type number, spglib's Hall number of that one setting)."""
     import spglib
 
     from xrdcore.crystal.spacegroups import _quiet_spglib, _symbol_index
@@ -482,15 +499,15 @@ def _symbol_tables() -> tuple[dict[str, int], dict[str, int]]:
     with _quiet_spglib():
         for number in range(1, 531):
             kind = spglib.get_spacegroup_type(number)
-            hall.setdefault(re.sub(r"\s", "", kind.hall_symbol).upper(), kind.number)
+            hall.setdefault(" ".join(kind.hall_symbol.split()).upper(), (kind.number, number))
     return hm, hall
 
 
 def _looks_like_symbol(value: str, hall: bool) -> bool:
     """Written like a space-group symbol (a lattice letter, then axes); operations then define it."""
     if hall:
-        return re.fullmatch(r"-?[PABCIFR]\s+[-0-9xyzabcnuvwd'\"*=^ ()+/,.]+", value, flags=re.IGNORECASE) is not None
-    return re.fullmatch(r"[PABCIFR]\s*[-0-9abcdemn/_ ]*(:\s*\S+)?", value, flags=re.IGNORECASE) is not None
+        return re.fullmatch(r"-?[PABCIFR]\s+[-0-9xyzabcnuvwdXYZABCNUVWD'\"*=^ ()+/,.]+", value) is not None
+    return re.fullmatch(r"[PABCIFR]\s*[-0-9abcdemnABCDEMN/_ ]*(:\s*\S+)?", value) is not None
 
 
 _TERM = re.compile(r"([+-]?)(?:(\d+(?:\.\d*)?|\.\d+)(?:/(\d+(?:\.\d*)?))?\*?)?([xyz])?")
@@ -573,40 +590,57 @@ def _write(ops, i: int) -> str:
 
 
 def _periodic_distance(a, b):
+    """Largest per-axis distance between fractional translations, modulo whole cells (broadcasts)."""
     import numpy as np
 
     d = np.abs(a - b) % 1.0
     return np.minimum(d, 1 - d).max(axis=-1)
 
 
+def _codes(rotations):
+    """One int64 per integer rotation matrix (entries within ±7), equal for equal matrices."""
+    import numpy as np
+
+    flat = np.clip(rotations.reshape(len(rotations), 9), -8, 7).astype(np.int64) + 8
+    return flat @ (16 ** np.arange(9, dtype=np.int64)) + np.where(np.abs(rotations.reshape(-1, 9)).max(1) > 7, -1, 0)
+
+
+def _matches(rotations, translations, other_rotations, other_translations):
+    """(n, m) boolean: operation i of the first set equals operation j of the second."""
+    same = _codes(rotations)[:, None] == _codes(other_rotations)[None, :]
+    return same & (_periodic_distance(translations[:, None, :], other_translations[None, :, :])
+                   < _TRANSLATION_TOLERANCE)
+
+
 def _distinct(rotations, translations):
-    keep = []
-    for i in range(len(rotations)):
-        if not any((rotations[i] == rotations[j]).all() and _periodic_distance(translations[i], translations[j])
-                   < _TRANSLATION_TOLERANCE for j in keep):
-            keep.append(i)
+    """The operations without repeats (the first of each)."""
+    import numpy as np
+
+    equal = _matches(rotations, translations, rotations, translations)
+    keep = ~np.tril(equal, k=-1).any(axis=1)
     return rotations[keep], translations[keep]
 
 
 def _not_closed(rotations, translations) -> tuple[int, int] | None:
-    """A pair (i, j) whose product is not in the set, or None for a group."""
+    """A pair (i, j) whose product is not in the set, or None for a group. Each product is compared
+    only with the operations of its rotation (a few centrings): n² x 3 x a few numbers, not n³."""
     import numpy as np
 
-    keys = {r.tobytes(): k for k, r in enumerate(np.unique(rotations, axis=0))}
-    which = np.array([keys[r.tobytes()] for r in rotations])
-    members = [translations[which == k] for k in range(len(keys))]
-    width = max(len(m) for m in members)
-    padded = np.full((len(keys), width, 3), np.nan)
-    for k, m in enumerate(members):
-        padded[k, :len(m)] = m
     n = len(rotations)
     products = np.einsum("iab,jbc->ijac", rotations, rotations).reshape(n * n, 3, 3)
     shifts = (np.einsum("iab,jb->ija", rotations, translations) + translations[:, None, :]).reshape(n * n, 3)
-    for flat, (product, shift) in enumerate(zip(products, shifts)):
-        k = keys.get(product.tobytes())
-        if k is None or not np.nanmin(_periodic_distance(padded[k], shift)) < _TRANSLATION_TOLERANCE:
-            return divmod(flat, n)
-    return None
+    codes = _codes(rotations)
+    order = np.argsort(codes, kind="stable")
+    wanted = _codes(products)
+    first = np.searchsorted(codes[order], wanted, "left")
+    stop = np.searchsorted(codes[order], wanted, "right")
+    found = np.zeros(n * n, dtype=bool)
+    for k in range(int((stop - first).max(initial=0))):
+        candidate = order[np.minimum(first + k, n - 1)]
+        found |= (first + k < stop) & (_periodic_distance(shifts, translations[candidate]) < _TRANSLATION_TOLERANCE)
+    if found.all():
+        return None
+    return divmod(int(np.argmin(found)), n)
 
 
 def _as_arrays(symmops):
@@ -621,10 +655,7 @@ def _as_arrays(symmops):
 
 
 def _same_operations(a, b) -> bool:
-    if len(a[0]) != len(b[0]):
-        return False
-    return all(any((ra == rb).all() and _periodic_distance(ta, tb) < _TRANSLATION_TOLERANCE
-                   for rb, tb in zip(*b)) for ra, ta in zip(*a))
+    return len(a[0]) == len(b[0]) and bool(_matches(*a, *b).any(axis=1).all())
 
 
 def _type_of(ops, lattice, where: str, what: str) -> int:
