@@ -38,11 +38,11 @@ class LockError(RuntimeError):
 
 
 def holds_other_files(directory: str | os.PathLike, ours: tuple[str, ...] = ()) -> bool:
-    """Whether ``directory`` holds anything but the files named in ``ours``, its lock file and
-    temporaries that a write killed with -9 left behind: such a directory belongs to someone else
-    and is left alone."""
+    """Whether ``directory`` holds anything but the files named in ``ours``, lock files (``.lock``,
+    ``.lock-...``) and temporaries that a write killed with -9 left behind: such a directory
+    belongs to someone else and is left alone."""
     directory = Path(directory)
-    return directory.exists() and any(p.name not in ours and p.name != LOCK_NAME
+    return directory.exists() and any(p.name not in ours and not p.name.startswith(LOCK_NAME)
                                       and not p.name.endswith(TEMPORARY_SUFFIX) for p in directory.iterdir())
 
 

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from xrdcore.data.parallel import parse_shard
-from xrdcore.storage import atomic_write_json, holds_other_files
+from xrdcore.storage import LOCK_NAME, LockError, atomic_write_json, directory_lock, holds_other_files
 
 BENCH_FORMAT = "xrdcore-bench/1"
 
@@ -218,11 +218,14 @@ def run_bench(data: Any, out: str | Path, settings: BenchSettings, *, device: st
     cache = data if isinstance(data, PeakCache) else PeakCache(data)
     out = Path(out)
     k, n = parse_shard(shard)
-    claim_bench_dir(out, BENCH_FORMAT, settings.to_dict(), cache, resume)
-    combos, skipped = find_combinations(settings, registry)
-    runs = [(c, s) for c in combos for s in settings.seeds][k::n]
-    bench = Bench(cache, out, settings, registry, skipped, device, command, progress)
-    return bench.run(runs, combos, settings.seeds)
+    # one process per benchmark directory, or per shard of it (shards share the directory on
+    # purpose; each run directory is locked by the training itself)
+    with directory_lock(out, LOCK_NAME if n == 1 else f"{LOCK_NAME}-shard-{k}-of-{n}"):
+        claim_bench_dir(out, BENCH_FORMAT, settings.to_dict(), cache, resume)
+        combos, skipped = find_combinations(settings, registry)
+        runs = [(c, s) for c in combos for s in settings.seeds][k::n]
+        bench = Bench(cache, out, settings, registry, skipped, device, command, progress)
+        return bench.run(runs, combos, settings.seeds)
 
 
 class Bench:
@@ -277,6 +280,8 @@ class Bench:
             tqdm.write(f"{combo.id} seed {seed}: test top-1 {result['test']['top1']:.3f} "
                        f"({result['wall_seconds']:.1f} s)")
             return result
+        except LockError:  # another process is training this run: not a failure of the run
+            raise
         except Exception as exc:  # noqa: BLE001 - one failing run must not stop the grid
             atomic_write_json(failed, {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()})
             tqdm.write(f"{combo.id} seed {seed}: FAILED: {type(exc).__name__}: {exc}")

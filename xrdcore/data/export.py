@@ -23,6 +23,7 @@ import io
 import json
 import lzma
 import math
+import os
 import struct
 import time
 from collections.abc import Mapping
@@ -33,7 +34,7 @@ import numpy as np
 
 from xrdcore.data.cache import CACHE_FORMAT, PeakCache, write_peak_chunk
 from xrdcore.data.splits import Split
-from xrdcore.storage import atomic_write_bytes, atomic_write_json, holds_other_files
+from xrdcore.storage import atomic_write_bytes, atomic_write_json, directory_lock, holds_other_files
 
 EXPORT_FORMAT = "xrdcore-export/1"
 MAGIC = b"XRDCORE-EXPORT\n"
@@ -71,7 +72,10 @@ def export_cache(cache_dir: str | Path, file: str | Path) -> dict[str, Any]:
     arrays["ok"] = joined("ok").astype(np.uint8)
     entries = [{"id": i, "space_group": int(g), "formula": f} for i, g, f in zip(cache.ids, cache.space_groups,
                                                                                  cache.formulas)]
-    header = {"format": EXPORT_FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    # the cache's completion time (or SOURCE_DATE_EPOCH), not the export's: exporting the same
+    # cache again writes the same bytes (an export killed and rerun included)
+    created = float(os.environ.get("SOURCE_DATE_EPOCH") or (cache.path / "manifest.json").stat().st_mtime)
+    header = {"format": EXPORT_FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(created)),
               "manifest": cache.manifest, "split": json.loads((cache.path / "split.json").read_text()),
               "report": json.loads((cache.path / "report.json").read_text()), "entries": entries,
               "encoding": {"two_theta_quantum": TWO_THETA_QUANTUM, "intensity_range": list(INTENSITY_RANGE),
@@ -94,8 +98,33 @@ def import_cache(file: str | Path, cache_dir: str | Path) -> PeakCache:
     """Unpack an export into a new cache directory ``cache_dir`` and return it as a PeakCache."""
     file, out = Path(file), Path(cache_dir)
     header, arrays = read_export(file)
-    if holds_other_files(out):
-        raise ExportError(f"{out}: exists and is not empty; import into a new directory")
+    with directory_lock(out):  # two imports into one directory: the second is refused
+        identity = {"key": (header.get("manifest") or {}).get("key"), "created": header.get("created")}
+        marker = out / _IMPORTING
+        resuming = marker.is_file() and _json_or_none(marker) == identity  # an import of this file, killed
+        if holds_other_files(out) and not resuming:
+            raise ExportError(f"{out}: exists and is not empty; import into a new directory")
+        atomic_write_json(marker, identity)
+        cache = _unpack(file, out, header, arrays)
+        marker.unlink()
+        return cache
+
+
+#: written first and removed last by an import: a directory holding it and part of the cache is an
+#: import of the same file that was killed, which the same command resumes
+_IMPORTING = ".importing.json"
+
+
+def _json_or_none(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _unpack(file: Path, out: Path, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> PeakCache:
+    """:func:`import_cache` once ``out`` is locked: chunks already unpacked (all or nothing each)
+    are kept, the manifest is written last."""
     manifest = dict(header["manifest"])
     split = header["split"]
     try:
@@ -121,6 +150,8 @@ def import_cache(file: str | Path, cache_dir: str | Path) -> PeakCache:
     chunk_size = int(manifest["chunk_size"])
     out.mkdir(parents=True, exist_ok=True)
     for k in range(math.ceil(len(entries) / chunk_size)):
+        if (out / "peaks" / f"{k:05d}").is_dir():
+            continue
         rows = slice(k * chunk_size, (k + 1) * chunk_size)
         n = len(counts[rows])
         lo, hi = int(starts[rows][0]), int(starts[rows][-1] + counts[rows][-1])
@@ -141,7 +172,7 @@ def import_cache(file: str | Path, cache_dir: str | Path) -> PeakCache:
                                            "formulas": [e["formula"] for e in entries]})
     atomic_write_bytes(out / "split.json", (json.dumps(split, indent=1) + "\n").encode())
     atomic_write_json(out / "report.json", header["report"])
-    manifest["imported_from"] = {"file": str(file), "format": header["format"], "created": header["created"],
+    manifest["imported_from"] = {"file": str(file), "format": header["format"], "created": header.get("created"),
                                  "encoding": header["encoding"]}
     manifest["peak_indices"] = False
     manifest["structures_included"] = False

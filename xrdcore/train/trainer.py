@@ -34,7 +34,7 @@ import torch
 
 from xrdcore.data.cache import PeakCache
 from xrdcore.metrics import evaluate
-from xrdcore.storage import atomic_write_json, holds_other_files
+from xrdcore.storage import atomic_write_json, directory_lock, holds_other_files
 from xrdcore.train.config import TrainConfig
 from xrdcore.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from xrdcore.train.inputs import SplitInputs, split_inputs
@@ -202,7 +202,10 @@ def train(config: TrainConfig, data: str | Path | PeakCache, out: str | Path, *,
         raise RunError("precision bf16 is for CUDA devices; use fp32 or auto on the CPU")
     dist = _distributed(device)
     try:
-        return _train(config, cache, out, device, dist, resume, progress and dist.main, registry, inputs)
+        if not dist.main:  # the main process holds the run directory's lock for all ranks
+            return _train(config, cache, out, device, dist, resume, progress and dist.main, registry, inputs)
+        with directory_lock(out):  # a second process pointed at ``out`` is refused while this one runs
+            return _train(config, cache, out, device, dist, resume, progress and dist.main, registry, inputs)
     finally:
         if dist.started_here:
             import torch.distributed
