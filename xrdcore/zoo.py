@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -45,17 +46,18 @@ class PretrainedModel:
 
     @classmethod
     def from_folder(cls, path: str | Path) -> PretrainedModel:
-        """The model in ``path``; a clear :class:`ModelError` when it is not one."""
+        """The model in ``path``; a clear :class:`ModelError` when it is not one, or when a field its
+        users read (``xrdcore models``, predict) is missing or of the wrong kind."""
         path = Path(path)
-        try:
-            card = json.loads((path / CARD).read_text())
-        except FileNotFoundError:
-            raise ModelError(f"{path}: not a packaged model (no {CARD})") from None
-        except (OSError, json.JSONDecodeError) as exc:
-            raise ModelError(f"{path / CARD}: cannot be read ({exc})") from None
-        if not isinstance(card, dict) or card.get("format") != MODEL_FORMAT:
-            raise ModelError(f"{path / CARD}: not an xrdcore model card (format "
-                             f"{card.get('format') if isinstance(card, dict) else None!r}, expected {MODEL_FORMAT!r})")
+        if not (path / CARD).is_file():
+            raise ModelError(f"{path}: not a packaged model (no {CARD})")
+        card = _read_json_object(path / CARD)
+        if card.get("format") != MODEL_FORMAT:
+            raise ModelError(f"{path / CARD}: not an xrdcore model card (format {card.get('format')!r}, "
+                             f"expected {MODEL_FORMAT!r})")
+        problem = _card_problem(card)
+        if problem:
+            raise ModelError(f"{path / CARD}: {problem}")
         return cls(str(card.get("name", path.name)), path, card)
 
     @property
@@ -67,6 +69,10 @@ class PretrainedModel:
         missing = [str(p) for p in (CARD_TEXT, "config.json", WEIGHTS) if not (self.path / p).is_file()]
         if missing:
             return [f"{self.path}: missing {', '.join(missing)}"]
+        try:
+            _check_run_record(self.path / "config.json")
+        except ModelError as exc:
+            return [str(exc)]
         digest = sha256(self.weights)
         if digest != self.card.get("sha256"):
             return [f"{self.weights}: sha256 {digest[:16]}… is not the card's {str(self.card.get('sha256'))[:16]}…; "
@@ -96,6 +102,75 @@ class PretrainedModel:
                 "test": {k: test[k] for k in ("top1", "crystal_system") if k in test},
                 "input": card.get("input", {}), "licence": card.get("licence"),
                 "size_bytes": card.get("size_bytes"), "sha256": card.get("sha256")}
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    """A JSON object from a file, or a one-line ModelError naming it."""
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ModelError(f"{path}: cannot be read as JSON ({' '.join(str(exc).split())[:200]})") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"{path}: holds a JSON {type(data).__name__}, not an object")
+    return data
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _card_problem(card: Mapping[str, Any]) -> str | None:
+    """What is wrong with the fields a card's readers use, or None (a card written by
+    :func:`package_run` has them all)."""
+    for key in ("name", "task", "licence", "encoder", "hierarchy"):
+        if key in card and not isinstance(card[key], str):
+            return f"{key} must be text, got {card[key]!r}"
+    if not isinstance(card.get("sha256"), str) or len(card["sha256"]) != 64:
+        return f"sha256 must be the 64 hex digits of the weights' sha256, got {card.get('sha256')!r}"
+    if "size_bytes" in card and (isinstance(card["size_bytes"], bool) or not isinstance(card["size_bytes"], int)
+                                 or card["size_bytes"] < 0):
+        return f"size_bytes must be a non-negative integer, got {card['size_bytes']!r}"
+    for key in ("training_data", "input", "metrics"):
+        if key in card and not isinstance(card[key], dict):
+            return f"{key} must be an object, got {card[key]!r}"
+    geometry = card.get("input", {})
+    grid = geometry.get("two_theta")
+    if grid is not None and not (isinstance(grid, list) and len(grid) == 3 and all(map(_is_number, grid))):
+        return f"input.two_theta must be [start, stop, step] in degrees, got {grid!r}"
+    if geometry.get("wavelength") is not None and not _is_number(geometry["wavelength"]):
+        return f"input.wavelength must be a number of Å, got {geometry['wavelength']!r}"
+    test = card.get("metrics", {}).get("test", {})
+    if not isinstance(test, dict):
+        return f"metrics.test must be an object, got {test!r}"
+    for name, score in test.items():
+        ci95 = score.get("ci95") if isinstance(score, dict) else None
+        if not (isinstance(score, dict) and _is_number(score.get("value")) and isinstance(ci95, list)
+                and len(ci95) == 2 and all(map(_is_number, ci95))):
+            return f"metrics.test.{name} must be {{value, ci95: [low, high]}}, got {score!r}"
+    return None
+
+
+def _check_run_record(path: Path) -> None:
+    """config.json of the packaged run: what :func:`xrdcore.train.trainer.load_run` reads, checked
+    so that a damaged file is a ModelError naming it, not an exception from deep inside."""
+    from xrdcore.train.config import TrainConfig
+    from xrdcore.train.trainer import RUN_FORMAT
+
+    record = _read_json_object(path)
+    if record.get("format") != RUN_FORMAT:
+        raise ModelError(f"{path}: not the config.json of an xrdcore run (format {record.get('format')!r})")
+    for key, field_name in (("encoder", "qualified_name"), ("hierarchy", "name")):
+        if not isinstance(record.get(key), dict) or not isinstance(record[key].get(field_name), str):
+            raise ModelError(f"{path}: {key}.{field_name} is missing or not text")
+    if not isinstance(record.get("config"), dict):
+        raise ModelError(f"{path}: config is missing or not an object")
+    if record.get("wavelength") is not None and not _is_number(record["wavelength"]):
+        raise ModelError(f"{path}: wavelength must be a number of Å, got {record['wavelength']!r}")
+    try:
+        TrainConfig.from_dict(record["config"])
+    except Exception as exc:  # noqa: BLE001 - any field of the wrong kind; the message says which
+        raise ModelError(f"{path}: its config is not a training configuration "
+                         f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
 
 
 def packaged(package: str, folder: str) -> Callable[[], PretrainedModel]:
