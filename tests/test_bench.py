@@ -151,7 +151,17 @@ def test_a_bench_writes_results_with_seeds_a_leaderboard_and_plots_and_survives_
     assert "2 epochs (1 warm-up, cosine), batch 8" in markdown and "at 0.05°" in markdown
     assert "flaky plugin exploded" in markdown
     table = [line for line in markdown.splitlines() if line.startswith("| ") and "nopoolcnn" in line]
-    assert len(table) == 2
+    assert len(table) == 4 and sum("+ neighbour head" in line for line in table) == 2
+    # the same runs with the nearest-neighbour head on their embedding: a row each, chosen on val
+    heads = {r["id"]: r for r in results["neighbour_head"]}
+    assert set(heads) == {"nopoolcnn__flat__sum+neighbours", "nopoolcnn__multilevel__sum+neighbours"}
+    head = heads["nopoolcnn__multilevel__sum+neighbours"]
+    retrieval = [json.loads((tmp_path / "runs" / good["id"] / f"seed{s}" / "metrics.json").read_text())["retrieval"]
+                 for s in (0, 1)]
+    assert head["metrics"]["top1"]["values"] == [r["test"]["top1"] for r in retrieval]
+    assert head["neighbours"] == [r["neighbours"] for r in retrieval] and 0 <= min(head["weight"]) <= 1
+    assert any(e["b"].endswith("+ neighbour head") or e["a"].endswith("+ neighbour head")
+               for e in results["significance"])
     for name in ("level_accuracy.png", "confusion.png", "training_curves.png"):
         assert (tmp_path / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # baselines without learning, intervals, paired tests and the "learned nothing" flag

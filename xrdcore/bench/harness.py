@@ -362,6 +362,41 @@ def collect_runs(out: Path, combos: Sequence[Combination],
     return rows
 
 
+#: the head of a row: the classifier's, or with the nearest-neighbour head (xrdcore.train.retrieval)
+NEIGHBOUR_HEAD = "neighbours"
+
+
+def row_label(row: Mapping[str, Any]) -> str:
+    """How a row is named in tables and significance tests."""
+    label = f"{row['encoder']} × {row['hierarchy']} × {row['scheduler']}"
+    return label + (" + neighbour head" if row.get("head") == NEIGHBOUR_HEAD else "")
+
+
+def run_scores(metrics: Mapping[str, Any], row: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The part of a run's metrics.json that scores this row: the classifier's, or the neighbour head's."""
+    return metrics["retrieval"] if row.get("head") == NEIGHBOUR_HEAD else metrics
+
+
+def neighbour_rows(out: Path, runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Every finished row again, scored with the nearest-neighbour head on its embedding (chosen
+    on validation; :mod:`xrdcore.train.retrieval`), where every finished seed has it."""
+    rows = []
+    for row in runs:
+        finished, _ = seed_outcomes(out / "runs" / row["id"], [int(s) for s in row["seeds"]])
+        if not finished or not all(r.get("retrieval") for r in finished):
+            continue
+        flats = [_flatten({k: v for k, v in r["retrieval"]["test"].items() if k not in ("confusion", "predictions")})
+                 for r in finished]
+        keys = [k for k in flats[0] if any(fnmatch.fnmatchcase(k, p) for p in SUMMARY_METRICS)]
+        rows.append({**{k: v for k, v in row.items() if k not in ("top1_ci95", "p_vs_majority", "learned")},
+                     "id": f"{row['id']}+{NEIGHBOUR_HEAD}", "folder": row["id"], "head": NEIGHBOUR_HEAD,
+                     "metrics": {k: _summary([f[k] for f in flats if k in f]) for k in keys},
+                     "val_top1": _summary([r["retrieval"]["val"]["top1"] for r in finished]),
+                     "neighbours": [r["retrieval"]["neighbours"] for r in finished],
+                     "weight": [r["retrieval"]["weight"] for r in finished]})
+    return rows
+
+
 def _training_settings(out: Path) -> dict[str, Any] | None:
     """The optimiser, schedule and input settings the runs used: those of the first run, with the
     distinct inputs of all of them (profiles and images differ by encoder; variants may change one)."""
@@ -432,9 +467,9 @@ def compare_rows(out: Path, runs: list[dict[str, Any]], reference: Mapping[str, 
     true = reference["true"]
     correct: dict[str, np.ndarray] = {}
     for row in runs:
-        folder = out / "runs" / row["id"]
-        predictions = [json.loads((folder / f"seed{seed}" / "metrics.json").read_text())["test"]["predictions"]
-                       for seed, state in row["seeds"].items() if state["status"] == "complete"]
+        folder = out / "runs" / row.get("folder", row["id"])
+        predictions = [run_scores(json.loads((folder / f"seed{seed}" / "metrics.json").read_text()), row)["test"]
+                       ["predictions"] for seed, state in row["seeds"].items() if state["status"] == "complete"]
         if not predictions or any(p["true"] != true for p in predictions):
             continue
         correct[row["id"]] = correctness(true, [p["top1"] for p in predictions])
@@ -445,8 +480,7 @@ def compare_rows(out: Path, runs: list[dict[str, Any]], reference: Mapping[str, 
             row["top1_ci95"] = list(bootstrap_interval(c))
             row["p_vs_majority"] = paired_bootstrap(c, majority)
             row["learned"] = bool(c.mean() > majority.mean() and row["p_vs_majority"] < 0.05)
-    labelled = {f"{r['encoder']} × {r['hierarchy']} × {r['scheduler']}": correct[r["id"]] for r in runs
-                if r["id"] in correct}
+    labelled = {row_label(r): correct[r["id"]] for r in runs if r["id"] in correct}
     if not labelled:
         return []
     best = max(labelled, key=lambda k: labelled[k].mean())
@@ -467,9 +501,11 @@ def write_results(out: Path, header: Mapping[str, Any], combos: Sequence[Combina
     from xrdcore.bench.report import write_markdown, write_plots
 
     runs = collect_runs(out, combos, seeds)
+    heads = neighbour_rows(out, runs)
     results = {**header, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-               "runs": runs, "training": _training_settings(out), "wall_seconds": round(wall_seconds, 2),
-               "significance": compare_rows(out, runs, header["baselines"])}
+               "runs": runs, "neighbour_head": heads, "training": _training_settings(out),
+               "wall_seconds": round(wall_seconds, 2),
+               "significance": compare_rows(out, runs + heads, header["baselines"])}
     atomic_write_json(out / "results.json", results)
     write_markdown(out / "results.md", results)
     if plots:

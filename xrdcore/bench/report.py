@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from xrdcore.bench.harness import row_label
 from xrdcore.storage import atomic_write_text
 
 #: columns of the leaderboard: (header, metric path)
@@ -32,7 +33,7 @@ def _cell(summary: Mapping[str, Any] | None, percent: bool = True) -> str:
 
 def leaderboard(results: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Runs with metrics, best test top-1 (mean over seeds) first."""
-    rows = [r for r in results["runs"] if r.get("metrics")]
+    rows = [r for r in [*results["runs"], *results.get("neighbour_head", [])] if r.get("metrics")]
     return sorted(rows, key=lambda r: (-r["metrics"]["top1"]["mean"], r["id"]))
 
 
@@ -117,7 +118,11 @@ def write_markdown(path: Path, results: Mapping[str, Any]) -> Path:
               f"The 95% intervals are percentile bootstraps over test structures (a row with several seeds "
               f"scores each structure by the share of seeds that got it right); *p vs best* is a paired "
               f"bootstrap test against the best row" + (f" ({best})" if best else "") + ". A row marked "
-              "*learned nothing* does not beat the majority class (paired p < 0.05).")]
+              "*learned nothing* does not beat the majority class (paired p < 0.05)."
+              + (" Rows with a *neighbour head* are the same runs answering with the space groups of the "
+                 "training structures nearest in the model's own embedding, mixed with the classifier "
+                 "(neighbours and mix chosen on validation; xrdcore.train.retrieval)."
+                 if results.get("neighbour_head") else ""))]
     lines += _unseen_table(results)
     failed = [r for r in results["runs"] if any(s["status"] == "failed" for s in r["seeds"].values())]
     if failed:
@@ -138,8 +143,9 @@ def write_markdown(path: Path, results: Mapping[str, Any]) -> Path:
 def _model_line(rank: int, row: Mapping[str, Any], p_values: Mapping[str, float]) -> str:
     cells = [_cell(row["metrics"].get(key)) for _, key in COLUMNS]
     speed = f"{row['samples_per_s']['mean']:.0f}" if row.get("samples_per_s") else "–"
-    label = f"{row['encoder']} × {row['hierarchy']} × {row['scheduler']}"
-    name = row["encoder"] + ("" if row.get("learned", True) else " ⚠ *learned nothing*")
+    label = row_label(row)
+    name = (row["encoder"] + (" + neighbour head" if row.get("head") else "")
+            + ("" if row.get("learned", True) else " ⚠ *learned nothing*"))
     return (f"| {rank} | {name} | {row['hierarchy']} | {row['scheduler']} | " + " | ".join(cells)
             + f" | {_interval(row.get('top1_ci95'))} | {_p(p_values.get(label))} | {row['parameters']:,} | {speed} |")
 
@@ -174,7 +180,7 @@ def write_plots(folder: Path, out: Path, results: Mapping[str, Any]) -> list[Pat
 
     from xrdcore.diffraction.plot import save_figure
 
-    board = leaderboard(results)
+    board = [row for row in leaderboard(results) if not row.get("head")]  # each run once, as trained
     if not board:
         return []
     written = []

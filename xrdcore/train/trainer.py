@@ -40,6 +40,7 @@ from xrdcore.train.checkpoint import CheckpointError, load_checkpoint, save_chec
 from xrdcore.train.inputs import SplitInputs, split_inputs
 from xrdcore.train.model import (HierarchicalClassifier, class_logits, class_weights, count_parameters,
                                  level_loss)
+from xrdcore.train.retrieval import retrieval_scores
 from xrdcore.train.unseen import choose_holdout, score_unseen
 
 RUN_FORMAT = "xrdcore-run/1"
@@ -425,6 +426,7 @@ class _Fit:
             "wall_seconds": round(time.perf_counter() - started, 3),
             "parameter_digest": _parameter_digest(model), "world_size": dist.world,
         }
+        result["retrieval"] = retrieval_scores(model, self.splits, config.seed, self.autocast)
         if self.holdout:
             result["unseen"] = score_unseen(model, self.splits["reference"], self.splits["unseen"], self.holdout,
                                             self.autocast)
