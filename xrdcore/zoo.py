@@ -84,10 +84,16 @@ class PretrainedModel:
         return (self.path / CARD_TEXT).read_text()
 
     def load(self, device: str = "cpu"):
-        """The trained torch model, its TrainConfig and its run record (``load_run``)."""
+        """The trained torch model, its TrainConfig and its run record (``load_run``); a package whose
+        run cannot be built (a damaged config.json, weights that do not fit) is a ModelError."""
         from xrdcore.train.trainer import load_run
 
-        return load_run(self.path, "best", device)
+        try:
+            return load_run(self.path, "best", device)
+        except (ValueError, TypeError, KeyError) as exc:  # RunError, CheckpointError, ComponentError among them
+            message = " ".join(str(exc).split())
+            raise ModelError(message if message.startswith(str(self.path)) else
+                             f"{self.path}: the packaged run cannot be built ({message[:300]})") from None
 
     def predict(self, pattern: str | Path, **options: Any):
         """:func:`xrdcore.predict.predict` with this model (``top``, ``wavelength``, ``background``…)."""

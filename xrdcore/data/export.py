@@ -203,13 +203,96 @@ def read_export(file: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]
         if not isinstance(header, dict) or header.get("format") != EXPORT_FORMAT:
             raise ExportError(f"{file}: format {header.get('format') if isinstance(header, dict) else None!r}, "
                               f"expected {EXPORT_FORMAT!r}")
-        if (header.get("manifest") or {}).get("format") != CACHE_FORMAT:
+        if not isinstance(header.get("manifest"), dict) or header["manifest"].get("format") != CACHE_FORMAT:
             raise ExportError(f"{file}: holds no {CACHE_FORMAT} manifest")
         body = len(MAGIC) + 8 + length
         arrays = {}
+        described = header.get("arrays") if isinstance(header.get("arrays"), dict) else {}
         for name in ("counts", "two_theta_steps", "intensity_log", "wavelength", "lattice", "ok"):
-            arrays[name] = _read_array(handle, file, name, (header.get("arrays") or {}).get(name), body, size)
+            arrays[name] = _read_array(handle, file, name, described.get(name), body, size)
+    _check_contents(file, header, arrays)
     return header, arrays
+
+
+def _check_contents(file: Path, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """Everything an import and the imported cache read, checked against each other before anything
+    is written: a header edited or damaged in a way JSON allows is refused here, naming what is wrong,
+    instead of failing halfway through an import or later in training."""
+    def refuse(problem: str) -> ExportError:
+        return ExportError(f"{file}: {problem}")
+
+    manifest, entries = header["manifest"], header.get("entries")
+    for key in ("split", "report", "encoding"):
+        if not isinstance(header.get(key), dict):
+            raise refuse(f"the header's {key!r} is missing or not an object")
+    if header["encoding"] != {"two_theta_quantum": TWO_THETA_QUANTUM, "intensity_range": list(INTENSITY_RANGE),
+                              "intensity_levels": _LEVELS}:
+        raise refuse(f"encoded as {header['encoding']}, which this xrdcore does not decode")
+    if not isinstance(entries, list) or not all(
+            isinstance(e, dict) and isinstance(e.get("id"), str) and isinstance(e.get("formula"), str)
+            and _is_int(e.get("space_group")) and 1 <= e["space_group"] <= 230 for e in entries):
+        raise refuse("'entries' must list {id, space_group (1-230), formula} for every structure")
+    ids = [e["id"] for e in entries]
+    if len(set(ids)) != len(ids):
+        raise refuse("an id occurs more than once in 'entries'")
+    n = len(entries)
+    chunk_size = manifest.get("chunk_size")
+    if not (_is_int(chunk_size) and chunk_size > 0) or manifest.get("structures") != n or isinstance(
+            manifest.get("structures"), bool) or manifest.get("chunks") != math.ceil(n / chunk_size):
+        raise refuse(f"the manifest's structures {manifest.get('structures')!r}, chunk_size {chunk_size!r} and "
+                     f"chunks {manifest.get('chunks')!r} do not describe {n} entries")
+    if manifest.get("status") != "complete" or not isinstance(manifest.get("spec"), dict) or not isinstance(
+            manifest["spec"].get("dataset"), str) or not isinstance(manifest.get("key"), str):
+        raise refuse("the manifest is not that of a complete build (status, spec.dataset, key)")
+    for key in ("duplicates_removed", "rejected", "simulation_failures"):
+        if manifest.get(key) is not None and not _is_int(manifest[key]):
+            raise refuse(f"the manifest's {key} must be a count, got {manifest[key]!r}")
+    try:
+        split = Split.from_dict(header["split"], str(file))
+    except ValueError as exc:
+        raise refuse(f"the split inside does not verify ({exc})") from None
+    if header["split"].get("hash") != manifest.get("split_hash"):
+        raise refuse(f"the split hash {header['split'].get('hash')} is not the manifest's {manifest.get('split_hash')}")
+    unknown = {i for ids_ in split.ids.values() for i in ids_} - set(ids)
+    if unknown:
+        raise refuse(f"the split names {len(unknown)} ids that no entry has, e.g. {sorted(unknown)[0]!r}")
+    shapes = {"counts": (n,), "wavelength": (n,), "lattice": (n, 3, 3), "ok": (n,)}
+    for name, shape in shapes.items():
+        if arrays[name].shape != shape:
+            raise refuse(f"array {name!r} has shape {arrays[name].shape}, expected {shape} for {n} entries")
+    planes = {"two_theta_steps": (4, np.uint8), "intensity_log": (2, np.uint8)}
+    for name, (width, dtype) in planes.items():
+        if arrays[name].ndim != 2 or arrays[name].shape[0] != width or arrays[name].dtype != dtype:
+            raise refuse(f"array {name!r} is {arrays[name].dtype} of shape {arrays[name].shape}, expected "
+                         f"{width} byte planes")
+    counts = arrays["counts"].astype(np.int64)
+    if arrays["counts"].dtype.kind not in "iu" or (counts < 0).any():
+        raise refuse("array 'counts' must hold non-negative integers")
+    if arrays["two_theta_steps"].shape[1] != counts.sum() or arrays["intensity_log"].shape[1] != counts.sum():
+        raise refuse(f"{counts.sum()} peaks listed, {arrays['two_theta_steps'].shape[1]} positions and "
+                     f"{arrays['intensity_log'].shape[1]} intensities")
+    wavelength, lattice = arrays["wavelength"], arrays["lattice"]
+    ok = arrays["ok"].astype(bool)
+    if not (np.isfinite(wavelength[ok]).all() and ((wavelength[ok] >= 0.01) & (wavelength[ok] <= 20)).all()
+            and np.isfinite(lattice).all() and set(np.unique(arrays["ok"]).tolist()) <= {0, 1}):
+        raise refuse("wavelengths (0.01-20 Å), lattices (finite) or the 'ok' flags (0 or 1) are out of range")
+    two_theta = _two_theta(_from_planes(arrays["two_theta_steps"]).astype(np.int64), counts)
+    if len(two_theta) and not ((two_theta > 0) & (two_theta < 180)).all():
+        raise refuse("peak positions outside (0, 180) degrees 2θ: the positions are damaged")
+    if (counts[~ok] != 0).any():
+        raise refuse("a structure marked as not simulated has peaks")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _two_theta(steps: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """2θ of every peak from the delta-coded steps: cumulative sums restarted at every pattern."""
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    totals = np.cumsum(steps)
+    restart = np.repeat(totals[starts[counts > 0]] - steps[starts[counts > 0]], counts[counts > 0])
+    return (totals - restart) * TWO_THETA_QUANTUM
 
 
 def _read_array(handle: io.BufferedReader, file: Path, name: str, spec: Mapping[str, Any] | None, body: int,
@@ -219,11 +302,11 @@ def _read_array(handle: io.BufferedReader, file: Path, name: str, spec: Mapping[
     try:
         dtype, shape = np.dtype(spec["dtype"]), tuple(int(n) for n in spec["shape"])
         offset, length = int(spec["offset"]), int(spec["length"])
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
         raise ExportError(f"{file}: array {name!r} is described badly ({exc})") from None
-    if dtype.hasobject or dtype.kind not in "biuf" or any(n < 0 for n in shape):
+    if dtype.hasobject or dtype.kind not in "biuf" or any(n < 0 for n in shape) or len(shape) > 8:
         raise ExportError(f"{file}: array {name!r} has dtype {dtype} and shape {shape}: not a plain numeric array")
-    expected = int(np.prod(shape)) * dtype.itemsize
+    expected = math.prod(shape) * dtype.itemsize  # Python integers: no overflow from a forged shape
     if offset < 0 or length < 0 or body + offset + length > size or expected > _MAX_ARRAY:
         raise ExportError(f"{file}: array {name!r} ({length} bytes at {offset}, {expected} unpacked) lies outside "
                           f"the file or above the {_MAX_ARRAY >> 30} GiB limit: the file is truncated or damaged")

@@ -49,15 +49,22 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module,
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             metadata = handle.metadata() or {}
             tensors = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (not a dict)
-    except (SafetensorError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError, RuntimeError, TypeError) as exc:
         raise CheckpointError(f"{path}: not a readable safetensors checkpoint ({' '.join(str(exc).split())})") from None
+    except BaseException as exc:  # a panic in the Rust reader (pyo3's PanicException is no Exception)
+        if type(exc).__name__ != "PanicException":
+            raise
+        raise CheckpointError(f"{path}: not a readable safetensors checkpoint (the reader failed: "
+                              f"{' '.join(str(exc).split())[:200]})") from None
     if metadata.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not an xrdcore checkpoint (format {metadata.get('format')!r}, "
                               f"expected {CHECKPOINT_FORMAT!r})")
     try:
         state = json.loads(metadata["state"])
-    except (KeyError, json.JSONDecodeError) as exc:
+    except (KeyError, ValueError, RecursionError) as exc:
         raise CheckpointError(f"{path}: its state metadata is missing or not JSON ({exc})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: its state metadata is a JSON {type(state).__name__}, not an object")
     weights = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     expected = model.state_dict()
     missing, unexpected = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
@@ -77,10 +84,14 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module,
         moments: dict[int, dict[str, torch.Tensor]] = {}
         for key, value in tensors.items():
             if key.startswith("optimizer."):
-                _, index, name = key.split(".", 2)
+                _, index, name = (key.split(".", 2) + ["", ""])[:3]
+                if not index.isdigit() or not name:
+                    raise CheckpointError(f"{path}: tensor {key!r} is no optimiser moment (optimizer.INDEX.NAME)")
                 moments.setdefault(int(index), {})[name] = value
+        if not (isinstance(groups, list) and all(isinstance(g, dict) for g in groups)):
+            raise CheckpointError(f"{path}: optimiser state does not fit (its param groups are not a list of objects)")
         try:
             optimizer.load_state_dict({"state": moments, "param_groups": groups})
-        except (ValueError, KeyError) as exc:
-            raise CheckpointError(f"{path}: optimiser state does not fit ({exc})") from None
+        except (ValueError, KeyError, TypeError, IndexError, RuntimeError) as exc:
+            raise CheckpointError(f"{path}: optimiser state does not fit ({' '.join(str(exc).split())[:200]})") from None
     return state
