@@ -7,7 +7,7 @@ TORCH ?= torch==2.13.0
 BIN := $(VENV)/bin
 PLUGINS := $(wildcard plugins/*/pyproject.toml)
 
-.PHONY: bench test install
+.PHONY: bench test install fuzz
 
 install: $(VENV)/.installed
 
@@ -24,3 +24,8 @@ bench: install
 
 test: install
 	$(BIN)/python -m pytest -q
+
+# every reader (CIF, patterns, pdCIF, exports, checkpoints, model packages) fed 2,000 damaged files
+# each; the test suite runs the same tests on a short budget (XRDCORE_FUZZ_EXAMPLES sets it)
+fuzz: install
+	XRDCORE_FUZZ_EXAMPLES=$${XRDCORE_FUZZ_EXAMPLES:-2000} $(BIN)/python -m pytest -q tests/test_fuzz.py
