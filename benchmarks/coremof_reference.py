@@ -9,7 +9,10 @@ the structures, which does not fit the budget on the full set: they get their ow
 subset (``--images-limit`` test/train structures), never mixed with the full-set rows.
 
 Beside the rows: the majority class and a nearest-neighbour lookup on the same test structures,
-95% bootstrap intervals of top-1 and a paired bootstrap test of every row against the best.
+95% bootstrap intervals of top-1 and a paired bootstrap test of every row against the best. Every
+row appears twice: as the classifier answers, and with the nearest-neighbour head on its own
+embedding (xrdcore.train.retrieval; runs finished before runs recorded it get it from their best
+weights).
 
 One command, resumable (finished runs are kept; each row is written the moment it ends):
 
@@ -73,7 +76,9 @@ def main() -> None:
     best = _best_by_validation(out, combos, args.best)
     for combo in {c.id: c for c in best + mixed}.values():
         seeds[combo.id] = [0, *more]
-    results = bench.run([(c, s) for c in everything for s in seeds[c.id] if s != 0], everything, seeds)
+    bench.run([(c, s) for c in everything for s in seeds[c.id] if s != 0], everything, seeds)
+    _neighbour_heads(out, cache, args.device)
+    results = bench.run([], everything, seeds)  # the results again, with the neighbour-head rows
     images = _images_table(args, registry, out) if args.images_limit else None
     summary = _summary(results, out, cache, best, mixed, images, time.perf_counter() - started)
     from xrdcore.storage import atomic_write_json, atomic_write_text
@@ -85,7 +90,7 @@ def main() -> None:
     shutil.copytree(out / "plots", plots, dirs_exist_ok=True)
     print(json.dumps({k: summary[k] for k in ("data", "baselines")}, indent=2))
     for row in summary["leaderboard"]:
-        print(f"{row['encoder']:>14} × {row['hierarchy']:<10} × {row['scheduler']:<5} top-1 "
+        print(f"{row['encoder']:>14} × {row['hierarchy']:<10} × {row['scheduler']:<5} {row['head']:<10} top-1 "
               f"{100 * row['top1']['mean']:.1f} [{100 * row['top1']['ci95'][0]:.1f}, {100 * row['top1']['ci95'][1]:.1f}]"
               f" seeds {len(row['top1']['values'])}{'' if row['learned'] else '  LEARNED NOTHING'}")
 
@@ -125,13 +130,26 @@ def _images_table(args, registry, out: Path):
     if not combos:
         return None
     settings.encoders = ",".join(c.encoder for c in combos)
+    run_bench(subset, out / "images", settings, device=args.device, resume=True, progress=True,
+              registry=registry, command=sys.argv)
+    _neighbour_heads(out / "images", subset, args.device)
     return run_bench(subset, out / "images", settings, device=args.device, resume=True, progress=True,
                      registry=registry, command=sys.argv)
+
+
+def _neighbour_heads(out: Path, cache, device: str) -> None:
+    """Runs finished before runs recorded the neighbour head get it from their best weights."""
+    from xrdcore.train.retrieval import add_to_finished_run
+
+    for metrics in sorted(out.glob("runs/*/seed*/metrics.json")):
+        add_to_finished_run(metrics.parent, cache, device)
 
 
 def _row(r) -> dict:
     top1 = r["metrics"]["top1"]
     return {"encoder": r["encoder"], "hierarchy": r["hierarchy"], "scheduler": r["scheduler"],
+            "head": r.get("head", "classifier"),
+            **({"neighbours": r["neighbours"], "weight": r["weight"]} if r.get("head") else {}),
             "parameters": r["parameters"],
             "top1": {"mean": top1["mean"], "ci95": r.get("top1_ci95"), "values": top1["values"]},
             "top5": r["metrics"]["top5"]["mean"], "macro_f1": r["metrics"]["macro_f1"]["mean"],
@@ -177,7 +195,7 @@ def _images_markdown(images) -> str:
              "| encoder | top-1 | 95% CI | top-5 |", "|---|---|---|---|"]
     for r in leaderboard(images):
         ci = r.get("top1_ci95") or [0, 0]
-        lines.append(f"| {r['encoder']} | {100 * r['metrics']['top1']['mean']:.1f} | {100 * ci[0]:.1f}–{100 * ci[1]:.1f} "
+        lines.append(f"| {r['encoder']}{' + neighbour head' if r.get('head') else ''} | {100 * r['metrics']['top1']['mean']:.1f} | {100 * ci[0]:.1f}–{100 * ci[1]:.1f} "
                      f"| {100 * r['metrics']['top5']['mean']:.1f} |")
     for name, label in (("nearest_neighbour", "nearest-neighbour lookup"), ("majority", "majority class")):
         b = images["baselines"][name]

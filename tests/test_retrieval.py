@@ -46,3 +46,16 @@ def test_each_training_structure_is_its_own_nearest_neighbour(tiny_run, mp20_cac
     # a query never seen: its answer is a group of the references, weighted by similarity
     held_out = neighbour_probabilities(vectors[:1], vectors[1:], groups[1:], k=3)
     assert set(np.flatnonzero(held_out[0].numpy()) + 1) <= set(groups[1:].tolist())
+
+
+def test_a_run_finished_before_the_head_existed_gets_the_same_head(tiny_run, mp20_cache, tmp_path):
+    import shutil
+
+    from xrdcore.train.retrieval import add_to_finished_run
+
+    old = shutil.copytree(tiny_run, tmp_path / "old")
+    metrics = json.loads((old / "metrics.json").read_text())
+    recorded = metrics.pop("retrieval")
+    (old / "metrics.json").write_text(json.dumps(metrics))
+    assert add_to_finished_run(old, mp20_cache) == json.loads(json.dumps(recorded))
+    assert json.loads((old / "metrics.json").read_text())["retrieval"] == json.loads(json.dumps(recorded))

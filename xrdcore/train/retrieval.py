@@ -85,3 +85,26 @@ def retrieval_scores(model: Any, splits: Mapping[str, Any], seed: int,
         metrics["predictions"] = {"true": true.tolist(), "top1": (probabilities.argmax(1) + 1).tolist()}
         result[split] = metrics
     return result
+
+
+def add_to_finished_run(run_dir: Any, cache: Any, device: str = "cpu") -> dict[str, Any]:
+    """Score the neighbour head of a run finished before runs recorded it, from its best weights,
+    and add it to its metrics.json (written atomically); a run that has it is left as it is."""
+    import json
+    from pathlib import Path
+
+    from xrdcore.storage import atomic_write_json
+    from xrdcore.train.inputs import split_inputs
+    from xrdcore.train.trainer import load_run, resolve_device
+    from xrdcore.train.unseen import choose_holdout
+
+    path = Path(run_dir) / "metrics.json"
+    metrics = json.loads(path.read_text())
+    if "retrieval" not in metrics:
+        model, config, _ = load_run(run_dir, device=device)
+        splits = split_inputs(cache, config.input, resolve_device(device), choose_holdout(cache, config.holdout_space_groups))
+        if config.train_limit is not None and config.train_limit < len(splits["train"]):
+            splits["train"] = splits["train"].subset(config.train_limit, seed=config.seed)
+        metrics["retrieval"] = retrieval_scores(model, splits, config.seed)
+        atomic_write_json(path, metrics)
+    return metrics["retrieval"]
