@@ -190,3 +190,25 @@ def test_simulator_stage_where_pymatgen_and_structures_are_there(prepared):
     result = _strict((out / "simulator-cpu-dryrun.json").read_text())
     assert result["status"] == "complete" and result["structures"] == 8
     assert result["devices"]["cpu"]["patterns_per_s"] > 0 and "no CUDA" in result["cuda"]
+
+
+@pytest.mark.slow
+def test_install_step_on_a_bare_offline_python(tmp_path):
+    """run.sh's installation on a Python that has never seen the project, as on a lent machine: a
+    new venv with only pip and a setuptools (what the machine's image holds), nothing fetched."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, capture_output=True, timeout=120)
+    python = venv / "bin" / "python"
+    setuptools = _wheel_of_installed("setuptools", tmp_path)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--upgrade", str(setuptools)],
+                   check=True, capture_output=True, timeout=120)
+    done = subprocess.run(["bash", str(RUN_SH), "--install-only", "--out", str(tmp_path / "out")], cwd=ROOT,
+                          env={**os.environ, "PYTHON": str(python), "GPU_CARRY": str(tmp_path / "no-carry")},
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0 and "tree (editable)" in done.stdout, done.stdout + done.stderr
+    code = ("import importlib.metadata as m, importlib.util as u, json; print(json.dumps([u.find_spec('xrdcore').origin, "
+            "sorted(e.name for e in m.entry_points(group='xrdcore'))]))")  # no pluggy here: nothing imported
+    source, plugins = json.loads(subprocess.run([str(python), "-c", code], check=True, capture_output=True, text=True,
+                                                timeout=60).stdout)
+    assert Path(source).is_relative_to(ROOT)
+    assert plugins == sorted(p.parent.name for p in ROOT.glob("plugins/*/pyproject.toml"))

@@ -5,6 +5,7 @@
 #   bash benchmarks/gpu/run.sh --resume DIR     a second call: keeps the stages complete in DIR, continues
 #                                               the leaderboard from DIR's archive
 #   bash benchmarks/gpu/run.sh --dry-run        here, on the CPU: tiny variants, the same code
+#   bash benchmarks/gpu/run.sh --install-only   the installation alone
 #
 # A lent machine is bare and offline, so this first installs the tree (xrdcore and every plugin,
 # editable, --no-deps --no-index --no-build-isolation: torch, numpy, pluggy, e3nn, scipy, tqdm,
@@ -20,10 +21,14 @@ PY=${PYTHON:-python3}
 export GPU_CARRY=${GPU_CARRY:-$ROOT/benchmarks/gpu/carry}
 SITE=${GPU_SITE:-${TMPDIR:-/tmp}/xrdcore-gpu-site}
 
-suffix=gpu out=${OUT:-$ROOT/benchmarks/results} previous=""
+suffix=gpu out=${OUT:-$ROOT/benchmarks/results} previous="" install_only=""
 for arg in "$@"; do
   [ "$previous" = --out ] && out=$arg
-  case $arg in --dry-run) suffix=cpu-dryrun ;; --out=*) out=${arg#--out=} ;; esac
+  case $arg in
+    --dry-run) suffix=cpu-dryrun ;;
+    --out=*) out=${arg#--out=} ;;
+    --install-only) install_only=1 ;;  # the install step alone (tests/test_gpu_script.py)
+  esac
   previous=$arg
 done
 mkdir -p "$out" || exit 2
@@ -69,7 +74,7 @@ install() {
 main() {
   echo "run.sh: $(date -u +%FT%TZ) $("$PY" -V 2>&1) in $ROOT, results to $out"
   install || return $?
-  "$PY" benchmarks/gpu/run.py "$@"
+  [ -n "$install_only" ] || "$PY" benchmarks/gpu/run.py "$@"
 }
 
 main "$@" 2>&1 | tee "$out/stages-$suffix.log"
