@@ -29,3 +29,10 @@ test: install
 # each; the test suite runs the same tests on a short budget (XRDCORE_FUZZ_EXAMPLES sets it)
 fuzz: install
 	XRDCORE_FUZZ_EXAMPLES=$${XRDCORE_FUZZ_EXAMPLES:-2000} $(BIN)/python -m pytest -q tests/test_fuzz.py
+
+# the git-ignored folder a call on a lent GPU carries (benchmarks/gpu/prepare.sh: the CoRE MOF export
+# and the spglib wheel for the GPU's Python 3.12), checked against the 64 MiB a call carries;
+# COREMOF_CACHE=DIR names a built CoRE MOF cache (default: the newest data/coremof-*)
+.PHONY: gpu-carry
+gpu-carry: install
+	PYTHON=$(BIN)/python bash benchmarks/gpu/prepare.sh $(COREMOF_CACHE)
