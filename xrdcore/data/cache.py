@@ -238,7 +238,12 @@ def resolve_dataset(name: str, options: Mapping[str, Any] | None = None,
 def open_dataset(dataset: str, data_dir: str | Path = "data", *, limit: int | None = None, workers: int = 1,
                  progress: bool = True, options: Mapping[str, Any] | None = None) -> PeakCache:
     """The peak cache of ``dataset``: a cache directory as is, else a registered data set, CIF
-    folder or CSV built (or reused, or resumed) under ``data_dir`` with default settings."""
+    folder or CSV built (or reused, or resumed) under ``data_dir`` with default settings.
+    ``limit`` and ``workers`` are checked even where a built cache makes them moot."""
+    from xrdcore.validate import optional_positive_int
+
+    optional_positive_int("limit", limit)
+    check_workers(workers)
     if (Path(dataset) / "manifest.json").is_file():
         return PeakCache(dataset)
     name, options = resolve_dataset(dataset, options)
