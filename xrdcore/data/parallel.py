@@ -4,7 +4,9 @@ Only a few items per worker are read ahead, so a long stream (a 12,000-file arch
 read into memory at once. Processes are spawned, not forked, because forking a process that
 has started torch or BLAS threads can deadlock; a worker that cannot start (a script without
 the ``if __name__ == "__main__":`` guard that spawning needs) is reported as one clear error
-instead of the endless restarts of ``multiprocessing.Pool``.
+instead of the endless restarts of ``multiprocessing.Pool``. Workers exit when the process that
+started them dies, whatever killed it (kill -9 included, which no handler of the parent sees), so
+none is left behind holding memory (:func:`_die_with_parent`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,11 @@ import gzip
 import itertools
 import json
 import multiprocessing
+import os
+import signal
+import sys
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
@@ -50,7 +57,7 @@ def ordered_map(func: Callable[[T], R], items: Iterable[T], workers: int = 1,
     pending: deque[Future[R]] = deque()
     try:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_one_thread_each) as pool:
+                                 initializer=_start_worker, initargs=(os.getpid(),)) as pool:
             for item in items:
                 pending.append(pool.submit(func, item))
                 if len(pending) >= workers * in_flight:
@@ -72,7 +79,7 @@ def unordered_map(func: Callable[[T], R], items: Iterable[T], workers: int = 1) 
         return
     try:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_one_thread_each) as pool:
+                                 initializer=_start_worker, initargs=(os.getpid(),)) as pool:
             for future in as_completed([pool.submit(func, item) for item in items]):
                 yield future.result()
     except BrokenProcessPool as exc:
@@ -82,10 +89,43 @@ def unordered_map(func: Callable[[T], R], items: Iterable[T], workers: int = 1) 
             "or use workers=1") from None
 
 
+def _start_worker(parent: int) -> None:
+    """Every worker's initialiser: it dies with ``parent`` and runs one thread of BLAS/torch."""
+    _die_with_parent(parent)
+    _one_thread_each()
+
+
+#: seconds between a worker's checks that its parent is alive (where the OS cannot tell it)
+PARENT_POLL_SECONDS = 0.5
+
+
+def _die_with_parent(parent: int) -> None:
+    """Make this process exit when ``parent`` dies, however it dies: on Linux the kernel sends it
+    SIGKILL (prctl PR_SET_PDEATHSIG; strictly, when the parent's thread that started the worker
+    ends, which here is the thread that runs the map); everywhere a daemon thread sees the parent
+    id change (the orphan is adopted) within PARENT_POLL_SECONDS and exits. A parent already gone
+    when this runs is noticed at once."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent:
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), name="xrdcore-watch-parent", daemon=True).start()
+
+
+def _watch_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    os._exit(1)  # no cleanup: the parent that wanted the results is gone
+
+
 def _one_thread_each() -> None:
     """Workers are already one per core: threaded BLAS/torch inside each would oversubscribe it."""
-    import os
-
     for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[variable] = "1"
     try:
