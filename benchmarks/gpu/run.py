@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             sys.exit(f"run.py: --resume: no {FILES['resume'].format(suffix)} in {' or '.join(map(str, candidates))}")
     run = Run(args, mode, suffix, out, work, previous, deadline)
     signal.signal(signal.SIGALRM, _alarm)
+    signal.signal(signal.SIGTERM, _terminated)
     run.go([s for s in args.stages.split(",") if s])
     return 0
 
@@ -126,6 +127,11 @@ def _parse(argv):
 
 def _alarm(signum, frame):
     raise StageTimeout()
+
+
+def _terminated(signum, frame):
+    """A kill from outside (a timeout around the command) ends the run with its files written."""
+    raise SystemExit(f"run.py: terminated by signal {signum}")
 
 
 def _module(path: Path, name: str):
@@ -207,6 +213,9 @@ class Run:
                 status, note = getattr(self, f"stage_{stage}")(begun + budget)
             except StageTimeout:
                 status, note = "timed out", f"stopped after its {budget:.0f} s budget; its file holds what ended"
+            except SystemExit as exc:
+                self.record(stage, "terminated", time.time() - begun, str(exc), budget)
+                raise
             except Exception as exc:  # noqa: BLE001 - one stage failing must not cost the others
                 status, note = "failed", f"{type(exc).__name__}: {exc}"
                 self.summary.setdefault("tracebacks", {})[stage] = traceback.format_exc()[-4000:]
@@ -392,23 +401,30 @@ class Run:
             "status": "running", "encoders": []}
         path, root = self.path("throughput"), self.work / "throughput"
         shutil.rmtree(root, ignore_errors=True)
-        inputs: dict[Any, Any] = {}
-        for k, name in enumerate(names):
+        configs, inputs = {}, {}
+        for name in names:
             kind = encoder_input_kind(registry, name)
             if kind not in PEAK_CACHE_KINDS:
                 result["encoders"].append({"encoder": name, "skipped": f"takes {kind}: simulated from structures "
                                            "(pymatgen), which an imported export does not carry"})
                 continue
-            share = (until - time.time()) / max(1, sum(1 for n in names[k:]))
+            configs[name] = run_config(name, hierarchy="flat", scheduler="sum", size=self.mode["size"],
+                                       input={"step": self.mode["step"]},
+                                       training={"epochs": 1, "patience": None, "warmup_epochs": 0.0},
+                                       registry=registry)
+        result["inputs_seconds"] = {}
+        for config in configs.values():  # every split's inputs once, before the encoders share the time
+            if config.input not in inputs:
+                begun = time.time()
+                inputs[config.input] = split_inputs(self.cache, config.input, device, (), registry)
+                result["inputs_seconds"][config.input.kind] = round(time.time() - begun, 2)
+                _write(path, self.stamp(_finite(result)))
+        for k, (name, config) in enumerate(configs.items()):
+            share = (until - time.time()) / (len(configs) - k)
             if share < 3:
                 result["encoders"].append({"encoder": name, "skipped": "no time left in the stage's budget"})
                 continue
-            config = run_config(name, hierarchy="flat", scheduler="sum", size=self.mode["size"],
-                                input={"step": self.mode["step"]},
-                                training={"epochs": 1, "patience": None, "warmup_epochs": 0.0}, registry=registry)
-            if config.input not in inputs:
-                inputs[config.input] = split_inputs(self.cache, config.input, device, (), registry)
-            row: dict[str, Any] = {"encoder": name, "input": kind}
+            row: dict[str, Any] = {"encoder": name, "input": config.input.kind}
             try:
                 begun = time.time()
                 probe = train(_with(config, train_limit=min(self.mode["probe"], n_train)), self.cache,
