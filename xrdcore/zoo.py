@@ -149,6 +149,9 @@ def _card_problem(card: Mapping[str, Any]) -> str | None:
     if not isinstance(test, dict):
         return f"metrics.test must be an object, got {test!r}"
     for name, score in test.items():
+        # the scores `xrdcore models` prints with their intervals, and any other score that has one
+        if name not in ("top1", "crystal_system") and not (isinstance(score, dict) and "ci95" in score):
+            continue
         ci95 = score.get("ci95") if isinstance(score, dict) else None
         if not (isinstance(score, dict) and _is_number(score.get("value")) and isinstance(ci95, list)
                 and len(ci95) == 2 and all(map(_is_number, ci95))):
