@@ -238,8 +238,10 @@ def test_a_symbol_that_does_not_fit_the_cell_is_refused():
     (("_symmetry_space_group_name_H-M 'F m -3 m'", "_space_group_name_Hall '-F 4 2 3'"), None),
     (("_symmetry_space_group_name_H-M 'F m -3 m'", "_space_group_name_Hall '-F 4 2 3'\n_space_group_IT_number 62"),
      "_space_group_name_Hall '-F 4 2 3' (No. 225) and _space_group_IT_number '62' (No. 62) name different"),
-    (("_symmetry_space_group_name_H-M 'F m -3 m'", "_symmetry_space_group_name_H-M 'FM-3M'"),
-     "says _symmetry_space_group_name_H-M 'FM-3M' (No. 225) but pymatgen would apply the symmetry of No. 1"),
+    (("_symmetry_space_group_name_H-M 'F m -3 m'", "_symmetry_space_group_name_H-M 'FM-3M'"), None),  # capitals
+    (("'F m -3 m'", "'F m -3 m :1'"), None),  # an origin suffix where there is no choice
+    (("'F m -3 m'", "'FD-3M'"),  # capitals pymatgen does not read, and two origins: which one is unknown
+     "says _symmetry_space_group_name_H-M 'FD-3M' (No. 227) but pymatgen would apply the symmetry of No. 1"),
     (("_symmetry_space_group_name_H-M 'F m -3 m'", ""), None),  # no symmetry at all: P1, as pymatgen reads it
 ])
 def test_cell_and_symbol_checks(tmp_path, change, message):
@@ -250,6 +252,7 @@ def test_cell_and_symbol_checks(tmp_path, change, message):
     if message is None:
         structure = read_structure(path)
         expected = 221 if "F m -3 m" in change[0] and not change[1] else 225
+        assert len(structure) == (2 if expected == 221 else 8)
         assert space_group_number(structure) == expected
         return
     with pytest.raises(UnreadableCIF) as caught:

@@ -11,6 +11,7 @@ import functools
 import math
 import re
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,7 @@ def parse_cif(text: str, source: str) -> list[Structure]:
     file is read by :func:`read_p1` (the same structure, ~40x faster); every other file by
     pymatgen's ``CifParser``.
     """
+    text = text.removeprefix("\ufeff")  # a UTF-8 byte-order mark, as Windows editors write one
     if not text.strip():
         raise UnreadableCIF(f"{source}: the file is empty")
     fast = read_p1(text)
@@ -40,30 +42,57 @@ def parse_cif(text: str, source: str) -> list[Structure]:
         return [fast]
     from pymatgen.io.cif import CifParser
 
+    strict = _grammar_problem(text)
+    if strict is not None and "duplicate tag" in strict:  # pymatgen keeps one of the values, silently
+        raise UnreadableCIF(f"{source}: {strict}; a tag may be given once per block")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             parser = CifParser.from_str(text)
         except Exception as exc:  # the CIF grammar itself; pymatgen raises many types
-            raise UnreadableCIF(f"{source}: pymatgen could not parse the CIF text "
-                                f"({_one_line(exc)})") from None
+            reason = strict or _one_line(exc)  # gemmi's message names the line
+            raise UnreadableCIF(f"{source}: pymatgen could not parse the CIF text ({reason})") from None
         blocks = [{key.lower() for key in block} for block in parser.as_dict().values()]
         if not blocks:
             raise UnreadableCIF(f"{source}: no CIF data block (no 'data_' line)")
         if not any(key in block for block in blocks for key in _ATOM_KEYS):
             raise UnreadableCIF(f"{source}: no atom sites (no _atom_site_fract_x or _atom_site_Cartn_x loop)")
-        _check_blocks(parser, source)
-        try:
-            structures = parser.parse_structures(primitive=False, on_error="raise")
-        except Exception as exc:
-            raise UnreadableCIF(f"{source}: pymatgen could not build a structure "
-                                f"({_one_line(exc)})") from None
+        declared = _check_blocks(parser, source)
+        structures = _build(parser, source)
+        if _check_applied(parser, declared):  # operations put in where pymatgen missed a symbol: again
+            structures = _build(parser, source)
+            _check_applied(parser, declared, put_in=False)
     if not structures:
         raise UnreadableCIF(f"{source}: pymatgen found no structure in the file")
     dropped = [str(w.message) for w in caught if str(w.message).startswith("Missing elements")]
     if dropped:  # pymatgen leaves out sites with zero or negative occupancy and only warns
         raise UnreadableCIF(f"{source}: {dropped[0]} (sites with zero or negative occupancy?)")
     return structures
+
+
+def _build(parser, source: str) -> list[Structure]:
+    try:
+        return parser.parse_structures(primitive=False, on_error="raise")
+    except Exception as exc:
+        raise UnreadableCIF(f"{source}: pymatgen could not build a structure ({_one_line(exc)})") from None
+
+
+def _grammar_problem(text: str) -> str | None:
+    """What gemmi's strict CIF 1.1 parser finds wrong with the text, as "line N: ...", or None."""
+    try:
+        import gemmi
+
+        gemmi.cif.read_string(text)
+    except ImportError:
+        return None
+    except Exception as exc:  # noqa: BLE001 - gemmi raises ValueError or RuntimeError with its reason
+        message = " ".join(str(exc).split())
+        match = re.match(r"string:(\d+)(?::\d+\(\d+\))?(?: in (\S+))?: (.*)", message)
+        if match is None:
+            return message[:200]
+        block = f" ({match.group(2)})" if match.group(2) else ""
+        return f"line {match.group(1)}{block}: {match.group(3)[:200]}"
+    return None
 
 
 def _one_line(exc: BaseException) -> str:
@@ -265,41 +294,91 @@ _METRIC_TOLERANCE = 1e-2
 _TYPE_SYMPREC = 1e-2
 
 
-def _check_blocks(parser, source: str) -> None:
-    """:func:`check_block` on every data block with atoms, with the operations pymatgen will apply."""
-    blocks = getattr(getattr(parser, "_cif", None), "data", None)  # the blocks pymatgen parses
+@dataclass
+class _Declared:
+    """What one data block says about its symmetry, once checked: its own operations (rotations,
+    translations) or None, the symbols and numbers that name a known type, and its lattice."""
+
+    data: dict
+    where: str
+    operations: tuple | None
+    known: list
+    lattice: object
+
+
+def _check_blocks(parser, source: str) -> list[_Declared]:
+    """:func:`check_block` on every data block with atoms (pymatgen's own blocks, which it will parse)."""
+    blocks = getattr(getattr(parser, "_cif", None), "data", None)
     if not isinstance(blocks, dict):  # another pymatgen: check what the file says, not what it applies
-        blocks, parser = parser.as_dict(), None
-    atoms = [(name, getattr(block, "data", block)) for name, block in blocks.items()
-             if any(key.lower() in _ATOM_KEYS for key in getattr(block, "data", block))]
-    for name, data in atoms:
-        where = source if len(atoms) == 1 else f"{source} (block data_{name})"
-
-        def applied(block=blocks[name]):
-            if parser is None or getattr(parser, "feature_flags", {}).get("magcif"):
-                return None
-            try:
-                return parser.get_symops(block)
-            except Exception:  # noqa: BLE001 - pymatgen then fails on the block and says why
-                return None
-
-        check_block(data, where, applied)
+        for block in parser.as_dict().values():
+            if any(key.lower() in _ATOM_KEYS for key in block):
+                check_block(block, source)
+        return []
+    atoms = [(name, block) for name, block in blocks.items() if any(key.lower() in _ATOM_KEYS for key in block.data)]
+    return [check_block(block.data, source if len(atoms) == 1 else f"{source} (block data_{name})")
+            for name, block in atoms]
 
 
-def check_block(data: dict, where: str, applied=None) -> None:
+def check_block(data: dict, where: str) -> _Declared:
     """Refuse a CIF data block (a mapping of tags to a value or a list of values) whose cell,
-    occupancies or symmetry cannot be right, with one line naming the file, the tags and values.
-
-    ``applied`` returns the symmetry operations (pymatgen ``SymmOp``) that will generate the
-    structure, or None; they must be the file's own, or those of its symbol.
-    """
+    occupancies or symmetry cannot be right, with one line naming the file, the tags and the values;
+    return what it declares, for :func:`_check_applied` once pymatgen has read it."""
     fields: dict[str, tuple[str, list[str]]] = {}  # lower-case tag → (the tag as written, its values)
     for key, value in data.items():
         values = value if isinstance(value, list) else [value]
         fields.setdefault(key.lower().rstrip("_"), (key, [str(v).strip() for v in values]))
     lattice = _check_cell(fields, where)
     _check_occupancies(fields, where)
-    _check_symmetry(fields, where, lattice, applied, data)
+    operations, known = _check_symmetry(fields, where, lattice)
+    return _Declared(data, where, operations, known, lattice)
+
+
+def _check_applied(parser, declared: list[_Declared], put_in: bool = True) -> bool:
+    """The operations pymatgen applied to each block must be the file's own, or those of the type its
+    symbols name (P1 if none). Where pymatgen did not know a symbol that names one setting in spglib's
+    database (a Hall symbol, capitals, an origin suffix), that setting's operations are put into the
+    block and True returned: parse again. Anything else that differs is refused."""
+    import numpy as np
+
+    if getattr(parser, "feature_flags", {}).get("magcif") or not declared:
+        return False
+    blocks = list(getattr(getattr(parser, "_cif", None), "data", {}).values())
+    changed = False
+    for block in declared:
+        last = blocks and blocks[-1].data is block.data  # pymatgen keeps the last block's operations
+        try:
+            used = parser.symmetry_operations if last else parser.get_symops(
+                next(b for b in blocks if b.data is block.data))
+        except Exception:  # noqa: BLE001 - nothing to compare with
+            continue
+        used_ops = _as_arrays(used)
+        if used_ops is None:
+            continue
+        where, known = block.where, block.known
+        if block.operations is not None:
+            if not _same_operations(block.operations, used_ops):
+                raise UnreadableCIF(f"{where}: pymatgen did not apply the file's {len(block.operations[0])} symmetry "
+                                    f"operations ({len(used_ops[0])} others instead; a tag it does not read?)")
+            continue
+        what = f"the {len(used_ops[0])} operations of {known[0][1]!r}" if known else "the operations pymatgen applies"
+        number = _type_of(used_ops, block.lattice, where, what)
+        expected = known[0][2] if known else 1
+        if number == expected:
+            continue
+        setting = _setting(known) if put_in else None
+        if setting is not None:
+            import spglib
+
+            database = spglib.get_symmetry_from_database(setting)
+            generated = (database["rotations"], np.mod(database["translations"], 1.0))
+            block.data["_symmetry_equiv_pos_as_xyz"] = [_write(generated, i) for i in range(len(generated[0]))]
+            _type_of(generated, block.lattice, where, f"the {len(generated[0])} operations of {known[0][1]!r}")
+            changed = True
+            continue
+        said = f"{known[0][0]} {known[0][1]!r} (No. {expected})" if known else "no symmetry (P1)"
+        raise UnreadableCIF(f"{where}: the file says {said} but pymatgen would apply the symmetry of No. {number} "
+                            f"({_symbol(number)}); give the symmetry operations in the file")
+    return changed
 
 
 def _values(fields: dict, tag: str) -> list[str] | None:
@@ -381,12 +460,10 @@ def _check_occupancies(fields: dict, where: str) -> None:
             raise UnreadableCIF(f"{where}: {site} has {_tag(fields, '_atom_site_occupancy')} {value}, above 1")
 
 
-def _check_symmetry(fields: dict, where: str, lattice, applied, data: dict | None = None) -> None:
-    """Symbols, IT numbers and operations must name one space-group type that spglib knows, fit the
-    cell, and be what pymatgen applies; see the comment above :data:`_HM_TAGS`. A block declared
-    by a Hall symbol alone gets that setting's operations in ``data`` (pymatgen's block)."""
-    import numpy as np
-
+def _check_symmetry(fields: dict, where: str, lattice) -> tuple[tuple | None, list]:
+    """Symbols, IT numbers and operations must name one space-group type that spglib knows and fit
+    the cell; see the comment above :data:`_HM_TAGS`. Returns the file's operations (or None) and the
+    (tag, value, number) of every symbol and number that names a known type."""
     declared = []  # (tag, value, type number or None when the symbol is unknown)
     for tags, resolve in ((_HM_TAGS, _hm_number), (_HALL_TAGS, _hall_number)):
         for tag in tags:
@@ -418,36 +495,7 @@ def _check_symmetry(fields: dict, where: str, lattice, applied, data: dict | Non
             raise UnreadableCIF(f"{where}: {known[0][0]} {known[0][1]!r} is space group No. {known[0][2]} "
                                 f"({_symbol(known[0][2])}) but the file's {len(ops[0])} symmetry operations "
                                 f"form No. {number} ({_symbol(number)})")
-    used = applied() if applied is not None else None
-    if used is None:
-        return
-    used_ops = _as_arrays(used)
-    if used_ops is None:
-        return
-    if ops is not None:
-        if not _same_operations(ops, used_ops):
-            raise UnreadableCIF(f"{where}: pymatgen would not apply the file's {len(ops[0])} symmetry operations "
-                                f"({len(used_ops[0])} others instead; a tag it does not read?)")
-        return
-    what = f"the {len(used_ops[0])} operations of {known[0][1]!r}" if known else "the operations pymatgen applies"
-    number = _type_of(used_ops, lattice, where, what)
-    expected = known[0][2] if known else 1
-    hall = next((value for tag, value, n in known if tag.lower().rstrip("_") in _HALL_TAGS), None)
-    if number != expected and hall is not None and data is not None:
-        # a Hall symbol names one setting exactly: its operations from spglib's database, for pymatgen
-        # (which looks Hall symbols up in its own, smaller table and falls back to P1)
-        import spglib
-
-        setting = _symbol_tables()[1][" ".join(hall.split()).upper()][1]
-        database = spglib.get_symmetry_from_database(setting)
-        generated = (database["rotations"], np.mod(database["translations"], 1.0))
-        data["_symmetry_equiv_pos_as_xyz"] = [_write(generated, i) for i in range(len(generated[0]))]
-        used_ops = _as_arrays(applied())
-        number = _type_of(used_ops, lattice, where, f"the {len(used_ops[0])} operations of {hall!r}")
-    if number != expected:
-        said = f"{known[0][0]} {known[0][1]!r} (No. {expected})" if known else "no symmetry (P1)"
-        raise UnreadableCIF(f"{where}: the file says {said} but pymatgen would apply the symmetry of "
-                            f"No. {number} ({_symbol(number)}); give the symmetry operations in the file")
+    return ops, known
 
 
 def _symbol(number: int) -> str:
@@ -501,6 +549,53 @@ def _symbol_tables() -> tuple[dict[str, int], dict[str, tuple[int, int]]]:
             kind = spglib.get_spacegroup_type(number)
             hall.setdefault(" ".join(kind.hall_symbol.split()).upper(), (kind.number, number))
     return hm, hall
+
+
+def _setting(known: list) -> int | None:
+    """spglib's Hall number of the one setting a block's symbols name, or None: a Hall symbol names
+    one; a Hermann-Mauguin symbol one where its suffix (':2', ICSD's ' Z') or the symbol itself leaves
+    no choice of origin (a bare 'Fd-3m' does; monoclinic short symbols and 'R' groups take the
+    standard setting, which the cell check then holds to the cell)."""
+    from xrdcore.crystal.spacegroups import standard_hall_numbers
+
+    for tag, value, number in known:
+        name = tag.lower().rstrip("_")
+        if name in _HALL_TAGS:
+            return _symbol_tables()[1][" ".join(value.split()).upper()][1]
+        if name not in _HM_TAGS:
+            continue
+        match = re.fullmatch(r"(.*?)(?:\s*:\s*(\S+)|\s+([SZHR]))?", value.strip())
+        base, suffix = match.group(1), match.group(2) or {"S": "1", "Z": "2"}.get(match.group(3), match.group(3))
+        candidates = _hm_settings().get(base.replace(" ", "").replace("_", "").upper(), [])
+        if suffix and any(choice for _, choice in candidates):  # a suffix where there is no choice is moot
+            candidates = [(hall, choice) for hall, choice in candidates if choice.upper() == suffix.upper()]
+        elif {"1", "2"} <= {choice for _, choice in candidates}:
+            return None  # two origins: the positions mean different things in each
+        halls = [hall for hall, _ in candidates]
+        if len(halls) == 1:
+            return halls[0]
+        standard = standard_hall_numbers()[number - 1]
+        return standard if standard in halls else None
+    return None
+
+
+@functools.cache
+def _hm_settings() -> dict[str, list[tuple[int, str]]]:
+    """Hermann-Mauguin symbols (capitals, no spaces or '_') → spglib's settings [(Hall number, choice)]."""
+    import spglib
+
+    from xrdcore.crystal.spacegroups import _quiet_spglib
+
+    settings: dict[str, list[tuple[int, str]]] = {}
+    with _quiet_spglib():
+        for hall in range(1, 531):
+            kind = spglib.get_spacegroup_type(hall)
+            names = {kind.international_full, kind.international_short, *kind.international.split("=")}
+            for name in names:
+                key = name.replace(" ", "").replace("_", "").upper()
+                if (hall, kind.choice) not in settings.setdefault(key, []):
+                    settings[key].append((hall, kind.choice))
+    return settings
 
 
 def _looks_like_symbol(value: str, hall: bool) -> bool:
@@ -674,11 +769,15 @@ def _type_of(ops, lattice, where: str, what: str) -> int:
                 a, b, c = np.sqrt(np.diag(metric))
                 raise UnreadableCIF(f"{where}: {what} do not fit the cell: {_write(ops, k)!r} does not map a "
                                     f"cell of {a:.4g} x {b:.4g} x {c:.4g} Å with these angles onto itself")
+    # the type does not depend on the cell's size: scaled to a volume of 1000 Å³, spglib's tolerances
+    # mean the same for a 0.3 Å cell as for a 30 Å one
+    basis = np.eye(3) if lattice is None or not abs(np.linalg.det(lattice)) > 0 else (
+        10 * lattice / abs(np.linalg.det(lattice)) ** (1 / 3))
     with _warnings.catch_warnings():
         _warnings.simplefilter("ignore")
         kind = spglib.get_spacegroup_type_from_symmetry(
             np.ascontiguousarray(rotations, dtype="intc"), np.ascontiguousarray(translations, dtype=float),
-            lattice=np.eye(3) if lattice is None else lattice, symprec=_TYPE_SYMPREC)
+            lattice=np.ascontiguousarray(basis), symprec=_TYPE_SYMPREC)
     if kind is None:
         raise UnreadableCIF(f"{where}: {what} form no space group spglib knows")
     return int(kind.number)
