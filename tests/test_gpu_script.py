@@ -108,7 +108,8 @@ def _dry_run(prepared, *args: str, env: dict | None = None) -> subprocess.Comple
     environment = {**os.environ, "PYTHON": sys.executable, "PYTHONPATH": str(prepared["hide"]),
                    "GPU_CARRY": str(prepared["carry"]), "GPU_SITE": str(prepared["root"] / "site"), **(env or {})}
     environment.pop("OUT", None)
-    done = subprocess.run(["bash", str(RUN_SH), "--dry-run", *args], env=environment, capture_output=True, text=True,
+    export = ["--export", str(prepared["carry"] / "coremof.xrdexport")]
+    done = subprocess.run(["bash", str(RUN_SH), "--dry-run", *export, *args], env=environment, capture_output=True, text=True,
                           timeout=300, cwd=ROOT, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done

@@ -102,8 +102,9 @@ def _parse(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dry-run", action="store_true",
                         help="CPU, tiny variants, short scans: the same code, checked before any GPU time is spent")
-    parser.add_argument("--export", type=Path, default=CARRY / "coremof.xrdexport",
-                        help="the compact export to train on (default: the carried CoRE MOF export)")
+    parser.add_argument("--export", type=Path,
+                        help="the compact export to train on (default: the carried CoRE MOF export; with --dry-run "
+                             "an export of 200 AFLOW prototypes, built in --work where pymatgen is installed)")
     parser.add_argument("--out", help="results folder (default: $OUT, else benchmarks/results)")
     parser.add_argument("--work", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "xrdcore-gpu-work"),
                         help="imported cache and training runs (kept between calls on one machine)")
@@ -119,6 +120,8 @@ def _parse(argv):
     parser.add_argument("--structures-cache", type=Path,
                         help="a cache built with structures, for the simulator stage (needs pymatgen)")
     args = parser.parse_args(argv)
+    if args.export is None and not args.dry_run:
+        args.export = CARRY / "coremof.xrdexport"
     unknown = sorted({s for s in args.stages.split(",") if s} - set(STAGES))
     if unknown:
         parser.error(f"unknown stages {', '.join(unknown)}; choose from {', '.join(STAGES)}")
@@ -174,7 +177,7 @@ class Run:
         self.throughput: dict[str, Any] = {}
         self.summary: dict[str, Any] = {
             "what": "benchmarks/gpu/run.py" + (" --dry-run (CPU, tiny variants)" if args.dry_run else ""),
-            "command": sys.argv, "mode": suffix, "export": str(args.export),
+            "command": sys.argv, "mode": suffix,
             "install": json.loads(os.environ.get("GPU_INSTALL_REPORT") or "null"),
             "carry": _carry_listing(), "stages": {}, "resumed_from": str(previous) if previous else None}
 
@@ -286,7 +289,7 @@ class Run:
         from xrdcore.data.cache import PeakCache
         from xrdcore.data.export import import_cache
 
-        export = self.args.export
+        export = self.args.export or _dry_run_export(self.work)
         if not export.is_file():
             raise FileNotFoundError(f"{export}: no export; build the carried folder with `make gpu-carry`")
         target, marker = self.work / "cache", self.work / "cache.source.json"
@@ -298,6 +301,7 @@ class Run:
             import_cache(export, target)
             _write(marker, source)
         self.cache = PeakCache(target)
+        self.summary["export"] = str(export)
         counts = self.cache.describe()["split_counts"]
         self.summary["data"] = {"structures": len(self.cache), "split_counts": counts,
                                 "split_hash": self.cache.manifest["split_hash"],
@@ -668,6 +672,22 @@ class Leaderboard:
                          "config": json.loads((metrics.parent / "config.json").read_text())}
         run.resume.update({"data_key": run.cache.manifest["key"], "runs": runs})
         run.save_resume()
+
+
+def _dry_run_export(work: Path) -> Path:
+    """200 real structures (pymatgen's AFLOW prototypes) built and exported once: the dry run's
+    data, small enough for a CPU and imported the way the CoRE MOF export is on the GPU."""
+    export = work / "dry-run.xrdexport"
+    if not export.is_file():
+        if importlib.util.find_spec("pymatgen") is None:
+            raise RuntimeError("the dry run builds its data with pymatgen, which is missing here; pass --export FILE")
+        from xrdcore.data.cache import BuildSpec, build_cache, resolve_dataset
+        from xrdcore.data.export import export_cache
+
+        name, options = resolve_dataset("prototypes", {})
+        cache = build_cache(work / "dry-run-cache", BuildSpec(name, options, limit=200), progress=False)
+        export_cache(cache.path, export)
+    return export
 
 
 def _with(config, **changes):
