@@ -281,3 +281,73 @@ def test_unknown_symbol_with_operations_that_define_the_group():
     garbage = re.sub(r"_symmetry_space_group_name_H-M.*", "_symmetry_space_group_name_H-M banana", text)
     with pytest.raises(UnreadableCIF, match="'banana' is not a space-group symbol spglib knows .it is not written"):
         parse_cif(garbage, "x.cif")
+
+
+# --- spglib never sees what crashes it ----------------------------------------------------------------
+
+def test_spglib_is_never_given_a_tolerance_or_a_cell_that_crashes_it():
+    """spglib 2.x dereferences garbage (a segmentation fault, the process gone) for a negative or NaN
+    symprec and for a NaN cell; each is refused first, naming what is wrong."""
+    from xrdcore.data.labels import LabelSettings
+    from xrdcore.data.validation import InvalidStructure
+
+    structure = Structure.from_file(NACL)
+    assert space_group_number(structure, symprec=1e-6) == space_group_number(structure, symprec=1.0) == 225
+    for bad in (-1, math.nan, 0, 5.0, math.inf, "0.1", True):
+        with pytest.raises(ValueError, match=r"symprec must be a finite number in \[1e-06, 1\] Å"):
+            space_group_number(structure, symprec=bad)
+        with pytest.raises(ValueError, match="symprec"):
+            LabelSettings(symprec=bad)
+    for bad in (math.nan, 0, 180, -2):
+        with pytest.raises(ValueError, match=r"angle_tolerance must be -1 \(spglib's default\)"):
+            space_group_number(structure, angle_tolerance=bad)
+    broken = structure.copy()
+    broken.lattice._matrix = broken.lattice.matrix * np.nan  # noqa: SLF001 - what a corrupt record holds
+    with pytest.raises(InvalidStructure, match="not finite"):
+        space_group_number(broken)
+
+
+def test_build_options_are_checked_where_the_python_api_takes_them():
+    from xrdcore.data.cache import BuildSpec
+
+    for changes, message in (({"symprec": -1}, "symprec must be"), ({"limit": 0}, "limit must be a positive int"),
+                             ({"seed": -1}, "seed must be a non-negative int"),
+                             ({"wavelength": 0}, r"wavelength 0.0 Å is outside 0.01-20 Å"),
+                             ({"two_theta_range": (5,)}, r"2θ range must be two numbers"),
+                             ({"two_theta_range": (90, 5)}, r"2θ range must satisfy"),
+                             ({"disorder": "average"}, "disorder must be one of skip, keep"),
+                             ({"fractions": (0.5, 0.5, 0.5)}, "fractions must be non-negative and sum to 1"),
+                             ({"debye_waller": {"Na": -1}}, r"Debye-Waller factor B of Na must be a finite number in "
+                                                            r"\[0, 100\] Å²")):
+        with pytest.raises(ValueError, match=message):
+            BuildSpec("csv", **changes)
+
+
+def test_the_shared_validators_name_the_argument_the_range_and_the_value():
+    from xrdcore import validate
+
+    assert validate.number_in("x", 3, 0, 5) == 3.0
+    with pytest.raises(ValueError, match=r"^step must be a finite number > 0 degrees, got 0$"):
+        validate.number_in("step", 0, 0, None, unit="degrees", low_open=True)
+    with pytest.raises(ValueError, match=r"^x must be a finite number in \[0, 1\), got 1$"):
+        validate.number_in("x", 1, 0, 1, high_open=True)
+    assert validate.seed(2**63 - 1) == 2**63 - 1 and validate.optional_positive_int("limit", None) is None
+    for bad in (2**63, -1, 1.0, True):
+        with pytest.raises(ValueError, match="seed must be a non-negative int up to"):
+            validate.seed(bad)
+    with pytest.raises(ValueError, match=r"workers must be a positive int up to \d+ \(8 per CPU core\), got 100000"):
+        validate.workers(100_000)
+    with pytest.raises(ValueError, match=r"disorder must be one of skip, keep, got 'x'"):
+        validate.choice("disorder", "x", ("skip", "keep"))
+    with pytest.raises(ValueError, match="linearly dependent"):
+        validate.spglib_cell(np.zeros((3, 3)), [[0, 0, 0]], [1])
+
+
+@pytest.mark.parametrize("tag", ["_space_group_symop.operation_xyz", "_SYMMETRY_EQUIV_POS_AS_XYZ"])
+def test_operations_under_a_tag_pymatgen_does_not_read_are_applied(tag):
+    """The mmCIF dot form and capitals: pymatgen reads neither (it applied P1); the file's operations
+    are given to it under the tag it reads."""
+    text = symmetric_cif(Structure.from_file(NACL))
+    text = re.sub(r"_symmetry_(space_group_name_H-M|Int_Tables_number).*\n", "", text)
+    structure = parse_cif(text.replace("_symmetry_equiv_pos_as_xyz", tag), "x.cif")[0]
+    assert len(structure) == 8 and space_group_number(structure) == 225

@@ -93,6 +93,17 @@ def optional_positive_int(name: str, value: Any) -> int | None:
     return None if value is None else positive_int(name, value)
 
 
+def workers(value: Any, name: str = "workers") -> int:
+    """A number of worker processes: at least 1, and at most 8 per CPU core (or 64), beyond which
+    processes only cost memory: a typo of 100000 would start 100000 interpreters."""
+    import os
+
+    high = max(64, 8 * (os.cpu_count() or 1))
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= high:
+        raise ValueError(f"{name} must be a positive int up to {high} (8 per CPU core), got {value!r}")
+    return value
+
+
 def seed(value: Any, name: str = "seed") -> int:
     """A random seed: an int in [0, 2**63): reproducible, storable in JSON, accepted by numpy and torch."""
     return non_negative_int(name, value, MAX_SEED)

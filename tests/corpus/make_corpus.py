@@ -3,6 +3,8 @@ directories, model packages and data exports, most of them damaged copies of rea
 committed; this script says how each was made, so they can be rebuilt (and new ones added) the same
 way. What each case must give is in ``cases.toml``, not here.
 
+Usage: ``python tests/corpus/make_corpus.py [cifs] [patterns] [runs] [models] [exports]``.
+
 Real sources: tests/data/NaCl.cif (rock salt, Fm-3m), the MP-20 sample (tests/data/mp20_sample.csv,
 Materials Project structures with their space groups), NaCl's simulated pattern, a tiny model trained
 on the MP-20 sample and packaged, and the export of that sample's peak cache.
@@ -87,6 +89,9 @@ def cifs() -> None:
         "nacl_it_number_only.cif": NACL.replace("_symmetry_space_group_name_H-M 'F m -3 m'",
                                                 "_space_group_IT_number 225"),
         "nacl_capitals_with_operations.cif": nacl_ops.replace("Fm-3m", "'FM-3M'"),
+        "nacl_capitals_symbol_only.cif": NACL.replace("'F m -3 m'", "'FM-3M'"),
+        "nacl_mmcif_operation_tag.cif": re.sub(r"_symmetry_(space_group_name_H-M|Int_Tables_number).*\n", "", nacl_ops)
+        .replace("_symmetry_equiv_pos_as_xyz", "_space_group_symop.operation_xyz"),
         "nacl_crlf.cif": NACL.replace("\n", "\r\n"),
         "nacl_byte_order_mark.cif": "\ufeff" + NACL,
         "nacl_uncertainties.cif": NACL.replace("5.64\n", "5.640(2)\n"),
@@ -126,6 +131,7 @@ def cifs() -> None:
         "too_many_operations.cif": with_operations(NACL.replace("_symmetry_space_group_name_H-M 'F m -3 m'\n", ""),
                                                    [f"x,y,z+{k}/997" for k in range(800)]),
         "symbol_does_not_fit_cell.cif": NACL.replace("'F m -3 m'", "'P 63/m m c'"),
+        "capitals_with_two_origins.cif": NACL.replace("'F m -3 m'", "'FD-3M'"),
         "occupancy_above_one.cif": with_occupancy(NACL, "1", "1.2"),
         "zero_occupancy.cif": with_occupancy(NACL, "0", "1"),
         "overlapping_atoms.cif": NACL.replace("Cl1 Cl 0.5 0.5 0.5", "Cl1 Cl 0.5 0.5 0.5\nNa2 Na 0.01 0 0"),
@@ -341,18 +347,27 @@ def exports(cache: Path, work: Path) -> None:
         write(out / name, content)
 
 
-def main() -> None:
-    os.environ.setdefault("XRDCORE_DISABLE", "")
-    cifs()
-    patterns()
-    with tempfile.TemporaryDirectory() as folder:
-        work = Path(folder)
-        run, cache = trained_run(work)
-        runs(run)
-        models(run, work)
-        exports(cache, work)
-    print(f"corpus written under {HERE}")
+def main(kinds: list[str]) -> None:
+    """Rewrite the folders of ``kinds`` (all when none is named): cifs, patterns, runs, models,
+    exports. The last three need a model trained for a few seconds, whose bytes differ between
+    machines: rebuild them only when they must change."""
+    kinds = kinds or ["cifs", "patterns", "runs", "models", "exports"]
+    if "cifs" in kinds:
+        cifs()
+    if "patterns" in kinds:
+        patterns()
+    if {"runs", "models", "exports"} & set(kinds):
+        with tempfile.TemporaryDirectory() as folder:
+            work = Path(folder)
+            run, cache = trained_run(work)
+            if "runs" in kinds:
+                runs(run)
+            if "models" in kinds:
+                models(run, work)
+            if "exports" in kinds:
+                exports(cache, work)
+    print(f"corpus written under {HERE}: {', '.join(kinds)}")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -58,7 +58,7 @@ def _data_build(args) -> None:
 
     # named as the user typed them; BuildSpec and build_cache check the same for the Python API
     validate.optional_positive_int("--limit", args.limit)
-    validate.positive_int("--workers", args.workers)
+    validate.workers(args.workers, "--workers")
     validate.positive_int("--chunk", args.chunk)
     validate.symprec(args.symprec, "--symprec")
     validate.seed(args.seed, "--seed")

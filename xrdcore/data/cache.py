@@ -141,10 +141,10 @@ def build_cache(out: str | Path, spec: BuildSpec, *, workers: int = 1, chunk_siz
     ``workers`` processes parse the data set's files and simulate its peaks; results do not
     depend on their number.
     """
-    from xrdcore.validate import positive_int
+    from xrdcore import validate
 
-    out, workers = Path(out), check_workers(workers)
-    positive_int("chunk_size", chunk_size)
+    out, workers = Path(out), check_workers(validate.workers(workers))
+    validate.positive_int("chunk_size", chunk_size)
     spec.check()
     if (out / "manifest.json").is_file() and _is_complete(out, spec):
         return PeakCache(out)  # a finished build is read without the lock: readers never wait or fail
@@ -240,10 +240,10 @@ def open_dataset(dataset: str, data_dir: str | Path = "data", *, limit: int | No
     """The peak cache of ``dataset``: a cache directory as is, else a registered data set, CIF
     folder or CSV built (or reused, or resumed) under ``data_dir`` with default settings.
     ``limit`` and ``workers`` are checked even where a built cache makes them moot."""
-    from xrdcore.validate import optional_positive_int
+    from xrdcore import validate
 
-    optional_positive_int("limit", limit)
-    check_workers(workers)
+    validate.optional_positive_int("limit", limit)
+    check_workers(validate.workers(workers))
     if (Path(dataset) / "manifest.json").is_file():
         return PeakCache(dataset)
     name, options = resolve_dataset(dataset, options)

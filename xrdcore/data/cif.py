@@ -356,9 +356,16 @@ def _check_applied(parser, declared: list[_Declared], put_in: bool = True) -> bo
             continue
         where, known = block.where, block.known
         if block.operations is not None:
-            if not _same_operations(block.operations, used_ops):
+            if _same_operations(block.operations, used_ops):
+                continue
+            if not put_in:
                 raise UnreadableCIF(f"{where}: pymatgen did not apply the file's {len(block.operations[0])} symmetry "
-                                    f"operations ({len(used_ops[0])} others instead; a tag it does not read?)")
+                                    f"operations ({len(used_ops[0])} others instead)")
+            # a loop under a tag pymatgen does not read (another case, the mmCIF dot form): the same
+            # operations under the tag it reads
+            block.data["_symmetry_equiv_pos_as_xyz"] = [_write(block.operations, i)
+                                                        for i in range(len(block.operations[0]))]
+            changed = True
             continue
         what = f"the {len(used_ops[0])} operations of {known[0][1]!r}" if known else "the operations pymatgen applies"
         number = _type_of(used_ops, block.lattice, where, what)
