@@ -101,6 +101,21 @@ def test_anything_but_plain_p1_is_left_to_pymatgen(change):
     assert_same_structure(structure, pymatgen_structure(text))
 
 
+@pytest.mark.parametrize("change, message", [
+    (("_cell_length_a 5.0", "_cell_length_a -5.0"), "_cell_length_a = -5.0: a cell length must be a positive"),
+    (("_cell_angle_beta 100.5", "_cell_angle_beta 0"), "_cell_angle_beta = 0: a cell angle must lie between"),
+    (("'P 1'", "'P -1'"), r"'P -1' is space group No. 2 \(P-1\) but the file's 1 symmetry operations form No. 1"),
+    (("'P 1'", "'P 1'\n_space_group_IT_number 14"), r"'P 1' \(No. 1\) and _space_group_IT_number '14' \(No. 14\)"),
+])
+def test_the_fast_path_leaves_what_is_wrong_to_the_checks(change, message):
+    """The P1 fast path reads only files the checks would pass: a negative length, a flat cell or a
+    symbol other than P1 beside the identity alone go the slow way, and are refused there."""
+    text = P1.replace(*change)
+    assert read_p1(text) is None
+    with pytest.raises(UnreadableCIF, match=message):
+        parse_cif(text, "p1.cif")
+
+
 def test_a_formula_that_agrees_keeps_the_fast_path():
     text = P1.replace("data_test", "data_test\n_chemical_formula_sum 'Zn2 O1 H1'")
     assert_same_structure(read_p1(text), pymatgen_structure(text))

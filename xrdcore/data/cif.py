@@ -477,9 +477,10 @@ def _check_symmetry(fields: dict, where: str, lattice) -> tuple[tuple | None, li
             declared += [(_tag(fields, tag), value, resolve(value)) for value in _known(_values(fields, tag))[:1]]
     for tag in _IT_NUMBER_TAGS:
         for value in _known(_values(fields, tag))[:1]:
-            if not re.fullmatch(r"\d{1,3}", value) or not 1 <= int(value) <= 230:
+            number = _number(value)  # '225', or '225.0' as some programs write it
+            if number is None or not number.is_integer() or not 1 <= number <= 230:
                 raise UnreadableCIF(f"{where}: {_tag(fields, tag)} {value!r} is not a space-group number (1-230)")
-            declared.append((_tag(fields, tag), value, int(value)))
+            declared.append((_tag(fields, tag), value, int(number)))
     loop = next((_values(fields, t) for t in _OPERATION_TAGS if _known(_values(fields, t))), None)
     ops = None
     if loop is not None:
