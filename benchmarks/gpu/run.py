@@ -19,8 +19,9 @@ Stages, each under its own time budget, each result file rewritten the moment a 
 
 Files, in ``--out`` (default ``$OUT``, else benchmarks/results), suffix ``gpu`` (``cpu-dryrun``
 with ``--dry-run``): stages-S.json (device, versions, stage times and statuses), mamba-scan-S.json,
-encoder-throughput-S.json, simulator-S.json, coremof-reference-S.json, and
-coremof-reference-runs-S.json.xz (finished runs, what ``--resume DIR`` restores on a fresh machine).
+encoder-throughput-S.json, simulator-S.json, coremof-reference-S.json, and resume-S.json.xz (the
+complete stages and finished leaderboard runs: the one small file a second call carries, on a fresh
+machine, for ``--resume``; about 6 kB a run).
 
 Run through benchmarks/gpu/run.sh, which installs the tree and the carried wheels first.
 """
