@@ -64,10 +64,10 @@ MODES = {
                    "budgets": {"scan": 60, "throughput": 60, "simulator": 30}},
 }
 #: why the fused kernel is not carried (see benchmarks/gpu/prepare.sh)
-KERNEL_NOTE = ("no mamba-ssm wheel is carried: PyPI has only its source; prebuilt wheels are GitHub release "
-               "assets (several hundred MB, past the 64 MiB a call carries, and built per torch/CUDA pair: "
-               "torch 2.11 + CUDA 13 was not in the release matrix when this was prepared), and compiling "
-               "its CUDA extension takes 15-35 minutes on 48 cores, past one 10-minute command")
+KERNEL_NOTE = ("no mamba-ssm wheel is carried: PyPI, the only registry reachable where this was prepared, has "
+               "only its source; its prebuilt wheels are GitHub release assets built per torch/CUDA pair (the "
+               "release matrix stopped at torch 2.10 into mid-2026, state-spaces/mamba#999), and compiling its "
+               "CUDA extension takes 15-35 minutes on 48 cores (same thread), past one 10-minute command")
 
 
 class StageTimeout(BaseException):
