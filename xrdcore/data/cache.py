@@ -86,6 +86,8 @@ class BuildSpec:
             raise ValueError(f"dataset must be a data set name, got {self.dataset!r}")
         if not isinstance(self.options, Mapping):
             raise ValueError(f"options must be a mapping of the data set's arguments, got {self.options!r}")
+        if "workers" in self.options:  # a data set's own processes: bounded like --workers
+            validate.workers(self.options["workers"], "the data set's workers option")
         validate.optional_positive_int("limit", self.limit)
         validate.symprec(self.symprec)
         validate.choice("disorder", self.disorder, DISORDER_POLICIES)
