@@ -25,6 +25,9 @@ LOCK_NAME = ".lock"
 #: what a failed write says, by errno
 _FULL = {errno.ENOSPC: "no space left on the device", errno.EFBIG: "the file-size limit was reached",
          errno.EDQUOT: "the disk quota is exceeded"}
+#: the process's umask, read once (reading it means setting it)
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 #: directories this process holds, and how many times (a lock is re-entrant within a process)
 _HELD: dict[Path, int] = {}
 
@@ -57,7 +60,7 @@ def write_errors(path: str | os.PathLike) -> Iterator[None]:
     except OSError as exc:
         reason = _FULL.get(exc.errno, exc.strerror or str(exc))
         error = WriteError(f"{path}: not written: {reason}; the previous version, if any, is unchanged")
-        error.errno, error.strerror, error.filename = exc.errno, exc.strerror, str(path)
+        error.errno = exc.errno  # only: with strerror and filename set, OSError prints those instead
         raise error from None
 
 
@@ -70,6 +73,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMPORARY_SUFFIX, dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as handle:
+                if hasattr(os, "fchmod"):  # mkstemp makes it private (0600); a new file is normally 0666 & ~umask
+                    os.fchmod(handle.fileno(), 0o666 & ~_UMASK)
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())

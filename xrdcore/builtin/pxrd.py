@@ -9,7 +9,8 @@ import numpy as np
 import torch
 
 from xrdcore.diffraction.grid import DEFAULT_GRID, AngleGrid, as_grid
-from xrdcore.diffraction.profile import _WINDOW_FWHM, DEFAULT_CAGLIOTI, PeakBatch, PeakShape, caglioti_fwhm, render
+from xrdcore.diffraction.profile import (_WINDOW_FWHM, DEFAULT_CAGLIOTI, PeakBatch, PeakShape, caglioti_fwhm,
+                                         render)
 from xrdcore.diffraction.pxrd import (DEFAULT_MAX_COST, DEFAULT_MAX_REFLECTIONS, CostLimitError, PeakList,
                                       peak_lists)
 from xrdcore.diffraction.radiation import wavelength as parse_wavelength

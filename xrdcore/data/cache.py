@@ -41,7 +41,8 @@ from xrdcore.data.labels import DEFAULT_SYMPREC
 from xrdcore.data.parallel import check_workers, unordered_map
 from xrdcore.data.splits import DEFAULT_FRACTIONS, SPLITS, Split
 from xrdcore.diffraction.grid import DEFAULT_GRID
-from xrdcore.storage import TEMPORARY_SUFFIX, atomic_write_json, directory_lock, holds_other_files, write_errors
+from xrdcore.storage import (TEMPORARY_SUFFIX, atomic_write_json, directory_lock, holds_other_files,
+                             write_errors)
 
 if TYPE_CHECKING:
     from pymatgen.core import Structure

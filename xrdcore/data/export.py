@@ -102,6 +102,10 @@ def import_cache(file: str | Path, cache_dir: str | Path) -> PeakCache:
         identity = {"key": (header.get("manifest") or {}).get("key"), "created": header.get("created")}
         marker = out / _IMPORTING
         resuming = marker.is_file() and _json_or_none(marker) == identity  # an import of this file, killed
+        done = _json_or_none(out / "manifest.json")
+        if not resuming and isinstance(done, dict) and done.get("key") == identity["key"] and (
+                done.get("imported_from") or {}).get("created") == identity["created"]:
+            return PeakCache(out)  # this file was imported here already: the rerun has nothing to do
         if holds_other_files(out) and not resuming:
             raise ExportError(f"{out}: exists and is not empty; import into a new directory")
         atomic_write_json(marker, identity)
