@@ -130,7 +130,7 @@ REFUSED = [
     ("one_angle.xy", b"10 5\n10 6\n10 7\n", ["all 3 rows have the same 2θ (10 deg)"]),
     ("zero_angle.xy", b"0 5\n1 6\n", ["line 1", "2θ = 0 deg is outside (0, 180)"]),
     ("negative_angle.xy", b"-1 5\n1 6\n", ["line 1", "outside (0, 180)"]),
-    ("beyond_180.xy", b"# radians? no\n170 5\n180 6\n190 7\n", ["line 3", "2θ = 180 deg", "(2 such rows)"]),
+    ("beyond_180.xy", b"# radians? no\n170 5\n180 6\n190 7\n", ["line 3", "2θ = 180 deg", "(2 such lines)"]),
     ("pattern.raw", b"10 5\n11 6\n", ["extension '.raw'", ".xy"]),
     ("no_extension", b"10 5\n11 6\n", ["no extension"]),
     ("bad_utf16.xy", b"\xff\xfe1\x00 \x002", ["UTF-16"]),  # an odd number of bytes
@@ -207,7 +207,7 @@ def test_repeated_angles_are_averaged_and_said_so(tmp_path):
     pattern = read_pattern(path)
     assert pattern.two_theta.tolist() == [10, 10.5, 11] and pattern.intensity.tolist() == [5, 8, 8]
     assert pattern.sigma.tolist() == pytest.approx([3, np.sqrt(3) / 3, 2])  # sqrt(Σσ²)/n
-    assert pattern.notes == ("1 angles appear more than once (the first, 10.5 deg, on lines 2 and 3); "
+    assert pattern.notes == ("1 angle appears more than once (the first, 10.5 deg, on lines 2 and 3); "
                              "the intensities of equal angles are averaged",)
     down = tmp_path / "down.xy"
     down.write_text("11 8\n10.5 6\n10.5 10\n10 5\n")

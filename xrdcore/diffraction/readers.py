@@ -339,7 +339,7 @@ def _check_values(source: Path, two_theta: np.ndarray, intensity: np.ndarray, si
     if bad.any():
         row = int(np.argmax(bad))
         raise _error(source, f"{unit} {line_numbers[row]}: 2θ = {two_theta[row]:g} deg is outside (0, 180) "
-                             f"degrees ({int(bad.sum())} such rows)")
+                             f"degrees ({int(bad.sum())} such {unit}s)")
     step = np.diff(two_theta)
     descending = bool(step[np.flatnonzero(step)[0]] < 0) if step.any() else False
     backwards = step > 0 if descending else step < 0
@@ -370,9 +370,10 @@ def _check_values(source: Path, two_theta: np.ndarray, intensity: np.ndarray, si
         if len(starts) < 2:
             raise _error(source, f"all {len(two_theta)} rows have the same 2θ ({two_theta[0]:g} deg); a pattern "
                                  "needs at least two angles")
-        notes.append(f"{int((counts > 1).sum())} angles appear more than once (the first, {two_theta[first]:g} deg, "
-                     f"on {unit}s {min(line_numbers[first:first + 2])} and {max(line_numbers[first:first + 2])}); "
-                     "the intensities of equal angles are averaged")
+        repeats = int((counts > 1).sum())
+        notes.append(f"{repeats} {'angle appears' if repeats == 1 else 'angles appear'} more than once (the first, "
+                     f"{two_theta[first]:g} deg, on {unit}s {min(line_numbers[first:first + 2])} and "
+                     f"{max(line_numbers[first:first + 2])}); the intensities of equal angles are averaged")
         two_theta = two_theta[starts]
         intensity = np.add.reduceat(intensity, starts) / counts
         if sigma is not None:  # the standard uncertainty of a mean of independent readings
