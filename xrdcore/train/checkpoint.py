@@ -15,8 +15,30 @@ from xrdcore.storage import atomic_write_bytes
 CHECKPOINT_FORMAT = "xrdcore-checkpoint/1"
 
 
+#: the largest safetensors header read (safetensors' own limit): its JSON lists names, shapes, offsets
+MAX_HEADER_BYTES = 100_000_000
+
+
 class CheckpointError(ValueError):
     """A checkpoint that cannot be used: missing, corrupt, foreign, or for another model."""
+
+
+def check_header(path: str | Path) -> int:
+    """The length of a safetensors file's JSON header, checked against the file's size and
+    MAX_HEADER_BYTES before anything is allocated for it (a forged length claiming 100 GB is
+    refused at once); the reader then checks every tensor's offsets against the file."""
+    path = Path(path)
+    size = path.stat().st_size
+    with path.open("rb") as handle:
+        raw = handle.read(8)
+    if len(raw) < 8:
+        raise CheckpointError(f"{path}: not a safetensors checkpoint ({size} bytes, shorter than the 8 bytes "
+                              "of its header length)")
+    length = int.from_bytes(raw, "little")
+    if length > min(MAX_HEADER_BYTES, size - 8):
+        raise CheckpointError(f"{path}: header of {length:,} bytes does not fit the file ({size:,} bytes) or the "
+                              f"{MAX_HEADER_BYTES:,}-byte limit: the file is damaged or not a checkpoint")
+    return length
 
 
 def save_checkpoint(path: str | Path, model: torch.nn.Module, state: Mapping[str, Any],
@@ -45,6 +67,7 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module,
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint")
+    check_header(path)
     try:
         with safe_open(str(path), framework="pt", device="cpu") as handle:
             metadata = handle.metadata() or {}
