@@ -51,13 +51,24 @@ class ExportError(ValueError):
     """A file that is not a usable export, or an export that cannot be written; says which and why."""
 
 
-def export_cache(cache_dir: str | Path, file: str | Path) -> dict[str, Any]:
-    """Write the peak cache in ``cache_dir`` to ``file`` (atomically); returns a summary."""
+def export_cache(cache_dir: str | Path, file: str | Path, min_intensity: float | None = None) -> dict[str, Any]:
+    """Write the peak cache in ``cache_dir`` to ``file`` (atomically); returns a summary.
+
+    ``min_intensity`` (percent of each pattern's strongest peak) leaves out weaker peaks: a smaller
+    file (MOF patterns are mostly peaks below 0.1%, invisible on a linear scale) that is no longer
+    the same data: the imported cache's key says so, and runs on it record that key."""
     cache = PeakCache(cache_dir)
     chunks = [cache.chunk(k) for k in range(int(cache.manifest["chunks"]))]
     joined = lambda name, dtype=None: np.concatenate([np.asarray(c[name], dtype=dtype) for c in chunks])  # noqa: E731
     counts = np.concatenate([np.diff(c["offsets"]) for c in chunks]).astype(np.uint32)
     two_theta, intensity = joined("two_theta", np.float64), joined("intensity", np.float64)
+    if min_intensity is not None:
+        if not (isinstance(min_intensity, (int, float)) and 0 < min_intensity < 100):
+            raise ExportError(f"min_intensity must be a percentage of the strongest peak in (0, 100), got {min_intensity!r}")
+        kept = intensity >= min_intensity
+        pattern = np.repeat(np.arange(len(counts)), counts)
+        counts = np.bincount(pattern[kept], minlength=len(counts)).astype(np.uint32)
+        two_theta, intensity = two_theta[kept], intensity[kept]
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
     steps = np.round(two_theta / TWO_THETA_QUANTUM).astype(np.int64)
     deltas = np.diff(steps, prepend=0)
@@ -79,7 +90,7 @@ def export_cache(cache_dir: str | Path, file: str | Path) -> dict[str, Any]:
               "manifest": cache.manifest, "split": json.loads((cache.path / "split.json").read_text()),
               "report": json.loads((cache.path / "report.json").read_text()), "entries": entries,
               "encoding": {"two_theta_quantum": TWO_THETA_QUANTUM, "intensity_range": list(INTENSITY_RANGE),
-                           "intensity_levels": _LEVELS}, "arrays": {}}
+                           "intensity_levels": _LEVELS, "min_intensity": min_intensity}, "arrays": {}}
     blobs, position = [], 0
     for name, array in arrays.items():
         blob = lzma.compress(np.ascontiguousarray(array).tobytes(), preset=6)
@@ -99,7 +110,7 @@ def import_cache(file: str | Path, cache_dir: str | Path) -> PeakCache:
     file, out = Path(file), Path(cache_dir)
     header, arrays = read_export(file)
     with directory_lock(out):  # two imports into one directory: the second is refused
-        identity = {"key": (header.get("manifest") or {}).get("key"), "created": header.get("created")}
+        identity = {"key": _imported_key(header), "created": header.get("created")}
         marker = out / _IMPORTING
         resuming = marker.is_file() and _json_or_none(marker) == identity  # an import of this file, killed
         done = _json_or_none(out / "manifest.json")
@@ -112,6 +123,14 @@ def import_cache(file: str | Path, cache_dir: str | Path) -> PeakCache:
         cache = _unpack(file, out, header, arrays)
         marker.unlink()
         return cache
+
+
+def _imported_key(header: dict[str, Any]) -> Any:
+    """The data key of the cache an export unpacks to: the exported cache's, marked when weak peaks
+    were left out (other data, which runs must not mistake for the full cache)."""
+    key = (header.get("manifest") or {}).get("key")
+    weakest = (header.get("encoding") or {}).get("min_intensity")
+    return key if weakest is None else f"{key}+peaks>={weakest}%"
 
 
 #: written first and removed last by an import: a directory holding it and part of the cache is an
@@ -129,7 +148,9 @@ def _json_or_none(path: Path) -> Any:
 def _unpack(file: Path, out: Path, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> PeakCache:
     """:func:`import_cache` once ``out`` is locked: chunks already unpacked (all or nothing each)
     are kept, the manifest is written last."""
-    manifest = dict(header["manifest"])
+    manifest = {**header["manifest"], "key": _imported_key(header)}
+    if header["encoding"].get("min_intensity") is not None:
+        manifest["min_intensity"] = header["encoding"]["min_intensity"]
     split = header["split"]
     try:
         Split.from_dict(split, str(file))
@@ -202,7 +223,7 @@ def read_export(file: str | Path) -> tuple[dict[str, Any], dict[str, np.ndarray]
                               f"{_MAX_HEADER >> 20} MiB limit")
         try:
             header = json.loads(handle.read(length))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
             raise ExportError(f"{file}: the header is not JSON ({exc})") from None
         if not isinstance(header, dict) or header.get("format") != EXPORT_FORMAT:
             raise ExportError(f"{file}: format {header.get('format') if isinstance(header, dict) else None!r}, "
@@ -229,9 +250,13 @@ def _check_contents(file: Path, header: dict[str, Any], arrays: dict[str, np.nda
     for key in ("split", "report", "encoding"):
         if not isinstance(header.get(key), dict):
             raise refuse(f"the header's {key!r} is missing or not an object")
-    if header["encoding"] != {"two_theta_quantum": TWO_THETA_QUANTUM, "intensity_range": list(INTENSITY_RANGE),
-                              "intensity_levels": _LEVELS}:
+    encoding = dict(header["encoding"])
+    weakest = encoding.pop("min_intensity", None)
+    if encoding != {"two_theta_quantum": TWO_THETA_QUANTUM, "intensity_range": list(INTENSITY_RANGE),
+                    "intensity_levels": _LEVELS}:
         raise refuse(f"encoded as {header['encoding']}, which this xrdcore does not decode")
+    if weakest is not None and not (_is_number(weakest) and 0 < weakest < 100):
+        raise refuse(f"its min_intensity {weakest!r} is not a percentage in (0, 100)")
     if not isinstance(entries, list) or not all(
             isinstance(e, dict) and isinstance(e.get("id"), str) and isinstance(e.get("formula"), str)
             and _is_int(e.get("space_group")) and 1 <= e["space_group"] <= 230 for e in entries):
