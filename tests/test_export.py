@@ -99,3 +99,19 @@ def test_an_imported_cache_trains(exported, tmp_path):
     assert result["status"] == "complete" and json.loads((tmp_path / "run" / "config.json").read_text())[
         "data"]["split_hash"] == imported.manifest["split_hash"]
     assert torch.isfinite(torch.tensor(result["test"]["loss"]))
+
+
+def test_an_export_without_weak_peaks_is_smaller_and_says_it_is_other_data(mp20_cache, exported, tmp_path):
+    full, imported_full = exported
+    summary = export_cache(mp20_cache.path, tmp_path / "strong.xrdexport", min_intensity=1.0)
+    strong = import_cache(tmp_path / "strong.xrdexport", tmp_path / "strong")
+    assert summary["bytes"] < full["bytes"] and summary["peaks"] < full["peaks"]
+    assert strong.manifest["key"] == f"{mp20_cache.manifest['key']}+peaks>=1.0%" != imported_full.manifest["key"]
+    assert strong.manifest["split_hash"] == mp20_cache.manifest["split_hash"] and strong.ids == mp20_cache.ids
+    for i in range(len(mp20_cache)):
+        a, b = mp20_cache.peaks(i), strong.peaks(i)
+        keep = a.intensity >= 1.0
+        assert len(b) == keep.sum() and np.abs(a.two_theta[keep] - b.two_theta).max() <= 6e-5
+    assert import_cache(tmp_path / "strong.xrdexport", tmp_path / "strong").manifest == strong.manifest  # a rerun
+    with pytest.raises(ExportError, match="min_intensity"):
+        export_cache(mp20_cache.path, tmp_path / "bad.xrdexport", min_intensity=150)

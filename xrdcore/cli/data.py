@@ -38,6 +38,8 @@ def add_commands(commands) -> None:
                         "(no structures; loads without pymatgen)")
     p.add_argument("dir", help="a complete cache directory")
     p.add_argument("file", help="the file to write, e.g. coremof.xrdexport")
+    p.add_argument("--min-intensity", type=float, metavar="PERCENT", help="leave out peaks weaker than this "
+                   "percentage of each pattern's strongest (a smaller file of other data: its key says so)")
     p.set_defaults(run=_data_export)
     p = data.add_parser("import", help="unpack a file of `xrdcore data export` into a new cache directory")
     p.add_argument("file")
@@ -78,7 +80,7 @@ def _data_build(args) -> None:
 def _data_export(args) -> None:
     from xrdcore.data.export import export_cache
 
-    summary = export_cache(args.dir, args.file)
+    summary = export_cache(args.dir, args.file, min_intensity=args.min_intensity)
     print(f"{args.file}: {summary['structures']} structures, {summary['peaks']:,} peaks, "
           f"{summary['bytes'] / 2**20:.1f} MiB (sha256 {summary['sha256'][:16]}...)")
 

@@ -255,7 +255,8 @@ def _check_contents(file: Path, header: dict[str, Any], arrays: dict[str, np.nda
     if encoding != {"two_theta_quantum": TWO_THETA_QUANTUM, "intensity_range": list(INTENSITY_RANGE),
                     "intensity_levels": _LEVELS}:
         raise refuse(f"encoded as {header['encoding']}, which this xrdcore does not decode")
-    if weakest is not None and not (_is_number(weakest) and 0 < weakest < 100):
+    if weakest is not None and not (isinstance(weakest, (int, float)) and not isinstance(weakest, bool)
+                                    and 0 < weakest < 100):
         raise refuse(f"its min_intensity {weakest!r} is not a percentage in (0, 100)")
     if not isinstance(entries, list) or not all(
             isinstance(e, dict) and isinstance(e.get("id"), str) and isinstance(e.get("formula"), str)
