@@ -69,6 +69,7 @@ def _list(args) -> None:
     from xrdcore import get_registry
 
     registry = get_registry()
+    _warn_about_plugins(registry)
     names = registry.names(args.kind, args.pattern)
     rows = [registry.get(args.kind, n) for n in names]
     if args.json:
@@ -82,6 +83,22 @@ def _list(args) -> None:
     width = max(len(n) for n in names)
     for name, c in zip(names, rows):
         print(f"{name:<{width}}  [{c.plugin}]  {c.description}".rstrip())
+
+
+def _warn_about_plugins(registry) -> None:
+    """One line on standard error per plugin that failed to load, in whole or in part, naming its
+    distribution (a listing without its components would otherwise look complete), and per
+    registry warning."""
+    import sys
+
+    for plugin in registry.plugins.values():
+        if plugin.enabled and plugin.errors:
+            what = "failed to load" if plugin.status == "failed" else "loaded in part"
+            more = f" (and {len(plugin.errors) - 1} more)" if len(plugin.errors) > 1 else ""
+            print(f"warning: plugin {plugin.name} {what}, {plugin.errors[0]}{more}; see `xrdcore plugins`, "
+                  f"or XRDCORE_DISABLE={plugin.name} to skip it", file=sys.stderr)
+    for warning in registry.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
 
 
 def _labels(args) -> None:
