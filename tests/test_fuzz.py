@@ -37,7 +37,9 @@ SETTINGS = settings(max_examples=EXAMPLES, deadline=timedelta(seconds=HANG_SECON
 TOKENS = [b"\n", b"\r", b" ", b"\t", b"-", b"+", b",", b";", b"'", b'"', b"#", b"?", b".", b"nan", b"inf",
           b"1e400", b"-1", b"0", b"9" * 20, b"\x00", b"\xff\xfe", b"\xef\xbb\xbf", b"loop_\n", b"data_x\n",
           b"_cell_length_a -5\n", b"_symmetry_space_group_name_H-M 'Q 1'\n", b"'x,y,q'\n", b"{", b"}", b"[",
-          b"]", b":", b"null", b"true", b'"format"', b"\\u0000"]
+          b"]", b":", b"null", b"true", b'"format"', b"\\u0000", b"_space_group_name_Hall '-P 2ybc'\n",
+          b"_space_group_IT_number 14\n", b"_space_group_symop.operation_xyz\n", b"'-x,-y,-z'\n", b"'x+1/2,y,z'\n",
+          b"_atom_site_occupancy\n", b"_cell_angle_gamma 120\n", b"_SYMMETRY_EQUIV_POS_AS_XYZ\n", b"2.5(3)"]
 
 
 @st.composite
