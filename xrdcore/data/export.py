@@ -1,5 +1,5 @@
 """A built peak cache as one compact file, and back: data that travels to a machine without
-pymatgen or spglib (a GPU node) and trains there as it trains here.
+pymatgen (a GPU node; spglib is still imported for its space-group tables) and trains there as it trains here.
 
 What travels: the manifest, the frozen split (its hash is checked on import), the read report,
 every entry's id, spglib space group and reduced formula, and every peak list: 2θ to 1e-4°
