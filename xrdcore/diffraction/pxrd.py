@@ -124,6 +124,8 @@ def _cost(volume: float, scatterers: int, lam: float, low: float, high: float) -
 
 
 def _human(seconds: float) -> str:
+    if seconds < 1:
+        return "under 1 s"
     return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
@@ -191,7 +193,7 @@ def peak_lists(structures: Sequence[Structure], *, wavelength: str | float = "Cu
     for index, structure in enumerate(structures):
         try:
             cells.append(_Cell.of(structure, debye_waller or {}))
-            _check_reflections(cells[-1], lam, low, high, max_reflections)
+            _check_reflections(cells[-1], lam, low, high, max_reflections, max_cost)
         except StructureError as exc:
             raise named(index, exc) from None
     if not cells:
@@ -230,26 +232,36 @@ def lorentz_polarisation(theta: torch.Tensor) -> torch.Tensor:
     return (1 + torch.cos(2 * theta) ** 2) / (torch.sin(theta) ** 2 * torch.cos(theta))
 
 
-def _check_reflections(cell: _Cell, lam: float, low: float, high: float, limit: int | None) -> None:
-    """Refuse a cell whose reflections in the range would not fit the memory bound."""
-    cost = _cost(abs(np.linalg.det(cell.lattice)), len(cell.coords), lam, low, high)
+def _check_reflections(cell: _Cell, lam: float, low: float, high: float, limit: int | None,
+                       max_cost: float | None) -> None:
+    """Refuse, before any work, a cell whose reflections in the range would not fit the memory
+    bound, or whose structure factors would exceed the time bound even with the most symmetry
+    (the Laue group m-3m: 48 reflections per orbit, 24 per Friedel half)."""
+    volume = abs(np.linalg.det(cell.lattice))
+    cost = _cost(volume, len(cell.coords), lam, low, high)
     if limit is not None and cost.reflections > limit:
         raise CostLimitError(
             f"about {cost.reflections:,} reflections between {low:g} and {high:g}° 2θ (cell volume "
-            f"{abs(np.linalg.det(cell.lattice)):,.0f} Å³, wavelength {lam:.4f} Å) need about "
-            f"{cost.bytes / 2**30:.1f} GiB, above the limit of {limit:,.0f} reflections; raise it with "
-            f"--max-reflections (Python: max_reflections=), or narrow the 2θ range")
+            f"{volume:,.0f} Å³, wavelength {lam:.4f} Å) need about {cost.bytes / 2**30:.1f} GiB, above the "
+            f"limit of {limit:,.0f} reflections; raise it with --max-reflections (Python: max_reflections=), "
+            f"or narrow the 2θ range")
+    _check_cost(cell, math.ceil(cost.reflections / 24), max_cost, without_symmetry=cost.reflections)
 
 
-def _check_cost(cell: _Cell, distinct: int, limit: float | None) -> None:
-    """Refuse a cell whose symmetry-distinct reflections × scatterers exceed the time bound."""
+def _check_cost(cell: _Cell, distinct: int, limit: float | None, without_symmetry: int | None = None) -> None:
+    """Refuse a cell whose symmetry-distinct reflections × scatterers exceed the time bound
+    (``without_symmetry``: before the symmetry is known, ``distinct`` is the fewest it can have,
+    and this the most)."""
     terms = float(distinct) * len(cell.coords)
     if limit is not None and terms > limit:
         seconds = distinct * _REFLECTION_SECONDS + 1.3 * terms * _SEPARABLE_SECONDS
+        count = (f"at least {distinct:,} (with the most symmetry; {without_symmetry:,} with none)"
+                 if without_symmetry is not None else f"{distinct:,}")
+        duration = f" (about {_human(seconds)} on 2 cores)" if without_symmetry is None else ""
         raise CostLimitError(
-            f"{distinct:,} symmetry-distinct reflections × {len(cell.coords):,} scatterers = {terms:.3g} "
-            f"structure-factor terms (about {_human(seconds)} on 2 cores), above the limit of {limit:.3g}; "
-            f"raise it with --max-cost (Python: max_cost=), or narrow the 2θ range")
+            f"{count} symmetry-distinct reflections × {len(cell.coords):,} scatterers = {terms:.3g} "
+            f"structure-factor terms{duration}, above the limit of {limit:.3g}; raise it with --max-cost "
+            f"(Python: max_cost=), or narrow the 2θ range")
 
 
 def _progress_bar(cells: Sequence[_Cell], lam: float, low: float, high: float):
