@@ -11,6 +11,7 @@ import hashlib
 import inspect
 import io
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -95,8 +96,10 @@ class InputSpec:
         object.__setattr__(self, "simulator_options", tuple(sorted((k, _frozen(v)) for k, v in options.items())))
         object.__setattr__(self, "grid", as_grid("grid", self.grid, RECIPE_GRID))
         object.__setattr__(self, "caglioti", tuple(float(v) for v in self.caglioti))
-        if len(self.caglioti) != 3:
-            raise ValueError(f"caglioti needs (U, V, W), got {self.caglioti}")
+        if len(self.caglioti) != 3 or not all(math.isfinite(v) for v in self.caglioti):
+            raise ValueError(f"caglioti needs three finite numbers (U, V, W), got {self.caglioti}")
+        if not (math.isfinite(self.eta) and 0 <= self.eta <= 1):
+            raise ValueError(f"eta (the Lorentzian share of pseudo-Voigt peaks) must be in [0, 1], got {self.eta}")
         if self.shape not in get_args(PeakShape):
             raise ValueError(f"unknown peak shape {self.shape!r}; use one of {', '.join(get_args(PeakShape))}")
         if self.augment not in AUGMENTATIONS:
