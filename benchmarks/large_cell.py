@@ -159,10 +159,11 @@ def main() -> None:
     parser.add_argument("--baseline-timeout", type=float, default=900)
     args = parser.parse_args()
 
+    import xrdcore  # first, as the command line does: it sets OMP_WAIT_POLICY=PASSIVE before torch starts
+    # its threads (imported after torch, the in-process figures here were 3-5 times slower on 2 cores)
     import torch
     from pymatgen.io.cif import CifWriter
 
-    import xrdcore
     from xrdcore.diffraction.pxrd import (DEFAULT_MAX_COST, DEFAULT_MAX_REFLECTIONS, CostLimitError, estimate_cost,
                                           peak_list)
 
