@@ -118,7 +118,7 @@ def test_checkpoints_round_trip_and_bad_ones_are_refused_without_unpickling(tiny
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), copy.state_dict().values()))
 
     (tmp_path / "garbage.safetensors").write_bytes(os.urandom(256))
-    with pytest.raises(CheckpointError, match="garbage.safetensors: not a readable"):
+    with pytest.raises(CheckpointError, match="garbage.safetensors: .*(not a readable|damaged)"):
         load_checkpoint(tmp_path / "garbage.safetensors", copy)
     from safetensors.torch import save_file
 
