@@ -274,8 +274,25 @@ def _progress_bar(cells: Sequence[_Cell], lam: float, low: float, high: float):
     from tqdm import tqdm
 
     terms = sum(c.terms for c in costs)
-    return tqdm(total=sum(len(c.coords) for c in large), unit="atom", smoothing=0.1,
-                desc=f"structure factors ({terms:.2g} terms, about {_human(sum(c.seconds for c in costs))})")
+    return _Bar(tqdm(total=sum(len(c.coords) for c in large), unit="atom", smoothing=0.1,
+                     desc=f"structure factors ({terms:.2g} terms, about {_human(sum(c.seconds for c in costs))})"))
+
+
+class _Bar:
+    """A tqdm bar fed shares of atoms: it moves by whole atoms."""
+
+    def __init__(self, bar):
+        self.bar, self.done = bar, 0.0
+
+    def update(self, atoms: float) -> None:
+        before, self.done = self.done, self.done + atoms
+        if int(self.done) > int(before):
+            self.bar.update(int(self.done) - int(before))
+
+    def close(self) -> None:
+        if self.bar.total - self.bar.n <= 1:  # the shares' rounding
+            self.bar.update(self.bar.total - self.bar.n)
+        self.bar.close()
 
 
 @dataclass(frozen=True)
@@ -760,9 +777,9 @@ def _structure_factors_squared(cells: Sequence[_Cell], inversions: Sequence[np.n
         cell = centric or cells[i]
         method = (_separable_structure_factor_squared if _separable_is_faster(cell, hkl[part])
                   else _structure_factor_squared)
-        out[part] = method(cell, hkl[part], s2[part], device, real=centric is not None)
-        if progress is not None:
-            progress(len(cells[i].coords))
+        atoms = len(cells[i].coords)
+        out[part] = method(cell, hkl[part], s2[part], device, real=centric is not None,
+                           progress=None if progress is None else lambda share, n=atoms: progress(n * share))
     return out
 
 
@@ -820,9 +837,10 @@ def _pair_structure_factors_squared(cells: Sequence[_Cell], hkl: torch.Tensor, s
 
 
 def _structure_factor_squared(cell: _Cell, hkl: torch.Tensor, s2: torch.Tensor, device: torch.device,
-                              real: bool = False) -> torch.Tensor:
+                              real: bool = False, progress=None) -> torch.Tensor:
     """|F(hkl)|² of one structure, chunked over reflections: per element, Σ occupancy·exp(2πi h·x)
-    as matrix products; ``real`` (origin on an inversion centre) skips the sine part, which cancels."""
+    as matrix products; ``real`` (origin on an inversion centre) skips the sine part, which cancels.
+    ``progress`` is called with the share of the work each chunk was."""
     # phases in float32: |h| < ~100 keeps the error of h·2πx below 1e-4 rad, and float32
     # matmul + cos/sin is several times faster than reducing phases in float64
     coords = torch.as_tensor(2 * math.pi * cell.coords.T, dtype=torch.float32, device=device)  # (3, n)
@@ -842,6 +860,8 @@ def _structure_factor_squared(cell: _Cell, hkl: torch.Tensor, s2: torch.Tensor, 
         out[chunk] = (form * (torch.cos(phase) @ weights).double()).sum(1) ** 2
         if not real:
             out[chunk] += (form * (torch.sin(phase) @ weights).double()).sum(1) ** 2
+        if progress is not None:
+            progress(len(phase) / len(hkl))
     return out
 
 
@@ -874,13 +894,13 @@ def _phases(indices: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
 
 
 def _separable_structure_factor_squared(cell: _Cell, hkl: torch.Tensor, s2: torch.Tensor, device: torch.device,
-                                        real: bool = False) -> torch.Tensor:
+                                        real: bool = False, progress=None) -> torch.Tensor:
     """|F|² of one structure's reflections (ordered by h) by slabs of equal h: exp(2πi h·x) is
     e(hx) e(ky) e(lz), so the structure factors of each slab's (k, l) box are one complex matrix
     product (k × atoms)(atoms × l) per element: about a twentieth of the cost per (reflection,
     atom) term of the sines and cosines of :func:`_structure_factor_squared`, at the price of the
     box's corners. Atoms go in blocks, to bound memory; ``real`` (origin on an inversion centre)
-    takes the real part only."""
+    takes the real part only. ``progress`` is called with the share of the work each slab was."""
     out = torch.zeros(len(hkl), dtype=torch.float64, device=device)
     if not len(hkl):
         return out
@@ -921,6 +941,8 @@ def _separable_structure_factor_squared(cell: _Cell, hkl: torch.Tensor, s2: torc
                 f_real[start:end] += form[start:end, e] * values.real.double()
                 if not real:
                     f_imag[start:end] += form[start:end, e] * values.imag.double()
+                if progress is not None:
+                    progress(len(chosen) / len(cell.coords) / len(starts))
     return f_real ** 2 + f_imag ** 2
 
 
