@@ -64,6 +64,8 @@ def test_changed_weights_fail_their_sha256(packaged, tmp_path):
     weights.write_bytes(bytes(data))
     with pytest.raises(ComponentError, match=r"sha256 .* is not the card's .*reinstall"):
         load_model("tiny-rcnet", _registry_with(copy))
+    with pytest.raises(ModelError, match=r"sha256 .* is not the card's"):  # made without the registry too
+        PretrainedModel.from_folder(copy).load()
     (copy / CARD).write_text("{}")
     with pytest.raises(ModelError, match=r"model\.json: not an xrdcore model card"):
         PretrainedModel.from_folder(copy)

@@ -88,6 +88,9 @@ class PretrainedModel:
         run cannot be built (a damaged config.json, weights that do not fit) is a ModelError."""
         from xrdcore.train.trainer import load_run
 
+        problems = self.contract_errors()  # the weights' sha256 right before they are read, however made
+        if problems:
+            raise ModelError(problems[0])
         try:
             return load_run(self.path, "best", device)
         except (ValueError, TypeError, KeyError) as exc:  # RunError, CheckpointError, ComponentError among them
