@@ -78,8 +78,6 @@ def cifs() -> None:
     shutil.rmtree(out, ignore_errors=True)
     rows = mp20_rows()
     nacl_ops = symmetric(NACL)
-    point_ops = [line.split("'")[1] for line in nacl_ops.splitlines()
-                 if re.match(r"\s*\d+\s+'", line) and "1/2" not in line]
     files = {
         # accepted, with the space group spglib gives (International Tables: NaCl Fm-3m, No. 225)
         "nacl_symbol_only.cif": NACL,

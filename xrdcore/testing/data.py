@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from xrdcore.diffraction.grid import DEFAULT_GRID
+
 if TYPE_CHECKING:
     from pymatgen.core import Structure
 
@@ -29,7 +31,7 @@ FOLDER = Path(__file__).with_name("mp20")
 STRUCTURES_CSV = FOLDER / "structures.csv"
 #: peak lists of :func:`xrdcore.diffraction.pxrd.peak_lists` with :data:`PEAK_SETTINGS`
 PEAKS_NPZ = FOLDER / "peaks.npz"
-PEAK_SETTINGS = {"wavelength": "CuKa1", "two_theta_range": (5.0, 90.0)}
+PEAK_SETTINGS = {"wavelength": "CuKa1", "two_theta_range": (DEFAULT_GRID.start, DEFAULT_GRID.stop)}
 
 
 @lru_cache(maxsize=1)
