@@ -148,3 +148,13 @@ def test_cli_build_and_info(capsys, tmp_path):
     assert info["structures"] == 6 and info["split_hash"].startswith("sha256:")
     assert main(["data", "build", "prototypes", "--out", str(tmp_path / "x"), "--option", "per_grup=1"]) == 2
     assert "it accepts: per_group" in capsys.readouterr().err
+
+
+def test_a_damaged_index_is_a_clear_error_naming_it(built, tmp_path):
+    import shutil
+
+    copy = shutil.copytree(built.path, tmp_path / "copy")
+    for text in ("{not json", json.dumps({"ids": ["a"], "space_groups": [1], "formulas": ["X"]})):
+        (copy / "index.json").write_text(text)
+        with pytest.raises(CacheError, match=r"index\.json: .*rebuild the cache"):
+            PeakCache(copy).ids

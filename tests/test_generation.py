@@ -177,3 +177,13 @@ def test_the_generation_task_fits_scores_and_reports_every_generator(mp20_cache,
     again = run_generation_bench(mp20_cache, tmp_path, settings, device="cpu", progress=False, registry=registry(),
                                  resume=True)
     assert again["runs"] == results["runs"]
+
+
+def test_generation_settings_are_checked_before_any_fit():
+    from xrdcore.bench.generation import GenerationSettings
+
+    for bad, message in (({"candidates": 0}, "candidates"), ({"max_atoms": -3}, "max_atoms"),
+                         ({"limit": 0}, "limit"), ({"seeds": (-1,)}, "seed")):
+        with pytest.raises(ValueError, match=message):
+            GenerationSettings(**bad)
+    assert GenerationSettings(max_atoms=None, limit=5).limit == 5

@@ -44,6 +44,17 @@ class GenerationSettings:
     limit: int | None = None
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
+    def __post_init__(self):
+        """Checked before any generator is fitted: a bad count would otherwise surface after training."""
+        from xrdcore import validate
+
+        self.candidates = validate.positive_int("candidates", self.candidates)
+        self.max_atoms = validate.optional_positive_int("max_atoms", self.max_atoms)
+        self.limit = validate.optional_positive_int("limit", self.limit)
+        self.seeds = tuple(validate.seed(s) for s in self.seeds)
+        self.ks = validate.int_tuple("ks", self.ks)
+        self.retrieval_ks = validate.int_tuple("retrieval_ks", self.retrieval_ks)
+
     def to_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self)))
 

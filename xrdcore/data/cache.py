@@ -273,8 +273,19 @@ class PeakCache:
     def _index(self) -> dict[str, list]:
         """ids, space groups and formulas, from index.json (or, in caches built before it
         existed, from the structures)."""
-        if (self.path / "index.json").is_file():
-            return json.loads((self.path / "index.json").read_text())
+        index = self.path / "index.json"
+        if index.is_file():
+            try:
+                data = json.loads(index.read_text())
+            except (OSError, UnicodeDecodeError, ValueError) as exc:
+                raise CacheError(f"{index}: not readable as the cache's index ({exc}); rebuild the cache") from None
+            lengths = {len(data[k]) if isinstance(data, dict) and isinstance(data.get(k), list) else -1
+                       for k in ("ids", "space_groups", "formulas")}
+            expected = self.manifest.get("structures")
+            if len(lengths) != 1 or -1 in lengths or (isinstance(expected, int) and lengths != {expected}):
+                raise CacheError(f"{index}: ids, space groups and formulas do not list the manifest's "
+                                 f"{self.manifest.get('structures')} structures; rebuild the cache")
+            return data
         entries = list(_stream_structures(self.path))
         return {key: [e[name] for e in entries] for key, name in
                 (("ids", "id"), ("space_groups", "space_group"), ("formulas", "formula"))}
