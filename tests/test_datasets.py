@@ -360,3 +360,11 @@ def test_synthetic_shards_are_disjoint_and_together_the_whole_set():
     for bad in ("2/2", "1", "a/b", "-1/2"):
         with pytest.raises(ValueError, match="shard must be 'k/n'"):
             xrdcore.create_dataset("synthetic", size=6, shard=bad)
+
+
+def test_random_crystal_data_sets_refuse_a_cell_without_atoms():
+    from xrdcore.builtin.datasets import PrototypesDataset, SyntheticDataset
+
+    for factory in (SyntheticDataset, PrototypesDataset):
+        with pytest.raises(ValueError, match="max_atoms must be a positive int, got 0"):
+            factory(max_atoms=0)

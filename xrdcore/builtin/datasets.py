@@ -22,6 +22,7 @@ from xrdcore.data.report import Loaded, ReportingDataset, rejection
 from xrdcore.data.sources import (CIFEntry, aflow_prototypes, check_csv, check_directory, cif_directory,
                                   coremof_archive, coremof_cifs, coremof_size, csv_cifs, parse_entry, structure_from_dict)
 from xrdcore.interfaces import StructureRecord
+from xrdcore.validate import positive_int
 
 _PYXTAL = "pyxtal (Fredericks et al., Comput. Phys. Commun. 261, 107810 (2021)), generated on this machine"
 
@@ -100,7 +101,7 @@ class PrototypesDataset(ReportingDataset):
         self.groups = tuple(range(1, 231)) if space_groups is None else tuple(int(g) for g in space_groups)
         if bad := [g for g in self.groups if not 1 <= g <= 230]:
             raise ValueError(f"space_groups must be numbers 1-230, got {bad}")
-        self.per_group, self.seed, self.max_atoms = per_group, _seed(seed), int(max_atoms)
+        self.per_group, self.seed, self.max_atoms = per_group, _seed(seed), positive_int("max_atoms", max_atoms)
         self.aflow, self.workers = bool(aflow), check_workers(workers)
         if per_group and self.groups:
             require_pyxtal("the prototypes data set (per_group > 0; per_group=0 gives the AFLOW part alone)")
@@ -138,7 +139,7 @@ class SyntheticDataset(ReportingDataset):
                  shard: str | None = None):
         if isinstance(size, bool) or not isinstance(size, int) or size < 0:
             raise ValueError(f"size must be a non-negative integer, got {size!r}")
-        self.size, self.seed, self.max_atoms = size, _seed(seed), int(max_atoms)
+        self.size, self.seed, self.max_atoms = size, _seed(seed), positive_int("max_atoms", max_atoms)
         self.workers = check_workers(workers)
         self.shard, self.shards = parse_shard(shard)
         require_pyxtal("the synthetic data set")

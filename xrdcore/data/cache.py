@@ -146,7 +146,7 @@ def build_cache(out: str | Path, spec: BuildSpec, *, workers: int = 1, chunk_siz
     """
     from xrdcore import validate
 
-    out, workers = Path(out), check_workers(validate.workers(workers))
+    out, workers = Path(out), check_workers(workers)
     validate.positive_int("chunk_size", chunk_size)
     spec.check()
     if (out / "manifest.json").is_file() and _is_complete(out, spec):
@@ -246,7 +246,7 @@ def open_dataset(dataset: str, data_dir: str | Path = "data", *, limit: int | No
     from xrdcore import validate
 
     validate.optional_positive_int("limit", limit)
-    check_workers(validate.workers(workers))
+    check_workers(workers)
     if (Path(dataset) / "manifest.json").is_file():
         return PeakCache(dataset)
     name, options = resolve_dataset(dataset, options)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from xrdcore.storage import atomic_write_bytes
-from xrdcore.validate import positive_int
+from xrdcore import validate
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -39,8 +39,8 @@ class WorkerError(RuntimeError):
 
 
 def check_workers(workers: int) -> int:
-    """``workers`` as a positive int, or a ValueError saying what was given."""
-    return positive_int("workers", workers)
+    """``workers`` as a positive int within what the machine can run (:func:`xrdcore.validate.workers`)."""
+    return validate.workers(workers)
 
 
 def ordered_map(func: Callable[[T], R], items: Iterable[T], workers: int = 1,
