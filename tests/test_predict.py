@@ -317,3 +317,12 @@ def test_a_pattern_that_covers_too_little_once_moved_to_the_run_wavelength_is_re
         predict(tiny_run, path, wavelength="MoKa1")
     assert predict(tiny_run, path).coverage.fraction < 0.5  # at the run's own wavelength: a warning only
     assert predict(tiny_run, path, wavelength="CuKa1").coverage.fraction < 0.5  # stated, but not moved
+
+
+def test_a_bad_wavelength_stops_a_batch_once_with_one_line(tiny_run, simulated, capsys):
+    from xrdcore.cli import main
+
+    pattern = str(simulated[0])
+    assert main(["predict", str(tiny_run), pattern, pattern, "--wavelength", "XxKa9"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("xrdcore: error:") and "XxKa9" in err[0]
