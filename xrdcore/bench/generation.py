@@ -62,7 +62,17 @@ class GenerationSettings:
 def run_generation_bench(data: Any, out: str | Path, settings: GenerationSettings, *, device: str = "auto",
                          resume: bool = False, progress: bool = True, registry: Any | None = None,
                          command: Sequence[str] | None = None) -> dict[str, Any]:
-    """Fit and score every selected generator for every seed; write and return the results."""
+    """Fit and score every selected generator for every seed; write and return the results. The
+    directory is locked while it runs: a second process on the same ``out`` is refused."""
+    from xrdcore.storage import directory_lock
+
+    with directory_lock(Path(out)):
+        return _run_generation_bench(data, Path(out), settings, device=device, resume=resume, progress=progress,
+                                     registry=registry, command=command)
+
+
+def _run_generation_bench(data: Any, out: Path, settings: GenerationSettings, *, device: str, resume: bool,
+                          progress: bool, registry: Any | None, command: Sequence[str] | None) -> dict[str, Any]:
     from tqdm import tqdm
 
     from xrdcore import get_registry
