@@ -94,17 +94,14 @@ def add_to_finished_run(run_dir: Any, cache: Any, device: str = "cpu") -> dict[s
     from pathlib import Path
 
     from xrdcore.storage import atomic_write_json
-    from xrdcore.train.inputs import split_inputs
-    from xrdcore.train.trainer import load_run, resolve_device
-    from xrdcore.train.unseen import choose_holdout
+    from xrdcore.train.trainer import _splits, load_run, resolve_device
 
     path = Path(run_dir) / "metrics.json"
     metrics = json.loads(path.read_text())
     if "retrieval" not in metrics:
         model, config, _ = load_run(run_dir, device=device)
-        splits = split_inputs(cache, config.input, resolve_device(device), choose_holdout(cache, config.holdout_space_groups))
-        if config.train_limit is not None and config.train_limit < len(splits["train"]):
-            splits["train"] = splits["train"].subset(config.train_limit, seed=config.seed)
+        splits = _splits(config, cache, Path(run_dir), device=resolve_device(device), registry=None, inputs=None)
+        splits.pop("holdout")
         metrics["retrieval"] = retrieval_scores(model, splits, config.seed)
         atomic_write_json(path, metrics)
     return metrics["retrieval"]
