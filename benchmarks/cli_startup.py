@@ -3,6 +3,11 @@ by side in one run, with ``python -c pass`` as the floor and ``python -c "import
 floor of any registry built on pluggy (its import alone). The same listing through the Python API
 (``REGISTRY``, no argument parser) tells the registry's share from the command line's.
 
+The working tree is timed twice: ``after`` answers from the listing remembered in its environment
+(:mod:`xrdcore.discovery`; every call but the first after an install or an edit of a plugin), and
+``after_cold`` has that listing deleted before each run, so it loads every plugin and writes the
+listing again (the first call).
+
 Both run through the same console script with the same installed plugins (the same entry points);
 only ``PYTHONPATH`` differs: a detached worktree of the baseline, or this repository. The runs
 alternate (the four commands, rotated each round) so that other load on the machine falls on
@@ -20,6 +25,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -51,16 +57,19 @@ def main() -> None:
                    and k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONPATH")}
             env["PYTHONPYCACHEPREFIX"] = str(tmp / "pycache")
             before, after = {**env, "PYTHONPATH": str(baseline)}, {**env, "PYTHONPATH": str(ROOT)}
+            after_cold = {**after, "XRDCORE_CACHE_DIR": str(tmp / "cold")}
+            after["XRDCORE_CACHE_DIR"] = str(tmp / "warm")
             commands = {"floor": ([sys.executable, "-c", "pass"], env),
                         "pluggy": ([sys.executable, "-c", "import pluggy"], env),
                         "before": ([script, *COMMAND], before), "after": ([script, *COMMAND], after),
+                        "after_cold": ([script, *COMMAND], after_cold),
                         "registry_before": ([sys.executable, "-c", REGISTRY], before),
                         "registry_after": ([sys.executable, "-c", REGISTRY], after)}
-            same_output = compare(script, before, after)
+            same_output = compare(script, before, after) and compare(script, before, after)  # cold, warm
             for _ in range(3):  # compile and cache the bytecode
                 for command, command_env in commands.values():
                     subprocess.run(command, env=command_env, check=True, stdout=subprocess.DEVNULL)
-            seconds = alternate(commands, args.runs)
+            seconds = alternate(commands, args.runs, forget=tmp / "cold")
         finally:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(baseline)],
                            check=True, capture_output=True)
@@ -70,12 +79,14 @@ def main() -> None:
     median = {name: s["median"] for name, s in summary.items()}
     results = {
         "what": f"wall seconds of `xrdcore {' '.join(COMMAND)}` (console script, bytecode cached): the code at "
-                "the baseline commit vs the working tree, same installed plugins; floor: `python -c pass`; "
+                "the baseline commit vs the working tree, same installed plugins; after: from the remembered "
+                "listing; after_cold: with it deleted before each run; floor: `python -c pass`; "
                 f"pluggy: `python -c 'import pluggy'`; registry_*: `python -c \"{REGISTRY}\"`",
         "runs": args.runs, "baseline_commit": args.baseline, "commit": commit(), "seconds": summary,
         "speedup_median": round(median["before"] / median["after"], 2),
         "speedup_median_above_floor": round((median["before"] - median["floor"])
                                             / (median["after"] - median["floor"]), 2),
+        "speedup_median_cold": round(median["before"] / median["after_cold"], 2),
         "registry_speedup_median": round(median["registry_before"] / median["registry_after"], 2),
         "same_output": same_output,
         "environment": {"python": platform.python_version(), "machine": platform.machine(),
@@ -120,13 +131,15 @@ def compare(script: str, before_env: dict, after_env: dict) -> bool:
     return outputs(before_env) == outputs(after_env)
 
 
-def alternate(commands: dict[str, tuple[list[str], dict]], runs: int) -> dict[str, list[float]]:
-    """Wall seconds of each command, ``runs`` times, in an order rotated every round."""
+def alternate(commands: dict[str, tuple[list[str], dict]], runs: int, forget: Path) -> dict[str, list[float]]:
+    """Wall seconds of each command, ``runs`` times, in an order rotated every round; the folder
+    ``forget`` is emptied before each run (outside the timing)."""
     names = list(commands)
     seconds: dict[str, list[float]] = {name: [] for name in names}
     for i in range(runs):
         for name in names[i % len(names):] + names[:i % len(names)]:
             command, env = commands[name]
+            shutil.rmtree(forget, ignore_errors=True)
             started = time.perf_counter()
             subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
             seconds[name].append(time.perf_counter() - started)

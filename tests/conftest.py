@@ -1,6 +1,7 @@
 """Shared by the core's tests: small input settings and a tiny model trained on the MP-20 sample
 (``mp20_cache``, from the repository's conftest.py)."""
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,12 @@ import pytest
 #: JSON settings (and so the benchmark's) give it, the fields that differ
 TINY_INPUT = {"grid": {"step": 0.05}}
 TINY_RCNET = {"blocks": 2, "kernel_size": 5, "channels": (8,)}
+
+
+def user_environment() -> dict[str, str]:
+    """This process's environment as a user's shell would have it: no XRDCORE_* plugin selection
+    or strictness, but the session's own cache folder (conftest.py) kept."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("XRDCORE_") or k == "XRDCORE_CACHE_DIR"}
 
 
 def write_xy(path: Path, two_theta: np.ndarray, intensity: np.ndarray) -> Path:

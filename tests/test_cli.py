@@ -1,7 +1,6 @@
 """The ``xrdcore`` command: output, JSON, and one-line errors with exit status 2."""
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import pytest
 
 from xrdcore.cli import main
 from xrdcore.crystal import level
+from conftest import user_environment
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -95,7 +95,7 @@ def test_levels_lists_counts_and_members(capsys):
 
 def test_console_script_is_installed():
     script = Path(sys.executable).with_name("xrdcore")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("XRDCORE_")}
+    env = user_environment()
     result = subprocess.run([str(script), "labels", "166"], capture_output=True, text=True, env=env, check=True)
     assert "R-3m" in result.stdout and "rhombohedral" in result.stdout and "hR" in result.stdout
 

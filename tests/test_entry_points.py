@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import user_environment
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +37,7 @@ BROKEN = ("xrd-broken-import", "xrd-broken-hook", "xrd-duplicate")
 
 def run(python: Path | str, *args: str, cwd: Path, **xrdcore_env: str) -> subprocess.CompletedProcess:
     """Run ``python *args`` in the caller's environment, every XRDCORE_* replaced by ``xrdcore_env``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("XRDCORE_")}
+    env = user_environment()
     env.update(xrdcore_env)
     return subprocess.run([str(python), *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=300)
@@ -133,7 +134,7 @@ print(json.dumps(out))
 #: the registry's own discovery against importlib.metadata's, over the child's real installs
 SCAN = r"""
 import importlib.metadata as metadata, json
-from xrdcore.registry import distribution_version, installed_entry_points
+from xrdcore.discovery import distribution_version, installed_entry_points
 print(json.dumps({
     "found": sorted([ep.name, ep.value, ep.distribution, ep.version] for ep in installed_entry_points()),
     "expected": sorted([ep.name, ep.value, ep.dist.name, ep.dist.version]

@@ -28,13 +28,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from conftest import user_environment
 
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parents[1]
 MP20_SAMPLE = REPO / "tests" / "data" / "mp20_sample.csv"
 XRDCORE = [sys.executable, "-m", "xrdcore"]
-ENV = {**{k: v for k, v in os.environ.items() if not k.startswith("XRDCORE_")},
+ENV = {**user_environment(),
        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 #: kills per command: 23 in all
 KILLS = {"build": 6, "train": 6, "bench": 5, "export": 3, "import": 3}

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import user_environment
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +32,7 @@ def broken_site(tmp_path_factory) -> Path:
 
 
 def xrdcore(site: Path, *args: str, **variables: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("XRDCORE_")}
+    env = user_environment()
     env.update(variables, PYTHONPATH=os.pathsep.join([str(site), env.get("PYTHONPATH", "")]).rstrip(os.pathsep))
     return subprocess.run([sys.executable, "-m", "xrdcore", *args], env=env, capture_output=True, text=True,
                           timeout=300)

@@ -20,16 +20,14 @@ from xrdcore.crystal import LabelHierarchy
 from xrdcore.diffraction.pxrd import peak_list
 from xrdcore.hookspecs import hookimpl
 from xrdcore.interfaces import Encoder, Generator, Simulator, StructureDataset, StructureRecord
+from xrdcore.discovery import KINDS, distribution_version, installed_entry_points
 from xrdcore.registry import (
     BUILTIN_MODULES,
-    KINDS,
     AmbiguousComponentError,
     ComponentError,
     PluginError,
     Registry,
     UnknownComponentError,
-    distribution_version,
-    installed_entry_points,
 )
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,10 +8,12 @@ crystallographic tables in :mod:`xrdcore.crystal`.
 from __future__ import annotations
 
 import os
-from typing import Any
 
-from xrdcore.registry import (AmbiguousComponentError, ComponentError, PluginError, Registry,
-                              UnknownComponentError)
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from xrdcore.registry import Registry
 
 # OpenMP threads that spin while they wait make small models 30-50x slower when two processes share
 # the cores (a benchmark beside a test run); read by torch's OpenMP when torch is first imported
@@ -19,12 +21,20 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 
+#: imported from the registry when first asked for: ``xrdcore list`` answers without pluggy
+_FROM_REGISTRY = ("AmbiguousComponentError", "ComponentError", "PluginError", "Registry", "UnknownComponentError")
+
+
 def __getattr__(name: str) -> Any:
-    """``__version__``, read from the installed metadata only when asked for (start-up time)."""
+    """The registry's classes and ``__version__``, imported or read only when asked for (start-up time)."""
     if name == "__version__":
-        from xrdcore.registry import distribution_version
+        from xrdcore.discovery import distribution_version
 
         return distribution_version("xrdcore") or "0+unknown"  # a source tree never installed: unknown
+    if name in _FROM_REGISTRY:
+        from xrdcore import registry
+
+        return getattr(registry, name)
     raise AttributeError(f"module 'xrdcore' has no attribute {name!r}")
 
 __all__ = [
@@ -41,6 +51,8 @@ def get_registry() -> Registry:
     """The process-wide registry, loaded on first use."""
     global _registry
     if _registry is None:
+        from xrdcore.registry import Registry
+
         _registry = Registry()
     return _registry
 

@@ -6,6 +6,11 @@ small=None)``.
 gives the keyword arguments of the smallest variant (e.g. ``{"channels": (8, 16)}``) that
 ``xrdcore bench --quick`` and the conformance tests build instead of the full-size default;
 ``small`` those of a variant sized to learn on a real data set on a CPU (``--size small``).
+
+A hook registers the same components on every machine: what it registers may depend on the
+plugin's code and the installed distributions, not on a GPU, an environment variable or a file
+elsewhere, since ``xrdcore list`` answers from the listing it remembered (:mod:`xrdcore.discovery`)
+until one of those changes.
 """
 
 import pluggy

@@ -6,10 +6,8 @@ plugin problem into an error; ``XRDCORE_PLUGINS=a,b`` loads only those plugins a
 ``XRDCORE_DISABLE=a,b`` all but those (by distribution or entry-point name; an empty
 ``XRDCORE_PLUGINS`` loads none). Built-ins register through the same hooks and always load.
 
-Start-up is part of every command: entry points are read from the ``*.dist-info`` /
-``*.egg-info`` directories on ``sys.path`` directly, not through importlib.metadata (its import
-and full scan of every installed distribution cost more than the rest of ``xrdcore list``), and
-what only a failure needs (difflib, traceback) is imported when one happens.
+Start-up is part of every command: entry points are found by :mod:`xrdcore.discovery` without
+importlib.metadata, and what only a failure needs (difflib, traceback) is imported when one happens.
 
 Names: every component is reachable as ``plugin:name`` (``xrd-mamba:mamba``). A short name
 resolves to its only provider; when several provide it, a built-in wins, and two third-party
@@ -26,28 +24,20 @@ import inspect
 import os
 import re
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pluggy
 
 from xrdcore import hookspecs
+from xrdcore.discovery import KINDS, EntryPoint, distribution_version, import_object, installed_entry_points
+from xrdcore.discovery import canonical_kind as _kind
+from xrdcore.discovery import normalise as _normalise
 
-ENTRY_POINT_GROUP = "xrdcore"
 BUILTIN_PLUGIN = "xrdcore"
 BUILTIN_MODULES = ("xrdcore.builtin.plugin",)
 
-#: component kind → hook that registers it
-KINDS: dict[str, str] = {
-    "encoder": "register_encoders",
-    "label_hierarchy": "register_label_hierarchies",
-    "loss_scheduler": "register_loss_schedulers",
-    "simulator": "register_simulators",
-    "generator": "register_generators",
-    "dataset": "register_datasets",
-    "model": "register_models",
-}
 #: the class each kind's factory must return, imported only when a component is created
 INTERFACES: dict[str, str] = {
     "encoder": "xrdcore.interfaces:Encoder",
@@ -125,19 +115,6 @@ class Component:
         return self.target
 
 
-@dataclass(frozen=True)
-class EntryPoint:
-    """One entry point of the ``xrdcore`` group: ``value`` is ``module`` or ``module:attr``."""
-
-    name: str
-    value: str
-    distribution: str
-    version: str | None = None
-
-    def load(self) -> Any:
-        return import_object(re.sub(r"\s+", "", self.value.partition("[")[0]))  # no extras
-
-
 @dataclass
 class PluginInfo:
     """What ``xrdcore plugins`` reports about one plugin."""
@@ -189,6 +166,9 @@ class Registry:
         self.warnings: list[str] = []
         self.plugins: dict[str, PluginInfo] = {}
         self._components: dict[str, list[Component]] = {kind: [] for kind in KINDS}
+        #: the files of the plugins' hook modules and of factories registered as objects: what a
+        #: remembered listing (:mod:`xrdcore.discovery`) depends on besides the installed metadata
+        self.source_files: set[str] = {os.path.abspath(__file__), os.path.abspath(hookspecs.__file__)}
         self._pm = pluggy.PluginManager("xrdcore")
         self._pm.add_hookspecs(hookspecs)
 
@@ -244,6 +224,7 @@ class Registry:
             self._pm.register(plugin, name=key)
         except (Exception, SystemExit) as exc:  # a plugin may fail in any way, even sys.exit()
             return self._fail(info, "could not be loaded", exc, key)
+        self._add_source(plugin)
         for caller in self._pm.get_hookcallers(plugin) or []:
             if not caller.has_spec():
                 import difflib
@@ -272,6 +253,8 @@ class Registry:
                     raise ValueError(f"{kind} {name!r}: {factory!r} is not an importable 'module:attr'")
             elif not callable(factory):
                 raise TypeError(f"{kind} {name!r}: factory must be callable or 'module:attr', got {factory!r}")
+            else:
+                self._add_source(factory)
             for size, options in (("tiny", tiny), ("small", small)):
                 if options is not None and not (isinstance(options, dict) and all(isinstance(k, str) for k in options)):
                     raise TypeError(f"{kind} {name!r}: {size} must be a dict of keyword arguments, got {options!r}")
@@ -288,6 +271,15 @@ class Registry:
             self._fail(info, f"hook {impl.function.__name__} raised", exc)
         info.components.extend(added)
         self._components[kind].extend(added)
+
+    def _add_source(self, obj: Any) -> None:
+        """Note the file that defines ``obj`` (a module, class, function or instance)."""
+        module = obj if inspect.ismodule(obj) else sys.modules.get(getattr(obj, "__module__", None) or "")
+        if module is None and not inspect.isclass(obj):
+            module = sys.modules.get(type(obj).__module__)
+        path = getattr(module, "__file__", None)
+        if path:
+            self.source_files.add(os.path.abspath(path))
 
     @staticmethod
     def _fail(info: PluginInfo, what: str, exc: BaseException, key: str | None = None) -> None:
@@ -409,33 +401,12 @@ class Registry:
         return obj
 
 
-def import_object(path: str) -> Any:
-    """Resolve ``"package.module:attr.sub"``."""
-    module_name, _, attr = path.partition(":")
-    obj = importlib.import_module(module_name)
-    for part in filter(None, attr.split(".")):
-        obj = getattr(obj, part)
-    return obj
-
-
 def _winner(candidates: list[Component]) -> Component | None:
     """The provider a short name resolves to: a built-in, else the only one; None if ambiguous."""
     builtin = [c for c in candidates if c.builtin]
     if builtin:
         return builtin[0]
     return candidates[0] if len(candidates) == 1 else None
-
-
-def _kind(kind: str) -> str:
-    """Accept ``encoders``, ``hierarchies``, ``label-hierarchies``, ``schedulers`` and so on."""
-    key = kind.lower().replace("-", "_")
-    aliases = {k: k for k in KINDS} | {k + "s": k for k in KINDS} | {
-        "hierarchy": "label_hierarchy", "hierarchies": "label_hierarchy",
-        "label_hierarchies": "label_hierarchy", "scheduler": "loss_scheduler",
-        "schedulers": "loss_scheduler"}
-    if key not in aliases:
-        raise ValueError(f"unknown component kind {kind!r}; kinds: {', '.join(KINDS)}")
-    return aliases[key]
 
 
 def _group_by_distribution(entry_points: Iterable[EntryPoint]) -> list[tuple[str, list[EntryPoint]]]:
@@ -446,90 +417,10 @@ def _group_by_distribution(entry_points: Iterable[EntryPoint]) -> list[tuple[str
     return sorted(groups.items())
 
 
-def installed_entry_points(path: Iterable[str] | None = None) -> list[EntryPoint]:
-    """The ``xrdcore`` entry points of the distributions on ``path`` (default ``sys.path``).
-
-    Only the distributions that declare the group have their metadata read. Zip archives on
-    the path are not searched (pip never installs into one).
-    """
-    found = []
-    for normalised, directory in _distributions(sys.path if path is None else path):
-        try:
-            with open(os.path.join(directory, "entry_points.txt"), encoding="utf-8") as f:
-                pairs = _section(f.read(), ENTRY_POINT_GROUP)
-        except OSError:  # none, or an .egg-info file of a distutils install
-            continue
-        if pairs:
-            name, version = _name_and_version(directory)
-            found += [EntryPoint(key, value, name or normalised, version) for key, value in pairs]
-    return found
-
-
-def distribution_version(name: str, path: Iterable[str] | None = None) -> str | None:
-    """The version of the distribution ``name`` that Python imports, or None if not installed."""
-    wanted = _normalise(name)
-    for normalised, directory in _distributions(sys.path if path is None else path):
-        if normalised == wanted:
-            return _name_and_version(directory)[1]
-    return None
-
-
-def _distributions(path: Iterable[str]) -> Iterator[tuple[str, str]]:
-    """(normalised name, metadata directory) of each distribution, as importlib.metadata finds
-    them: in path order, then directory order, the first of each name only."""
-    seen = set()
-    for entry in path:
-        try:
-            children = os.listdir(entry or ".")
-        except OSError:
-            continue
-        for child in children:
-            low = child.lower()
-            if low.endswith((".dist-info", ".egg-info")):
-                normalised = _normalise(low.rpartition(".")[0].partition("-")[0])
-                if normalised not in seen:
-                    seen.add(normalised)
-                    yield normalised, os.path.join(entry, child)
-
-
-def _section(text: str, group: str) -> list[tuple[str, str]]:
-    """The ``name = value`` pairs of one ``[group]`` of an entry_points.txt."""
-    pairs, current = [], None
-    for line in map(str.strip, text.splitlines()):
-        if line.startswith("[") and line.endswith("]"):
-            current = line.strip("[]")
-        elif current == group and line and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            pairs.append((key.strip(), value.strip()))
-    return pairs
-
-
-def _name_and_version(directory: str) -> tuple[str | None, str | None]:
-    """``Name`` and ``Version`` from the headers of a METADATA (or an .egg-info's PKG-INFO)."""
-    for filename in ("METADATA", "PKG-INFO"):
-        headers: dict[str, str] = {}
-        try:
-            with open(os.path.join(directory, filename), encoding="utf-8") as f:
-                for line in f:
-                    if not line.strip() or len(headers) == 2:
-                        break
-                    key, _, value = line.partition(":")
-                    if key in ("Name", "Version"):
-                        headers[key] = value.strip()
-        except OSError:
-            continue
-        return headers.get("Name"), headers.get("Version")
-    return None, None
-
-
 def _summary(factory: Any) -> str:
     if isinstance(factory, str):
         return ""
     return (inspect.getdoc(factory) or "").split("\n", 1)[0]
-
-
-def _normalise(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name.strip()).lower()
 
 
 def _selection(names: Iterable[str] | str | None, variable: str) -> set[str] | None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import traceback
 from collections.abc import Sequence
 
 from xrdcore.cli import components, data, generate, predict, simulate, train
@@ -79,6 +78,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except Exception as exc:
         if args.debug:
+            import traceback
+
             traceback.print_exc()
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         print(f"xrdcore: error: {message}", file=sys.stderr)

@@ -6,7 +6,6 @@ import json
 
 from xrdcore.cli.options import json_flag
 
-
 #: the commands of this module and their one-line help (also what `xrdcore --help` lists)
 COMMANDS = {
     "plugins": "installed plugins, their status and components",
@@ -39,9 +38,10 @@ def add_commands(commands) -> None:
 
 
 def _plugins(args) -> None:
-    from xrdcore import get_registry
+    from xrdcore import discovery, get_registry
 
     registry = get_registry()
+    discovery.remember(registry)  # what `xrdcore list` answers from (refreshed on every call)
     if args.json:
         print(json.dumps({"plugins": [p.to_dict() for p in registry.plugins.values()],
                           "warnings": registry.warnings}, indent=2))
@@ -66,23 +66,30 @@ def _plugins(args) -> None:
 
 
 def _list(args) -> None:
-    from xrdcore import get_registry
+    """From the listing remembered in this environment when nothing it depends on has changed
+    (no plugin is imported, nor pluggy), else from the plugins, loaded and remembered."""
+    from fnmatch import fnmatchcase
 
-    registry = get_registry()
-    _warn_about_plugins(registry)
-    names = registry.names(args.kind, args.pattern)
-    rows = [registry.get(args.kind, n) for n in names]
+    from xrdcore import discovery
+
+    rows = discovery.remembered_listing(discovery.canonical_kind(args.kind))
+    if rows is None:
+        from xrdcore import get_registry
+
+        registry = get_registry()
+        _warn_about_plugins(registry)
+        discovery.remember(registry)
+        rows = discovery.listing(registry, args.kind)
+    rows = [row for row in rows if fnmatchcase(row["name"], args.pattern)]
     if args.json:
-        print(json.dumps([{"name": n, "qualified_name": c.qualified_name, "plugin": c.plugin,
-                           "builtin": c.builtin, "description": c.description}
-                          for n, c in zip(names, rows)], indent=2))
+        print(json.dumps(rows, indent=2))
         return
-    if not names:
+    if not rows:
         print(f"no {args.kind} match {args.pattern!r}" if args.pattern != "*" else f"no {args.kind} installed")
         return
-    width = max(len(n) for n in names)
-    for name, c in zip(names, rows):
-        print(f"{name:<{width}}  [{c.plugin}]  {c.description}".rstrip())
+    width = max(len(row["name"]) for row in rows)
+    for row in rows:
+        print(f"{row['name']:<{width}}  [{row['plugin']}]  {row['description']}".rstrip())
 
 
 def _warn_about_plugins(registry) -> None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import re
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import Any
 
 PEAK_SHAPES = ("gaussian", "pseudo-voigt", "lorentzian", "stick")
 

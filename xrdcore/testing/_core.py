@@ -9,8 +9,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from xrdcore.discovery import KINDS
 from xrdcore.hookspecs import hookimpl
-from xrdcore.registry import KINDS, Component, Registry
+from xrdcore.registry import Component, Registry
 
 #: the plugin a factory handed to a check is registered under, beside the installed plugins
 TEST_PLUGIN = "xrdcore-testing"
