@@ -3,7 +3,6 @@ conformance test over every registered hierarchy and scheduler. Real pluggy, rea
 objects; installs through entry points are in test_entry_points.py."""
 
 import ast
-import os
 import re
 import subprocess
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import user_environment
 from pymatgen.core import Lattice, Structure
 
 import xrdcore
@@ -258,7 +258,7 @@ def test_loading_every_installed_plugin_imports_no_torch_or_pymatgen():
             "[r.names(k) for k in ('encoder', 'label_hierarchy', 'loss_scheduler', 'simulator', 'generator', "
             "'dataset')]; print(len(r.plugins), sorted(m for m in ('torch', 'pymatgen', 'pyxtal', 'e3nn') "
             "if m in sys.modules))")
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith("XRDCORE_")}, "XRDCORE_STRICT": "1"}
+    env = {**user_environment(), "XRDCORE_STRICT": "1"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     plugins, heavy = out.stdout.strip().split(" ", 1)
     assert int(plugins) >= 1 and heavy == "[]"

@@ -71,7 +71,8 @@ def test_mamba_is_listed_once_the_distribution_is_installed_and_not_before(tmp_p
     site = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                           capture_output=True, text=True, check=True).stdout.strip()
     Path(site, "_parent_site.pth").write_text(f"import site; site.addsitedir({str(visible)!r})\n")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("XRDCORE_")}
+    # no plugin selection of the caller's; the test session's cache folder (conftest.py) kept
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XRDCORE_") or k == "XRDCORE_CACHE_DIR"}
     (tmp_path / "cwd").mkdir()
 
     def run(*args):
