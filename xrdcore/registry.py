@@ -31,9 +31,8 @@ from typing import Any
 import pluggy
 
 from xrdcore import hookspecs
-from xrdcore.discovery import KINDS, EntryPoint, distribution_version, import_object, installed_entry_points
-from xrdcore.discovery import canonical_kind as _kind
-from xrdcore.discovery import normalise as _normalise
+from xrdcore.discovery import (KINDS, EntryPoint, canonical_kind, distribution_version, import_object,
+                               installed_entry_points, normalise)
 
 BUILTIN_PLUGIN = "xrdcore"
 BUILTIN_MODULES = ("xrdcore.builtin.plugin",)
@@ -160,7 +159,7 @@ class Registry:
         self.strict = _env_flag("XRDCORE_STRICT") if strict is None else strict
         self._only = _selection(only, "XRDCORE_PLUGINS")
         self._disable = _selection(disable, "XRDCORE_DISABLE") or set()
-        if _normalise(BUILTIN_PLUGIN) in self._disable:
+        if normalise(BUILTIN_PLUGIN) in self._disable:
             raise ValueError(f"XRDCORE_DISABLE names {BUILTIN_PLUGIN!r}, the built-in plugin, "
                              "which cannot be disabled")
         self.warnings: list[str] = []
@@ -176,10 +175,10 @@ class Registry:
             BUILTIN_PLUGIN, distribution_version(BUILTIN_PLUGIN), builtin=True))
         for module in builtins:
             self._add(builtin, lambda m=module: importlib.import_module(m) if isinstance(m, str) else m)
-        known = {_normalise(BUILTIN_PLUGIN)}
+        known = {normalise(BUILTIN_PLUGIN)}
         for dist, eps in _group_by_distribution(
                 installed_entry_points() if entry_points is None else entry_points):
-            names = {_normalise(dist), *(_normalise(e.name) for e in eps)}
+            names = {normalise(dist), *(normalise(e.name) for e in eps)}
             known |= names
             info = self.plugins.setdefault(dist, PluginInfo(dist, eps[0].version))
             info.enabled = (self._only is None or bool(names & self._only)) and not names & self._disable
@@ -326,7 +325,7 @@ class Registry:
     # queries --------------------------------------------------------------------------------
     def components(self, kind: str) -> list[Component]:
         """Every registered component of ``kind``, shadowed ones included."""
-        return list(self._components[_kind(kind)])
+        return list(self._components[canonical_kind(kind)])
 
     def public_name(self, component: Component) -> str:
         """The name to type: the short name if it resolves to this component, else qualified."""
@@ -339,23 +338,23 @@ class Registry:
     def default(self, kind: str) -> str:
         """The name of the component of ``kind`` used when none is named (the built-in plugin
         marks it: ``flat`` hierarchy, ``sum`` scheduler)."""
-        for component in self._components[_kind(kind)]:
+        for component in self._components[canonical_kind(kind)]:
             if component.default:
                 return self.public_name(component)
         raise LookupError(f"no default {kind.replace('_', ' ')} is registered")
 
     def names(self, kind: str, pattern: str = "*") -> list[str]:
         """Names of components of ``kind`` matching a glob pattern, in natural order."""
-        names = {self.public_name(c) for c in self._components[_kind(kind)]}
+        names = {self.public_name(c) for c in self._components[canonical_kind(kind)]}
         return sorted((n for n in names if fnmatch.fnmatchcase(n, pattern)), key=_natural)
 
     def get(self, kind: str, name: str) -> Component:
         """The component called ``name`` (short or ``plugin:name``), following the precedence rules."""
-        kind = _kind(kind)
+        kind = canonical_kind(kind)
         components = self._components[kind]
         if ":" in name:
             plugin, _, short = name.partition(":")
-            found = [c for c in components if c.name == short and _normalise(c.plugin) == _normalise(plugin)]
+            found = [c for c in components if c.name == short and normalise(c.plugin) == normalise(plugin)]
         else:
             found = [c for c in components if c.name == name]
             if len(found) > 1:
@@ -377,7 +376,7 @@ class Registry:
 
     def create(self, kind: str, name: str, /, **kwargs: Any) -> Any:
         """Build a component from keyword arguments and check it honours its interface."""
-        kind = _kind(kind)
+        kind = canonical_kind(kind)
         component = self.get(kind, name)
         factory = component.load()
         try:
@@ -429,7 +428,7 @@ def _selection(names: Iterable[str] | str | None, variable: str) -> set[str] | N
         names = os.environ.get(variable)
     if isinstance(names, str):
         names = names.split(",")
-    return None if names is None else {_normalise(n) for n in names if n.strip()}
+    return None if names is None else {normalise(n) for n in names if n.strip()}
 
 
 def _natural(text: str) -> list:

@@ -72,7 +72,7 @@ def _list(args) -> None:
 
     from xrdcore import discovery
 
-    rows = discovery.remembered_listing(discovery.canonical_kind(args.kind))
+    rows = discovery.remembered_listing(args.kind)
     if rows is None:
         from xrdcore import get_registry
 
