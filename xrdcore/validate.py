@@ -7,7 +7,8 @@ import math
 from typing import Any
 
 
-def _is_real(value: Any) -> bool:
+def is_real(value: Any) -> bool:
+    """A finite int or float, not a bool (JSON numbers as a reader may trust them)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
@@ -37,14 +38,14 @@ def int_tuple(name: str, values: Any, *, allow_empty: bool = False) -> tuple[int
 
 def fraction(name: str, value: Any) -> float:
     """``value`` as a float in [0, 1), e.g. a dropout probability."""
-    if not _is_real(value) or not 0 <= value < 1:
+    if not is_real(value) or not 0 <= value < 1:
         raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
     return float(value)
 
 
 def positive_float(name: str, value: Any, unit: str = "") -> float:
     """``value`` as a positive finite float; ``unit`` (e.g. ``"mm"``) is named in the message."""
-    if not _is_real(value) or value <= 0:
+    if not is_real(value) or value <= 0:
         where = f" in {unit}" if unit else ""
         raise ValueError(f"{name} must be a positive finite number{where}, got {value!r}")
     return float(value)
@@ -67,9 +68,9 @@ MAX_SEED = 2**63 - 1
 def number_in(name: str, value: Any, low: float | None = None, high: float | None = None, *, unit: str = "",
               low_open: bool = False, high_open: bool = False) -> float:
     """``value`` as a finite float within [low, high] (an end is excluded where ``*_open``; None: no bound)."""
-    below = low is not None and (value <= low if low_open else value < low) if _is_real(value) else True
-    above = high is not None and (value >= high if high_open else value > high) if _is_real(value) else True
-    if not _is_real(value) or below or above:
+    below = low is not None and (value <= low if low_open else value < low) if is_real(value) else True
+    above = high is not None and (value >= high if high_open else value > high) if is_real(value) else True
+    if not is_real(value) or below or above:
         where = f" {unit}" if unit else ""
         left = "any" if low is None else f"{'(' if low_open else '['}{low:g}"
         right = "any" if high is None else f"{high:g}{')' if high_open else ']'}"
@@ -116,9 +117,9 @@ def symprec(value: Any, name: str = "symprec") -> float:
 
 def angle_tolerance(value: Any, name: str = "angle_tolerance") -> float:
     """spglib's angle tolerance in degrees: -1 (spglib's own default) or in (0, 180)."""
-    if _is_real(value) and value == -1:
+    if is_real(value) and value == -1:
         return -1.0
-    if not _is_real(value) or not 0 < value < 180:
+    if not is_real(value) or not 0 < value < 180:
         raise ValueError(f"{name} must be -1 (spglib's default) or a number of degrees in (0, 180), got {value!r}")
     return float(value)
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,11 +23,14 @@ from typing import Any
 
 from xrdcore.storage import atomic_write_json, atomic_write_text
 from xrdcore.train.checkpoint import save_checkpoint
+from xrdcore.validate import is_real
 
 MODEL_FORMAT = "xrdcore-model/1"
 CARD = "model.json"
 CARD_TEXT = "card.md"
 WEIGHTS = Path("checkpoints") / "best.safetensors"
+#: the test scores `xrdcore models` prints (with their intervals), checked on every card
+SUMMARY_SCORES = ("top1", "crystal_system")
 
 
 class ModelError(ValueError):
@@ -69,9 +71,11 @@ class PretrainedModel:
         missing = [str(p) for p in (CARD_TEXT, "config.json", WEIGHTS) if not (self.path / p).is_file()]
         if missing:
             return [f"{self.path}: missing {', '.join(missing)}"]
+        from xrdcore.train.trainer import RunError, read_run_record
+
         try:
-            _check_run_record(self.path / "config.json")
-        except ModelError as exc:
+            read_run_record(self.path)
+        except RunError as exc:
             return [str(exc)]
         digest = sha256(self.weights)
         if digest != self.card.get("sha256"):
@@ -108,7 +112,7 @@ class PretrainedModel:
         """The line ``xrdcore models`` prints for this model."""
         card, test = self.card, self.card.get("metrics", {}).get("test", {})
         return {"name": self.name, "task": card.get("task"), "data": card.get("training_data", {}),
-                "test": {k: test[k] for k in ("top1", "crystal_system") if k in test},
+                "test": {k: test[k] for k in SUMMARY_SCORES if k in test},
                 "input": card.get("input", {}), "licence": card.get("licence"),
                 "size_bytes": card.get("size_bytes"), "sha256": card.get("sha256")}
 
@@ -122,10 +126,6 @@ def _read_json_object(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ModelError(f"{path}: holds a JSON {type(data).__name__}, not an object")
     return data
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _card_problem(card: Mapping[str, Any]) -> str | None:
@@ -144,45 +144,22 @@ def _card_problem(card: Mapping[str, Any]) -> str | None:
             return f"{key} must be an object, got {card[key]!r}"
     geometry = card.get("input", {})
     grid = geometry.get("two_theta")
-    if grid is not None and not (isinstance(grid, list) and len(grid) == 3 and all(map(_is_number, grid))):
+    if grid is not None and not (isinstance(grid, list) and len(grid) == 3 and all(map(is_real, grid))):
         return f"input.two_theta must be [start, stop, step] in degrees, got {grid!r}"
-    if geometry.get("wavelength") is not None and not _is_number(geometry["wavelength"]):
+    if geometry.get("wavelength") is not None and not is_real(geometry["wavelength"]):
         return f"input.wavelength must be a number of Å, got {geometry['wavelength']!r}"
     test = card.get("metrics", {}).get("test", {})
     if not isinstance(test, dict):
         return f"metrics.test must be an object, got {test!r}"
     for name, score in test.items():
         # the scores `xrdcore models` prints with their intervals, and any other score that has one
-        if name not in ("top1", "crystal_system") and not (isinstance(score, dict) and "ci95" in score):
+        if name not in SUMMARY_SCORES and not (isinstance(score, dict) and "ci95" in score):
             continue
         ci95 = score.get("ci95") if isinstance(score, dict) else None
-        if not (isinstance(score, dict) and _is_number(score.get("value")) and isinstance(ci95, list)
-                and len(ci95) == 2 and all(map(_is_number, ci95))):
+        if not (isinstance(score, dict) and is_real(score.get("value")) and isinstance(ci95, list)
+                and len(ci95) == 2 and all(map(is_real, ci95))):
             return f"metrics.test.{name} must be {{value, ci95: [low, high]}}, got {score!r}"
     return None
-
-
-def _check_run_record(path: Path) -> None:
-    """config.json of the packaged run: what :func:`xrdcore.train.trainer.load_run` reads, checked
-    so that a damaged file is a ModelError naming it, not an exception from deep inside."""
-    from xrdcore.train.config import TrainConfig
-    from xrdcore.train.trainer import RUN_FORMAT
-
-    record = _read_json_object(path)
-    if record.get("format") != RUN_FORMAT:
-        raise ModelError(f"{path}: not the config.json of an xrdcore run (format {record.get('format')!r})")
-    for key, field_name in (("encoder", "qualified_name"), ("hierarchy", "name")):
-        if not isinstance(record.get(key), dict) or not isinstance(record[key].get(field_name), str):
-            raise ModelError(f"{path}: {key}.{field_name} is missing or not text")
-    if not isinstance(record.get("config"), dict):
-        raise ModelError(f"{path}: config is missing or not an object")
-    if record.get("wavelength") is not None and not _is_number(record["wavelength"]):
-        raise ModelError(f"{path}: wavelength must be a number of Å, got {record['wavelength']!r}")
-    try:
-        TrainConfig.from_dict(record["config"])
-    except Exception as exc:  # noqa: BLE001 - any field of the wrong kind; the message says which
-        raise ModelError(f"{path}: its config is not a training configuration "
-                         f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
 
 
 def packaged(package: str, folder: str) -> Callable[[], PretrainedModel]:

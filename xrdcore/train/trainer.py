@@ -42,6 +42,7 @@ from xrdcore.train.model import (HierarchicalClassifier, class_logits, class_wei
                                  level_loss)
 from xrdcore.train.retrieval import retrieval_scores
 from xrdcore.train.unseen import choose_holdout, score_unseen
+from xrdcore.validate import is_real
 
 RUN_FORMAT = "xrdcore-run/1"
 
@@ -462,11 +463,33 @@ def _comparable(value: Any, key: str) -> Any:
     return value
 
 
-def _read_json(path: Path) -> dict[str, Any]:
+def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise RunError(f"{path}: cannot be read ({exc})") from None
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise RunError(f"{path}: cannot be read ({' '.join(str(exc).split())[:200]})") from None
+
+
+def read_run_record(run_dir: str | Path) -> tuple[dict[str, Any], TrainConfig]:
+    """A run's ``config.json`` and its training configuration, every field :func:`load_run` reads
+    checked, so that a damaged file is a RunError naming it, not an exception from deep inside."""
+    path = Path(run_dir) / "config.json"
+    record = _read_json(path) if path.is_file() else None
+    if not isinstance(record, dict) or record.get("format") != RUN_FORMAT:
+        raise RunError(f"{run_dir}: not an xrdcore run directory (no {RUN_FORMAT} config.json)")
+    for key, field_name in (("encoder", "qualified_name"), ("hierarchy", "name")):
+        if not isinstance(record.get(key), dict) or not isinstance(record[key].get(field_name), str):
+            raise RunError(f"{path}: {key}.{field_name} is missing or not text")
+    if not isinstance(record.get("config"), dict):
+        raise RunError(f"{path}: config is missing or not an object")
+    if record.get("wavelength") is not None and not is_real(record["wavelength"]):
+        raise RunError(f"{path}: wavelength must be a number of Å, got {record['wavelength']!r}")
+    try:
+        config = TrainConfig.from_dict(record["config"])
+    except Exception as exc:  # noqa: BLE001 - any field of the wrong kind; the message says which
+        raise RunError(f"{path}: its config is not a training configuration "
+                       f"({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
+    return record, config
 
 
 def load_run(run_dir: str | Path, which: str = "best", device: str = "cpu",
@@ -474,10 +497,7 @@ def load_run(run_dir: str | Path, which: str = "best", device: str = "cpu",
     """A trained model from a run directory (its ``best`` or ``last`` weights), its configuration
     and ``config.json``; the encoder's plugin must be installed."""
     run_dir = Path(run_dir)
-    record = _read_json(run_dir / "config.json") if (run_dir / "config.json").is_file() else None
-    if record is None or record.get("format") != RUN_FORMAT:
-        raise RunError(f"{run_dir}: not an xrdcore run directory (no {RUN_FORMAT} config.json)")
-    config = TrainConfig.from_dict(record["config"])
+    record, config = read_run_record(run_dir)
     try:
         model, _ = build_model(config, registry)
     except KeyError as exc:
