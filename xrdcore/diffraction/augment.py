@@ -32,7 +32,7 @@ from xrdcore.diffraction.grid import AngleGrid
 from xrdcore.diffraction.profile import DEFAULT_CAGLIOTI, PeakBatch, PeakShape, caglioti_fwhm, render
 from xrdcore.diffraction.pxrd import lorentz_polarisation
 from xrdcore.diffraction.radiation import WAVELENGTHS
-from xrdcore.validate import positive_float, positive_int
+from xrdcore.validate import is_real, positive_float, positive_int
 
 Range = tuple[float, float]
 Direction = tuple[int, int, int]
@@ -472,16 +472,12 @@ def _on_device(draw: AugmentationDraw, device: torch.device) -> AugmentationDraw
     return AugmentationDraw(**moved)
 
 
-def _is_real(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _check_range(name: str, value, minimum: float, min_ok: bool, maximum: float, max_ok: bool,
                  unit: str) -> Range:
     if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
         raise ValueError(f"{name} must be a (low, high) pair or None, got {value!r}")
     low, high = value
-    if not (_is_real(low) and _is_real(high)):
+    if not (is_real(low) and is_real(high)):
         raise ValueError(f"{name} must hold two finite numbers, got {value!r}")
     if low > high:
         raise ValueError(f"{name} has low > high: {value!r}")
@@ -531,7 +527,7 @@ class ProfileWarp:
         object.__setattr__(self, "strain", _check_range("strain", self.strain, -0.2, True, 0.2, True, ""))
         object.__setattr__(self, "zero_shift",
                            _check_range("zero_shift", self.zero_shift, -10.0, True, 10.0, True, "degrees"))
-        if not _is_real(self.gain) or not 0 <= self.gain <= 2:
+        if not is_real(self.gain) or not 0 <= self.gain <= 2:
             raise ValueError(f"gain must be a number in [0, 2], got {self.gain!r}")
         positive_int("gain_points", self.gain_points)
 
