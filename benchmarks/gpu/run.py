@@ -40,6 +40,7 @@ import subprocess
 import sys
 import time
 import traceback
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -388,6 +389,7 @@ class Run:
         import torch
 
         import xrdcore
+        from xrdcore.bench.harness import _select
         from xrdcore.train.config import encoder_input_kind, run_config
         from xrdcore.train.inputs import PEAK_CACHE_KINDS, split_inputs
         from xrdcore.train.trainer import resolve_device, train
@@ -395,7 +397,7 @@ class Run:
         registry = xrdcore.get_registry()
         device = resolve_device(self.device)
         scan = _module(ROOT / "plugins" / "xrd-mamba" / "benchmarks" / "scan.py", "xrd_mamba_scan_benchmark")
-        names = _select(registry, self.args.encoders)
+        names = _select(registry, "encoder", self.args.encoders, None)  # as the leaderboard stage selects
         n_train = len(self.cache.indices("train"))
         result: dict[str, Any] = {
             "benchmark": f"training throughput of every encoder's {self.mode['size']} variant: one epoch of the "
@@ -432,7 +434,7 @@ class Run:
             row: dict[str, Any] = {"encoder": name, "input": config.input.kind}
             try:
                 begun = time.time()
-                probe = train(_with(config, train_limit=min(self.mode["probe"], n_train)), self.cache,
+                probe = train(replace(config, train_limit=min(self.mode["probe"], n_train)), self.cache,
                               root / name / "probe", device=str(device), progress=False, registry=registry,
                               inputs=inputs[config.input])
                 probe_s = time.time() - begun
@@ -448,7 +450,7 @@ class Run:
                     exact = scan._reset_peak()
                     base = scan._status_kb("VmRSS") if exact else None
                 begun = time.time()
-                metrics = train(_with(config, train_limit=n if n < n_train else None), self.cache,
+                metrics = train(replace(config, train_limit=n if n < n_train else None), self.cache,
                                 root / name / "epoch", device=str(device), progress=False, registry=registry,
                                 inputs=inputs[config.input])
                 row.update({"samples_per_s": metrics["samples_per_s"], "train_seconds": metrics["train_seconds"],
@@ -689,19 +691,6 @@ def _dry_run_export(work: Path) -> Path:
         cache = build_cache(work / "dry-run-cache", BuildSpec(name, options, limit=200), progress=False)
         export_cache(cache.path, export)
     return export
-
-
-def _with(config, **changes):
-    from dataclasses import replace
-
-    return replace(config, **changes)
-
-
-def _select(registry, pattern: str) -> list[str]:
-    import fnmatch
-
-    names = registry.names("encoder")
-    return [n for n in names if any(fnmatch.fnmatchcase(n, p.strip()) for p in pattern.split(","))]
 
 
 def _scan_comparison(measured: dict, batches: list[int], length: int, d_inner: int, state: int) -> dict:
