@@ -700,17 +700,11 @@ def _periodic_distance(a, b):
     return np.minimum(d, 1 - d).max(axis=-1)
 
 
-def _codes(rotations):
-    """One int64 per integer rotation matrix (entries within ±7), equal for equal matrices."""
-    import numpy as np
-
-    flat = np.clip(rotations.reshape(len(rotations), 9), -8, 7).astype(np.int64) + 8
-    return flat @ (16 ** np.arange(9, dtype=np.int64)) + np.where(np.abs(rotations.reshape(-1, 9)).max(1) > 7, -1, 0)
-
-
 def _matches(rotations, translations, other_rotations, other_translations):
     """(n, m) boolean: operation i of the first set equals operation j of the second."""
-    same = _codes(rotations)[:, None] == _codes(other_rotations)[None, :]
+    from xrdcore.crystal.spacegroups import _matrix_codes
+
+    same = _matrix_codes(rotations)[:, None] == _matrix_codes(other_rotations)[None, :]
     return same & (_periodic_distance(translations[:, None, :], other_translations[None, :, :])
                    < _TRANSLATION_TOLERANCE)
 
@@ -729,12 +723,15 @@ def _not_closed(rotations, translations) -> tuple[int, int] | None:
     only with the operations of its rotation (a few centrings): n² x 3 x a few numbers, not n³."""
     import numpy as np
 
+    from xrdcore.crystal.spacegroups import _SPAN, _matrix_codes
+
     n = len(rotations)
     products = np.einsum("iab,jbc->ijac", rotations, rotations).reshape(n * n, 3, 3)
     shifts = (np.einsum("iab,jb->ija", rotations, translations) + translations[:, None, :]).reshape(n * n, 3)
-    codes = _codes(rotations)
+    codes = _matrix_codes(rotations)
     order = np.argsort(codes, kind="stable")
-    wanted = _codes(products)
+    # a product with an entry beyond ±_SPAN (its code would be clipped) gets -1, which no code equals
+    wanted = np.where(np.abs(products).max((1, 2)) <= _SPAN, _matrix_codes(products), -1)
     first = np.searchsorted(codes[order], wanted, "left")
     stop = np.searchsorted(codes[order], wanted, "right")
     found = np.zeros(n * n, dtype=bool)

@@ -43,6 +43,7 @@ import numpy as np
 import spglib
 import torch
 
+from xrdcore.crystal.spacegroups import _SPAN, _matrix_codes
 from xrdcore.diffraction.grid import DEFAULT_GRID
 from xrdcore.diffraction.radiation import check_two_theta_range
 from xrdcore.diffraction.radiation import wavelength as parse_wavelength
@@ -442,17 +443,6 @@ def _laue_groups(rotations: Sequence[np.ndarray]) -> list[np.ndarray]:
     friedel = np.stack([np.eye(3, dtype=np.int64), -np.eye(3, dtype=np.int64)])
     groups = np.split(laue, np.cumsum(np.bincount(owner, minlength=cells))[:-1])
     return [friedel if bad[i] else group for i, group in enumerate(groups)]
-
-
-#: the largest |entry| of a rotation matrix that _matrix_codes tells apart
-_SPAN = 63
-
-
-def _matrix_codes(matrices: np.ndarray) -> np.ndarray:
-    """One integer per 3 × 3 integer matrix, its entries (clipped to ±_SPAN) as digits, the first
-    most significant: codes sort as the rows of entries do, and (2 _SPAN + 1)⁹ < 2⁶³."""
-    digits = (2 * _SPAN + 1) ** np.arange(8, -1, -1, dtype=np.int64)
-    return (matrices.reshape(len(matrices), 9).clip(-_SPAN, _SPAN) + _SPAN) @ digits
 
 
 def _unique_per_owner(owner: np.ndarray, items: np.ndarray, code: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
