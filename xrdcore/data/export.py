@@ -63,7 +63,7 @@ def export_cache(cache_dir: str | Path, file: str | Path, min_intensity: float |
     counts = np.concatenate([np.diff(c["offsets"]) for c in chunks]).astype(np.uint32)
     two_theta, intensity = joined("two_theta", np.float64), joined("intensity", np.float64)
     if min_intensity is not None:
-        if not (isinstance(min_intensity, (int, float)) and 0 < min_intensity < 100):
+        if not _is_percentage(min_intensity):
             raise ExportError(f"min_intensity must be a percentage of the strongest peak in (0, 100), got {min_intensity!r}")
         kept = intensity >= min_intensity
         pattern = np.repeat(np.arange(len(counts)), counts)
@@ -146,32 +146,16 @@ def _json_or_none(path: Path) -> Any:
 
 
 def _unpack(file: Path, out: Path, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> PeakCache:
-    """:func:`import_cache` once ``out`` is locked: chunks already unpacked (all or nothing each)
-    are kept, the manifest is written last."""
+    """:func:`import_cache` once ``out`` is locked, on what :func:`read_export` checked: chunks
+    already unpacked (all or nothing each) are kept, the manifest is written last."""
     manifest = {**header["manifest"], "key": _imported_key(header)}
     if header["encoding"].get("min_intensity") is not None:
         manifest["min_intensity"] = header["encoding"]["min_intensity"]
-    split = header["split"]
-    try:
-        Split.from_dict(split, str(file))
-    except ValueError as exc:
-        raise ExportError(f"{file}: the split inside does not verify ({exc})") from None
-    if split.get("hash") != manifest.get("split_hash"):
-        raise ExportError(f"{file}: the split hash {split.get('hash')} is not the manifest's {manifest.get('split_hash')}")
-    entries = header["entries"]
+    entries, split = header["entries"], header["split"]
     counts = arrays["counts"].astype(np.int64)
-    if len(entries) != len(counts) or len(entries) != manifest.get("structures"):
-        raise ExportError(f"{file}: {len(entries)} entries, {len(counts)} peak lists and "
-                          f"{manifest.get('structures')} structures in the manifest do not agree")
-    steps = _from_planes(arrays["two_theta_steps"]).astype(np.int64)
-    intensity = _decode_intensity(_from_planes(arrays["intensity_log"]))
-    if len(steps) != counts.sum() or len(intensity) != counts.sum():
-        raise ExportError(f"{file}: {counts.sum()} peaks listed, {len(steps)} positions and {len(intensity)} intensities")
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    # undo the delta coding: cumulative sums restarted at every pattern
-    totals = np.cumsum(steps)
-    restart = np.repeat(totals[starts[counts > 0]] - steps[starts[counts > 0]], counts[counts > 0])
-    two_theta = (totals - restart) * TWO_THETA_QUANTUM
+    two_theta = _two_theta(_from_planes(arrays["two_theta_steps"]).astype(np.int64), counts)
+    intensity = _decode_intensity(_from_planes(arrays["intensity_log"]))
     chunk_size = int(manifest["chunk_size"])
     out.mkdir(parents=True, exist_ok=True)
     for k in range(math.ceil(len(entries) / chunk_size)):
@@ -255,8 +239,7 @@ def _check_contents(file: Path, header: dict[str, Any], arrays: dict[str, np.nda
     if encoding != {"two_theta_quantum": TWO_THETA_QUANTUM, "intensity_range": list(INTENSITY_RANGE),
                     "intensity_levels": _LEVELS}:
         raise refuse(f"encoded as {header['encoding']}, which this xrdcore does not decode")
-    if weakest is not None and not (isinstance(weakest, (int, float)) and not isinstance(weakest, bool)
-                                    and 0 < weakest < 100):
+    if weakest is not None and not _is_percentage(weakest):
         raise refuse(f"its min_intensity {weakest!r} is not a percentage in (0, 100)")
     if not isinstance(entries, list) or not all(
             isinstance(e, dict) and isinstance(e.get("id"), str) and isinstance(e.get("formula"), str)
@@ -315,6 +298,11 @@ def _check_contents(file: Path, header: dict[str, Any], arrays: dict[str, np.nda
 
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_percentage(value: Any) -> bool:
+    """A ``min_intensity``: a number (not a bool) in (0, 100), checked alike on export and import."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < 100
 
 
 def _two_theta(steps: np.ndarray, counts: np.ndarray) -> np.ndarray:
