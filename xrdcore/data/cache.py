@@ -115,13 +115,10 @@ class BuildSpec:
         return "sha256:" + hashlib.sha256(text.encode()).hexdigest()
 
     def check(self) -> None:
-        """Fail on bad simulator settings before the expensive reading and labelling."""
-        from xrdcore.diffraction.radiation import check_two_theta_range
+        """Fail on Debye-Waller factors of elements the simulator does not know, before the expensive
+        reading and labelling (every other value is checked on construction)."""
         from xrdcore.diffraction.scattering import scattering_parameters
-        from xrdcore.diffraction.radiation import wavelength
 
-        wavelength(self.wavelength)
-        check_two_theta_range(self.two_theta_range)
         unknown = sorted(set(self.debye_waller) - set(scattering_parameters()))
         if unknown:
             raise ValueError(f"Debye-Waller factors given for unknown elements: {', '.join(unknown)}")
@@ -334,16 +331,7 @@ class PeakCache:
                 "split_counts": {s: len(self.indices(s)) for s in SPLITS}}
 
     def peaks(self, index: int) -> PeakList:
-        from xrdcore.diffraction.pxrd import PeakList
-
-        chunk = self.chunk(index // self.chunk_size)
-        j = index % self.chunk_size
-        lo, hi = int(chunk["offsets"][j]), int(chunk["offsets"][j + 1])
-        return PeakList(chunk["two_theta"][lo:hi].astype(np.float64), chunk["d"][lo:hi].astype(np.float64),
-                        chunk["intensity"][lo:hi].astype(np.float64), chunk["hkl"][lo:hi].astype(np.int64),
-                        chunk["multiplicity"][lo:hi].astype(np.int64), float(chunk["wavelength"][j]),
-                        np.array(chunk["lattice"][j]), np.array(chunk["rotations"][j, :chunk["n_rotations"][j]],
-                                                                dtype=np.int64))
+        return peak_list_at(self.chunk(index // self.chunk_size), index % self.chunk_size)
 
     def structure(self, index: int) -> Structure:
         return structure_from_stored(self._structures[index])
@@ -356,6 +344,19 @@ class PeakCache:
 
 
 # --- chunks ------------------------------------------------------------------------------------
+
+
+def peak_list_at(arrays: Mapping[str, np.ndarray], j: int) -> PeakList:
+    """Peak list ``j`` of arrays laid out as a chunk is (:func:`write_peak_chunk`: ``offsets`` into
+    the peak arrays, one row per structure of the others), as float64/int64 copies."""
+    from xrdcore.diffraction.pxrd import PeakList
+
+    lo, hi = int(arrays["offsets"][j]), int(arrays["offsets"][j + 1])
+    return PeakList(arrays["two_theta"][lo:hi].astype(np.float64), arrays["d"][lo:hi].astype(np.float64),
+                    arrays["intensity"][lo:hi].astype(np.float64), arrays["hkl"][lo:hi].astype(np.int64),
+                    arrays["multiplicity"][lo:hi].astype(np.int64), float(arrays["wavelength"][j]),
+                    np.array(arrays["lattice"][j]), np.array(arrays["rotations"][j, :arrays["n_rotations"][j]],
+                                                             dtype=np.int64))
 
 
 #: work per simulation job, in atoms x Å³ (about 16 MOFs): small enough that one huge cell does

@@ -66,20 +66,13 @@ def structures() -> list[Structure]:
 
 @lru_cache(maxsize=1)
 def _peak_lists() -> tuple[PeakList, ...]:
-    from xrdcore.diffraction.pxrd import PeakList
+    from xrdcore.data.cache import peak_list_at
 
     with np.load(PEAKS_NPZ, allow_pickle=False) as stored:
         a = {name: stored[name] for name in stored.files}
     if a["ids"].tolist() != ids():
         raise ValueError(f"{PEAKS_NPZ} does not list the structures of {STRUCTURES_CSV} in order")
-    lists = []
-    for i, (lo, hi) in enumerate(zip(a["offsets"][:-1], a["offsets"][1:])):
-        rotations = a["rotations"][i, :a["n_rotations"][i]].astype(np.int64)
-        lists.append(PeakList(a["two_theta"][lo:hi].astype(np.float64), a["d"][lo:hi].astype(np.float64),
-                              a["intensity"][lo:hi].astype(np.float64), a["hkl"][lo:hi].astype(np.int64),
-                              a["multiplicity"][lo:hi].astype(np.int64), float(a["wavelength"][i]),
-                              a["lattice"][i].copy(), rotations))
-    return tuple(lists)
+    return tuple(peak_list_at(a, i) for i in range(len(a["offsets"]) - 1))
 
 
 def peak_lists() -> list[PeakList]:
