@@ -108,3 +108,8 @@ def require(condition: bool, message: str) -> None:
     """``assert`` that survives ``python -O``."""
     if not condition:
         raise AssertionError(message)
+
+
+def take_rows(x: Any, rows: Any) -> Any:
+    """Rows ``rows`` of a batch: a tensor or array, or a mapping of them (peak lists)."""
+    return {k: v[rows] for k, v in x.items()} if isinstance(x, Mapping) else x[rows]

@@ -16,7 +16,8 @@ from xrdcore.diffraction.profile import PeakBatch
 from xrdcore.interfaces import Encoder
 from xrdcore.registry import Registry
 from xrdcore.testing import data
-from xrdcore.testing._core import Checker, CheckReport, Skip, Subject, require, resolve
+from xrdcore.testing._core import Checker, CheckReport, Skip, Subject, require, resolve, take_rows
+from xrdcore.train.config import encoder_input_kind
 from xrdcore.train.inputs import InputSpec
 from xrdcore.train.model import HierarchicalClassifier, level_loss
 
@@ -55,7 +56,7 @@ def sample_batch(spec: InputSpec, n: int | Sequence[int] = 4, *,
     lists by :meth:`InputSpec.make`, images simulated by the spec's simulator."""
     inputs, labels = _real_inputs(spec, registry)
     rows = torch.arange(n) if isinstance(n, int) else torch.as_tensor(list(n))
-    return _rows(inputs, rows), labels[rows]
+    return take_rows(inputs, rows), labels[rows]
 
 
 def check_encoder(encoder: str | Callable[..., Encoder], /, *, spec: InputSpec | None = None,
@@ -242,8 +243,7 @@ def _build(subject: Subject, spec: InputSpec) -> Encoder:
 
 def _input_kind(subject: Subject) -> str:
     """The factory's declared ``input_kind``, else that of an instance built with its options."""
-    kind = getattr(subject.factory(), "input_kind", None)
-    return kind if isinstance(kind, str) else subject.create().input_kind
+    return encoder_input_kind(subject.registry, subject.name, subject.options)
 
 
 def _every_argument_has_a_default(factory: Callable[..., Any]) -> None:
@@ -267,10 +267,6 @@ def _real_inputs(spec: InputSpec, registry: Registry | None) -> tuple[Any, torch
         simulator = spec.create_simulator(registry or get_registry())
         return torch.as_tensor(simulator.simulate(data.structures())).float(), labels
     return spec.make(PeakBatch.from_peak_lists(data.peak_lists())), labels
-
-
-def _rows(x: Any, rows: torch.Tensor) -> Any:
-    return {k: v[rows] for k, v in x.items()} if isinstance(x, Mapping) else x[rows]
 
 
 def _to(x: Any, device: str) -> Any:

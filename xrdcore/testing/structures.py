@@ -16,7 +16,7 @@ import torch
 from xrdcore.interfaces import INPUT_KINDS, Generator, Simulator
 from xrdcore.registry import Registry
 from xrdcore.testing import data
-from xrdcore.testing._core import Checker, CheckReport, Skip, require, resolve
+from xrdcore.testing._core import Checker, CheckReport, Skip, require, resolve, take_rows
 
 #: a packaged Heusler compound, NdInRh2 (Fm-3m, a = 6.7 Å): rock-salt-like face-centred cubic
 FCC_ID = "mp-975537"
@@ -61,10 +61,10 @@ def check_simulator(simulator: str | Callable[..., Simulator], /, *, registry: R
         require(_same(built.simulate(chosen), out, exact=True),
                 "simulating the same structures twice differs")
     with checker.check("one per structure, in order"):
-        require(_same(built.simulate(chosen[::-1]), _take(out, [2, 1, 0])),
+        require(_same(built.simulate(chosen[::-1]), take_rows(out, [2, 1, 0])),
                 "the outputs of the reversed batch are not the reversed outputs")
     with checker.check("depends on the structure"):
-        require(not _same(_take(out, [0]), _take(out, [1])), "two different structures give the same output")
+        require(not _same(take_rows(out, [0]), take_rows(out, [1])), "two different structures give the same output")
     with checker.check("Bragg peaks"):
         grid, wavelength = getattr(built, "grid", None), getattr(built, "wavelength", None)
         if built.output_kind != "profile" or not hasattr(grid, "values") or not isinstance(wavelength, float):
@@ -188,12 +188,6 @@ def _check_bragg_peaks(profile: np.ndarray, two_theta: np.ndarray, wavelength: f
         if two_theta[0] < angle < two_theta[-1]:
             near = profile[np.abs(two_theta - angle) <= 0.3].max(initial=0)
             require(near < 0.01, f"intensity {near:.3f} at the forbidden {hkl} reflection ({angle:.2f}°)")
-
-
-def _take(out: Any, rows: list[int]) -> Any:
-    if isinstance(out, Mapping):
-        return {k: v[rows] for k, v in out.items()}
-    return out[rows]
 
 
 def _same(a: Any, b: Any, exact: bool = False) -> bool:

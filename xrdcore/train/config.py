@@ -110,12 +110,15 @@ class TrainConfig:
         return cls(**data)
 
 
-def encoder_input_kind(registry: Any, name: str) -> str:
-    """What the encoder ``name`` takes (``profile``, ``peaks``, ``images``); read from its class, or
-    from its tiny variant when the kind depends on the arguments."""
+def encoder_input_kind(registry: Any, name: str, options: Mapping[str, Any] | None = None) -> str:
+    """What the encoder ``name`` takes (``profile``, ``peaks``, ``images``); read from its class, or,
+    when the kind depends on the arguments, from an instance built with ``options`` (default: its
+    tiny variant)."""
     component = registry.get("encoder", name)
     kind = getattr(component.load(), "input_kind", None)
-    return kind if isinstance(kind, str) else registry.create("encoder", name, **component.tiny).input_kind
+    if isinstance(kind, str):
+        return kind
+    return registry.create("encoder", name, **(component.tiny if options is None else options)).input_kind
 
 
 def run_config(encoder: str, *, hierarchy: str | None = None, scheduler: str | None = None, size: str = "full",
