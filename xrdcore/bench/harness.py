@@ -344,10 +344,7 @@ def collect_runs(out: Path, combos: Sequence[Combination],
                                "failed" if "failed" in statuses and not finished else "partial"
                                if finished else "pending"}
         if finished:
-            flats = [_flatten({k: v for k, v in r["test"].items() if k not in ("confusion", "predictions")})
-                     for r in finished]
-            keys = [k for k in flats[0] if any(fnmatch.fnmatchcase(k, p) for p in SUMMARY_METRICS)]
-            row["metrics"] = {k: _summary([f[k] for f in flats if k in f]) for k in keys}
+            row["metrics"] = _test_summary([r["test"] for r in finished])
             row["val_top1"] = _summary([r["val"]["top1"] for r in finished])
             unseen = [r["unseen"] for r in finished if r.get("unseen")]
             if unseen:
@@ -362,14 +359,25 @@ def collect_runs(out: Path, combos: Sequence[Combination],
     return rows
 
 
+def _test_summary(tests: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The summary metrics (``SUMMARY_METRICS``) of finished seeds' test scores, as mean ± std."""
+    flats = [_flatten({k: v for k, v in t.items() if k not in ("confusion", "predictions")}) for t in tests]
+    keys = [k for k in flats[0] if any(fnmatch.fnmatchcase(k, p) for p in SUMMARY_METRICS)]
+    return {k: _summary([f[k] for f in flats if k in f]) for k in keys}
+
+
 #: the head of a row: the classifier's, or with the nearest-neighbour head (xrdcore.train.retrieval)
 NEIGHBOUR_HEAD = "neighbours"
 
 
+def head_suffix(row: Mapping[str, Any]) -> str:
+    """What follows a row's model in tables: nothing, or " + neighbour head"."""
+    return " + neighbour head" if row.get("head") == NEIGHBOUR_HEAD else ""
+
+
 def row_label(row: Mapping[str, Any]) -> str:
     """How a row is named in tables and significance tests."""
-    label = f"{row['encoder']} × {row['hierarchy']} × {row['scheduler']}"
-    return label + (" + neighbour head" if row.get("head") == NEIGHBOUR_HEAD else "")
+    return f"{row['encoder']} × {row['hierarchy']} × {row['scheduler']}" + head_suffix(row)
 
 
 def run_scores(metrics: Mapping[str, Any], row: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -385,12 +393,9 @@ def neighbour_rows(out: Path, runs: Sequence[Mapping[str, Any]]) -> list[dict[st
         finished, _ = seed_outcomes(out / "runs" / row["id"], [int(s) for s in row["seeds"]])
         if not finished or not all(r.get("retrieval") for r in finished):
             continue
-        flats = [_flatten({k: v for k, v in r["retrieval"]["test"].items() if k not in ("confusion", "predictions")})
-                 for r in finished]
-        keys = [k for k in flats[0] if any(fnmatch.fnmatchcase(k, p) for p in SUMMARY_METRICS)]
         rows.append({**{k: v for k, v in row.items() if k not in ("top1_ci95", "p_vs_majority", "learned")},
                      "id": f"{row['id']}+{NEIGHBOUR_HEAD}", "folder": row["id"], "head": NEIGHBOUR_HEAD,
-                     "metrics": {k: _summary([f[k] for f in flats if k in f]) for k in keys},
+                     "metrics": _test_summary([r["retrieval"]["test"] for r in finished]),
                      "val_top1": _summary([r["retrieval"]["val"]["top1"] for r in finished]),
                      "neighbours": [r["retrieval"]["neighbours"] for r in finished],
                      "weight": [r["retrieval"]["weight"] for r in finished]})

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from xrdcore.bench.harness import row_label
+from xrdcore.bench.harness import head_suffix, row_label
 from xrdcore.storage import atomic_write_text
 
 #: columns of the leaderboard: (header, metric path)
@@ -144,7 +144,7 @@ def _model_line(rank: int, row: Mapping[str, Any], p_values: Mapping[str, float]
     cells = [_cell(row["metrics"].get(key)) for _, key in COLUMNS]
     speed = f"{row['samples_per_s']['mean']:.0f}" if row.get("samples_per_s") else "–"
     label = row_label(row)
-    name = (row["encoder"] + (" + neighbour head" if row.get("head") else "")
+    name = (row["encoder"] + head_suffix(row)
             + ("" if row.get("learned", True) else " ⚠ *learned nothing*"))
     return (f"| {rank} | {name} | {row['hierarchy']} | {row['scheduler']} | " + " | ".join(cells)
             + f" | {_interval(row.get('top1_ci95'))} | {_p(p_values.get(label))} | {row['parameters']:,} | {speed} |")

@@ -100,8 +100,7 @@ def add_to_finished_run(run_dir: Any, cache: Any, device: str = "cpu") -> dict[s
     metrics = json.loads(path.read_text())
     if "retrieval" not in metrics:
         model, config, _ = load_run(run_dir, device=device)
-        splits = _splits(config, cache, Path(run_dir), device=resolve_device(device), registry=None, inputs=None)
-        splits.pop("holdout")
+        splits, _ = _splits(config, cache, Path(run_dir), device=resolve_device(device), registry=None, inputs=None)
         metrics["retrieval"] = retrieval_scores(model, splits, config.seed)
         atomic_write_json(path, metrics)
     return metrics["retrieval"]

@@ -242,8 +242,9 @@ def _train(config, cache, out, device, dist, resume, progress, registry, inputs)
         atomic_write_json(config_file, {**record, "environment": environment(device, registry)})
 
     started = time.perf_counter()
+    splits, holdout = _splits(config, cache, out, device=device, registry=registry, inputs=inputs)
     fit = _Fit(config, cache, out, model=model, device=device, dist=dist, progress=progress, registry=registry,
-               splits=_splits(config, cache, out, device=device, registry=registry, inputs=inputs))
+               splits=splits, holdout=holdout)
     state = fit.restore()
     while state["epoch"] < _planned(config, state) and not _stopped_early(config, state):
         fit.epoch(state)
@@ -251,8 +252,9 @@ def _train(config, cache, out, device, dist, resume, progress, registry, inputs)
 
 
 def _splits(config: TrainConfig, cache: PeakCache, out: Path, *, device: torch.device, registry: Any,
-            inputs: Mapping[str, SplitInputs] | None) -> dict[str, SplitInputs]:
-    """The rendered splits of the run (given, or rendered here); ``train`` cut to ``train_limit``."""
+            inputs: Mapping[str, SplitInputs] | None) -> tuple[dict[str, SplitInputs], list[int]]:
+    """The rendered splits of the run (given, or rendered here), ``train`` cut to ``train_limit``,
+    and the space groups held out of training (empty unless ``holdout_space_groups``)."""
     holdout = choose_holdout(cache, config.holdout_space_groups)
     splits = dict(inputs) if inputs is not None else split_inputs(cache, config.input, device, holdout, registry)
     if bool(holdout) != ("unseen" in splits):
@@ -262,8 +264,7 @@ def _splits(config: TrainConfig, cache: PeakCache, out: Path, *, device: torch.d
     if len(splits["train"]) < 2 or len(splits["val"]) < 1:
         raise RunError(f"{cache.path}: needs at least 2 training and 1 validation structure, has "
                        f"{len(splits['train'])} and {len(splits['val'])}")
-    splits["holdout"] = holdout
-    return splits
+    return splits, holdout
 
 
 def _optimizer(model: HierarchicalClassifier, config: TrainConfig) -> torch.optim.Optimizer:
@@ -288,11 +289,11 @@ class _Fit:
 
     def __init__(self, config: TrainConfig, cache: PeakCache, out: Path, *, model: HierarchicalClassifier,
                  device: torch.device, dist: _Distributed, progress: bool, registry: Any,
-                 splits: dict[str, Any]):
+                 splits: dict[str, SplitInputs], holdout: list[int]):
         self.config, self.cache, self.out, self.device, self.dist, self.progress = (
             config, cache, out, device, dist, progress)
         self.model = model.to(device)
-        self.splits, self.holdout = splits, splits.pop("holdout")
+        self.splits, self.holdout = splits, holdout
         self.train_data = splits["train"]
         self.train_sg = self.train_data.space_groups.cpu().numpy()
         self.scheduler = registry.create("loss_scheduler", config.scheduler, **config.scheduler_options)
