@@ -180,8 +180,8 @@ def predict_many(run_dir: str | Path, pattern_paths: Sequence[str | Path], top: 
         raise ValueError(f"outside must be 'zero' or 'error', got {outside!r}")
     if background not in BACKGROUNDS:
         raise ValueError(f"background must be one of {', '.join(BACKGROUNDS)}, got {background!r}")
-    if wavelength is not None:  # once for the batch, not once per file
-        parse_wavelength(wavelength)
+    if wavelength is not None:  # once for the batch (in Å from here on), not once per file
+        wavelength = parse_wavelength(wavelength)
     run_dir = Path(run_dir)
     model, config, record = _load_once(run_dir, device)
     for start in range(0, len(pattern_paths), BATCH):
