@@ -99,12 +99,18 @@ def _quiet_spglib():
 
 
 @cache
+def _settings() -> tuple:
+    """spglib's description of each of the 530 settings in its database, index ``hall - 1``."""
+    with _quiet_spglib():
+        return tuple(spglib.get_spacegroup_type(hall) for hall in range(1, 531))
+
+
+@cache
 def standard_hall_numbers() -> tuple[int, ...]:
     """Hall number of the standard setting of each type 1–230 (spglib's default choice)."""
     first: dict[int, int] = {}
-    with _quiet_spglib():
-        for hall in range(1, 531):
-            first.setdefault(spglib.get_spacegroup_type(hall).number, hall)
+    for hall, sgtype in enumerate(_settings(), start=1):
+        first.setdefault(sgtype.number, hall)
     return tuple(first[n] for n in range(1, N_SPACE_GROUPS + 1))
 
 
@@ -212,9 +218,7 @@ def setting_free_extinction_groups(hkl_range: int = ABSENCE_HKL_RANGE) -> list[l
         return n
 
     first_with: dict[tuple[str, bytes], int] = {}
-    with _quiet_spglib():
-        settings = [(hall, spglib.get_spacegroup_type(hall)) for hall in range(1, 531)]
-    for hall, sgtype in settings:
+    for hall, sgtype in enumerate(_settings(), start=1):
         if sgtype.choice == "R":
             continue
         with _quiet_spglib():
@@ -243,8 +247,7 @@ def lattice_system_of(number: int) -> str:
 @cache
 def space_groups() -> tuple[SpaceGroup, ...]:
     """All 230 types, index ``n - 1`` holding type ``n``."""
-    with _quiet_spglib():
-        types = [spglib.get_spacegroup_type(h) for h in standard_hall_numbers()]
+    types = [_settings()[h - 1] for h in standard_hall_numbers()]
     keys = extinction_keys()
     members: dict[tuple[str, bytes], list[str]] = {}
     for sgtype, key in zip(types, keys):
@@ -291,9 +294,7 @@ def _symbol_index() -> tuple[dict[str, int], dict[str, int]]:
     ``loose`` also without '_' (``P3121``). Monoclinic full symbols also appear without their
     '1' axes (``P 1 2_1/n 1`` → ``P2_1/n``); elsewhere '1' axes carry meaning (P312 vs P3_12)."""
     exact: dict[str, int] = {}
-    with _quiet_spglib():
-        types = [spglib.get_spacegroup_type(hall) for hall in range(1, 531)]
-    for sgtype in types:
+    for sgtype in _settings():
         full = sgtype.international_full.split()
         monoclinic = 3 <= sgtype.number <= 15
         without_ones = full[:1] + [axis for axis in full[1:] if axis != "1" or not monoclinic]
@@ -309,6 +310,35 @@ def _symbol_index() -> tuple[dict[str, int], dict[str, int]]:
         if loose.setdefault(key.replace("_", ""), number) != number:
             raise RuntimeError(f"symbol {key!r} is ambiguous without '_'")
     return exact, loose
+
+
+@cache
+def capital_symbols() -> tuple[dict[str, int], dict[str, tuple[int, int]]]:
+    """spglib's symbols in capitals: Hermann-Mauguin (without spaces) → type number, every key
+    :func:`space_group` finds in any case, and Hall (single spaces, which separate its parts) →
+    (type number, spglib's Hall number of that one setting)."""
+    exact, _ = _symbol_index()
+    hm: dict[str, int] = {}
+    for key, number in exact.items():
+        for variant in (key, key.replace("_", "")):
+            hm.setdefault(variant.upper(), number)
+    hall: dict[str, tuple[int, int]] = {}
+    for number, kind in enumerate(_settings(), start=1):
+        hall.setdefault(" ".join(kind.hall_symbol.split()).upper(), (kind.number, number))
+    return hm, hall
+
+
+@cache
+def hm_settings() -> dict[str, list[tuple[int, str]]]:
+    """Hermann-Mauguin symbols (capitals, no spaces or '_') → spglib's settings [(Hall number, choice)]."""
+    settings: dict[str, list[tuple[int, str]]] = {}
+    for hall, kind in enumerate(_settings(), start=1):
+        names = {kind.international_full, kind.international_short, *kind.international.split("=")}
+        for name in names:
+            key = name.replace(" ", "").replace("_", "").upper()
+            if (hall, kind.choice) not in settings.setdefault(key, []):
+                settings[key].append((hall, kind.choice))
+    return settings
 
 
 def space_group(spec: int | str) -> SpaceGroup:

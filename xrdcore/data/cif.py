@@ -7,7 +7,6 @@ warnings are kept out of the user's console.
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 import warnings
@@ -516,17 +515,17 @@ def _hm_number(value: str) -> int | None:
     """The type number of a Hermann-Mauguin symbol of any setting spglib lists, or None. Accepts
     spaces, '_' or not, a setting suffix (':2', ':H', ICSD's ' S', ' Z', ' H', ' R') and capitals
     (CoRE MOF writes 'P63/MMC': uppercase letters never tell two symbols apart)."""
-    from xrdcore.crystal.spacegroups import space_group
+    from xrdcore.crystal.spacegroups import N_SPACE_GROUPS, capital_symbols
 
     text = value.strip()
     if not text or text.isdigit() or len(text) > 40:
         return None
     for candidate in (text, re.sub(r"\s*:\s*\S+$", "", text), re.sub(r"\s+[SZHRszhr]$", "", text)):
-        try:
-            return space_group(candidate).number
-        except (ValueError, TypeError):
-            pass
-        number = _symbol_tables()[0].get(candidate.replace(" ", "").upper())
+        if candidate.strip().isdecimal():  # a number left by the suffix ('14:2'), taken as the type
+            if 1 <= int(candidate) <= N_SPACE_GROUPS:
+                return int(candidate)
+            continue
+        number = capital_symbols()[0].get(candidate.replace(" ", "").upper())
         if number is not None:
             return number
     return None
@@ -534,29 +533,10 @@ def _hm_number(value: str) -> int | None:
 
 def _hall_number(value: str) -> int | None:
     """The type number of a Hall symbol spglib lists (any of its 530 settings), or None."""
-    setting = _symbol_tables()[1].get(" ".join(value.split()).upper())  # spaces separate: P 3 2 is not P 32
+    from xrdcore.crystal.spacegroups import capital_symbols
+
+    setting = capital_symbols()[1].get(" ".join(value.split()).upper())  # spaces separate: P 3 2 is not P 32
     return None if setting is None else setting[0]
-
-
-@functools.cache
-def _symbol_tables() -> tuple[dict[str, int], dict[str, tuple[int, int]]]:
-    """spglib's symbols in capitals: Hermann-Mauguin (without spaces) → type number, and Hall (single
-    spaces, which separate its parts) → (type number, spglib's Hall number of that one setting)."""
-    import spglib
-
-    from xrdcore.crystal.spacegroups import _quiet_spglib, _symbol_index
-
-    exact, _ = _symbol_index()
-    hm: dict[str, int] = {}
-    for key, number in exact.items():
-        for variant in (key, key.replace("_", "")):
-            hm.setdefault(variant.upper(), number)
-    hall: dict[str, int] = {}
-    with _quiet_spglib():
-        for number in range(1, 531):
-            kind = spglib.get_spacegroup_type(number)
-            hall.setdefault(" ".join(kind.hall_symbol.split()).upper(), (kind.number, number))
-    return hm, hall
 
 
 def _setting(known: list) -> int | None:
@@ -564,17 +544,17 @@ def _setting(known: list) -> int | None:
     one; a Hermann-Mauguin symbol one where its suffix (':2', ICSD's ' Z') or the symbol itself leaves
     no choice of origin (a bare 'Fd-3m' does; monoclinic short symbols and 'R' groups take the
     standard setting, which the cell check then holds to the cell)."""
-    from xrdcore.crystal.spacegroups import standard_hall_numbers
+    from xrdcore.crystal.spacegroups import capital_symbols, hm_settings, standard_hall_numbers
 
     for tag, value, number in known:
         name = tag.lower().rstrip("_")
         if name in _HALL_TAGS:
-            return _symbol_tables()[1][" ".join(value.split()).upper()][1]
+            return capital_symbols()[1][" ".join(value.split()).upper()][1]
         if name not in _HM_TAGS:
             continue
         match = re.fullmatch(r"(.*?)(?:\s*:\s*(\S+)|\s+([SZHR]))?", value.strip())
         base, suffix = match.group(1), match.group(2) or {"S": "1", "Z": "2"}.get(match.group(3), match.group(3))
-        candidates = _hm_settings().get(base.replace(" ", "").replace("_", "").upper(), [])
+        candidates = hm_settings().get(base.replace(" ", "").replace("_", "").upper(), [])
         if suffix and any(choice for _, choice in candidates):  # a suffix where there is no choice is moot
             candidates = [(hall, choice) for hall, choice in candidates if choice.upper() == suffix.upper()]
         elif {"1", "2"} <= {choice for _, choice in candidates}:
@@ -585,25 +565,6 @@ def _setting(known: list) -> int | None:
         standard = standard_hall_numbers()[number - 1]
         return standard if standard in halls else None
     return None
-
-
-@functools.cache
-def _hm_settings() -> dict[str, list[tuple[int, str]]]:
-    """Hermann-Mauguin symbols (capitals, no spaces or '_') → spglib's settings [(Hall number, choice)]."""
-    import spglib
-
-    from xrdcore.crystal.spacegroups import _quiet_spglib
-
-    settings: dict[str, list[tuple[int, str]]] = {}
-    with _quiet_spglib():
-        for hall in range(1, 531):
-            kind = spglib.get_spacegroup_type(hall)
-            names = {kind.international_full, kind.international_short, *kind.international.split("=")}
-            for name in names:
-                key = name.replace(" ", "").replace("_", "").upper()
-                if (hall, kind.choice) not in settings.setdefault(key, []):
-                    settings[key].append((hall, kind.choice))
-    return settings
 
 
 def _looks_like_symbol(value: str, hall: bool) -> bool:
