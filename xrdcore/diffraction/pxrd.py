@@ -186,7 +186,7 @@ def peak_lists(structures: Sequence[Structure], *, wavelength: str | float = "Cu
     lam = parse_wavelength(wavelength)
     low, high = check_two_theta_range(two_theta_range)
     device = torch.device(device or "cpu")
-    cells = []
+    cells, costs = [], []
 
     def named(index: int, exc: StructureError) -> StructureError:
         return type(exc)(f"structure {index}: {exc}") if len(structures) > 1 else exc
@@ -194,7 +194,7 @@ def peak_lists(structures: Sequence[Structure], *, wavelength: str | float = "Cu
     for index, structure in enumerate(structures):
         try:
             cells.append(_Cell.of(structure, debye_waller or {}))
-            _check_reflections(cells[-1], lam, low, high, max_reflections, max_cost)
+            costs.append(_check_reflections(cells[-1], lam, low, high, max_reflections, max_cost))
         except StructureError as exc:
             raise named(index, exc) from None
     if not cells:
@@ -217,7 +217,7 @@ def peak_lists(structures: Sequence[Structure], *, wavelength: str | float = "Cu
             _check_cost(cell, count, max_cost)
         except StructureError as exc:
             raise named(index, exc) from None
-    bar = _progress_bar(cells, lam, low, high) if progress else None
+    bar = _progress_bar(cells, costs) if progress else None
     try:
         f_squared = _structure_factors_squared(cells, inversions, reps, segment, (g / 2) ** 2, device,
                                                None if bar is None else bar.update)
@@ -234,10 +234,10 @@ def lorentz_polarisation(theta: torch.Tensor) -> torch.Tensor:
 
 
 def _check_reflections(cell: _Cell, lam: float, low: float, high: float, limit: int | None,
-                       max_cost: float | None) -> None:
+                       max_cost: float | None) -> Cost:
     """Refuse, before any work, a cell whose reflections in the range would not fit the memory
     bound, or whose structure factors would exceed the time bound even with the most symmetry
-    (the Laue group m-3m: 48 reflections per orbit, 24 per Friedel half)."""
+    (the Laue group m-3m: 48 reflections per orbit, 24 per Friedel half); else its :class:`Cost`."""
     volume = abs(np.linalg.det(cell.lattice))
     cost = _cost(volume, len(cell.coords), lam, low, high)
     if limit is not None and cost.reflections > limit:
@@ -247,36 +247,36 @@ def _check_reflections(cell: _Cell, lam: float, low: float, high: float, limit: 
             f"limit of {limit:,.0f} reflections; raise it with --max-reflections (Python: max_reflections=), "
             f"or narrow the 2θ range")
     _check_cost(cell, math.ceil(cost.reflections / 24), max_cost, without_symmetry=cost.reflections)
+    return cost
 
 
 def _check_cost(cell: _Cell, distinct: int, limit: float | None, without_symmetry: int | None = None) -> None:
     """Refuse a cell whose symmetry-distinct reflections × scatterers exceed the time bound
     (``without_symmetry``: before the symmetry is known, ``distinct`` is the fewest it can have,
     and this the most)."""
-    terms = float(distinct) * len(cell.coords)
-    if limit is not None and terms > limit:
-        seconds = distinct * _REFLECTION_SECONDS + 1.3 * terms * _SEPARABLE_SECONDS
+    cost = Cost(distinct, len(cell.coords))
+    if limit is not None and cost.terms > limit:
         count = (f"at least {distinct:,} (with the most symmetry; {without_symmetry:,} with none)"
                  if without_symmetry is not None else f"{distinct:,}")
-        duration = f" (about {_human(seconds)} on 2 cores)" if without_symmetry is None else ""
+        duration = f" (about {_human(cost.seconds)} on 2 cores)" if without_symmetry is None else ""
         raise CostLimitError(
-            f"{count} symmetry-distinct reflections × {len(cell.coords):,} scatterers = {terms:.3g} "
+            f"{count} symmetry-distinct reflections × {len(cell.coords):,} scatterers = {cost.terms:.3g} "
             f"structure-factor terms{duration}, above the limit of {limit:.3g}; raise it with --max-cost "
             f"(Python: max_cost=), or narrow the 2θ range")
 
 
-def _progress_bar(cells: Sequence[_Cell], lam: float, low: float, high: float):
-    """A tqdm bar over the large cells' atoms, if their structure factors are estimated to take
-    longer than PROGRESS_SECONDS; else None."""
-    large = [cell for cell in cells if not _is_small(cell)]
-    costs = [_cost(abs(np.linalg.det(c.lattice)), len(c.coords), lam, low, high) for c in large]
-    if sum(c.seconds for c in costs) < PROGRESS_SECONDS:
+def _progress_bar(cells: Sequence[_Cell], costs: Sequence[Cost]):
+    """A tqdm bar over the large cells' atoms, if their structure factors are estimated (``costs``,
+    one per cell) to take longer than PROGRESS_SECONDS; else None."""
+    large = [(cell, cost) for cell, cost in zip(cells, costs) if not _is_small(cell)]
+    seconds = sum(cost.seconds for _, cost in large)
+    if seconds < PROGRESS_SECONDS:
         return None
     from tqdm import tqdm
 
-    terms = sum(c.terms for c in costs)
-    return _Bar(tqdm(total=sum(len(c.coords) for c in large), unit="atom", smoothing=0.1,
-                     desc=f"structure factors ({terms:.2g} terms, about {_human(sum(c.seconds for c in costs))})"))
+    terms = sum(cost.terms for _, cost in large)
+    return _Bar(tqdm(total=sum(len(cell.coords) for cell, _ in large), unit="atom", smoothing=0.1,
+                     desc=f"structure factors ({terms:.2g} terms, about {_human(seconds)})"))
 
 
 class _Bar:
@@ -765,11 +765,15 @@ def _structure_factors_squared(cells: Sequence[_Cell], inversions: Sequence[np.n
         part = slice(ends[i - 1] if i else 0, ends[i])
         centric = _inversion_pairs(cells[i], inversions[i]) if inversions[i] is not None else None
         cell = centric or cells[i]
-        method = (_separable_structure_factor_squared if _separable_is_faster(cell, hkl[part])
-                  else _structure_factor_squared)
         atoms = len(cells[i].coords)
-        out[part] = method(cell, hkl[part], s2[part], device, real=centric is not None,
-                           progress=None if progress is None else lambda share, n=atoms: progress(n * share))
+        report = None if progress is None else lambda share, n=atoms: progress(n * share)
+        slabs = _slab_boxes(hkl[part])
+        if _separable_is_faster(cell, hkl[part], slabs):
+            out[part] = _separable_structure_factor_squared(cell, hkl[part], s2[part], device,
+                                                            real=centric is not None, progress=report, slabs=slabs)
+        else:
+            out[part] = _structure_factor_squared(cell, hkl[part], s2[part], device, real=centric is not None,
+                                                  progress=report)
     return out
 
 
@@ -780,11 +784,12 @@ def _structure_factors_squared(cells: Sequence[_Cell], inversions: Sequence[np.n
 _DIRECT_SECONDS, _SEPARABLE_SECONDS, _SLAB_SECONDS, _REFLECTION_SECONDS = 7e-9, 1.5e-10, 1e-4, 1.5e-6
 
 
-def _separable_is_faster(cell: _Cell, hkl: torch.Tensor) -> bool:
-    """Whether the cost model prefers the separable sum for these reflections of a large cell."""
-    slabs = len(torch.unique_consecutive(hkl[:, 0])) if len(hkl) else 0
-    separable = (_separable_cost(hkl, len(cell.coords)) * _SEPARABLE_SECONDS
-                 + slabs * len(cell.elements) * _SLAB_SECONDS)
+def _separable_is_faster(cell: _Cell, hkl: torch.Tensor, slabs=None) -> bool:
+    """Whether the cost model prefers the separable sum for these reflections of a large cell
+    (``slabs``: their :func:`_slab_boxes`, if already found)."""
+    _, ends, box = _slab_boxes(hkl) if slabs is None else slabs
+    separable = (_separable_cost(hkl, len(cell.coords), box) * _SEPARABLE_SECONDS
+                 + len(ends) * len(cell.elements) * _SLAB_SECONDS)
     return separable < len(hkl) * len(cell.coords) * _DIRECT_SECONDS
 
 
@@ -867,12 +872,12 @@ def _slab_boxes(hkl: torch.Tensor) -> tuple[list[int], list[int], torch.Tensor]:
     return [0] + ends[:-1], ends, box
 
 
-def _separable_cost(hkl: torch.Tensor, scatterers: int) -> float:
+def _separable_cost(hkl: torch.Tensor, scatterers: int, box: torch.Tensor | None = None) -> float:
     """(reflection, scatterer) terms that :func:`_separable_structure_factor_squared` evaluates:
-    each slab's (k, l) box times the scatterers."""
+    each slab's (k, l) box (``box``: from :func:`_slab_boxes`, if already found) times the scatterers."""
     if not len(hkl):
         return 0.0
-    box = _slab_boxes(hkl)[2].double()
+    box = (_slab_boxes(hkl)[2] if box is None else box).double()
     return float(((box[:, 1] - box[:, 0] + 1) * (box[:, 3] - box[:, 2] + 1)).sum()) * scatterers
 
 
@@ -884,17 +889,18 @@ def _phases(indices: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
 
 
 def _separable_structure_factor_squared(cell: _Cell, hkl: torch.Tensor, s2: torch.Tensor, device: torch.device,
-                                        real: bool = False, progress=None) -> torch.Tensor:
+                                        real: bool = False, progress=None, slabs=None) -> torch.Tensor:
     """|F|² of one structure's reflections (ordered by h) by slabs of equal h: exp(2πi h·x) is
     e(hx) e(ky) e(lz), so the structure factors of each slab's (k, l) box are one complex matrix
     product (k × atoms)(atoms × l) per element: about a twentieth of the cost per (reflection,
     atom) term of the sines and cosines of :func:`_structure_factor_squared`, at the price of the
     box's corners. Atoms go in blocks, to bound memory; ``real`` (origin on an inversion centre)
-    takes the real part only. ``progress`` is called with the share of the work each slab was."""
+    takes the real part only. ``progress`` is called with the share of the work each slab was;
+    ``slabs``: the reflections' :func:`_slab_boxes`, if already found."""
     out = torch.zeros(len(hkl), dtype=torch.float64, device=device)
     if not len(hkl):
         return out
-    starts, ends, box = _slab_boxes(hkl)
+    starts, ends, box = _slab_boxes(hkl) if slabs is None else slabs
     box_rows = box.tolist()
     h_values = hkl[torch.as_tensor(starts, device=device), 0]
     k, l = hkl[:, 1].long(), hkl[:, 2].long()
