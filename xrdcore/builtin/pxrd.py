@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from xrdcore.diffraction.grid import DEFAULT_GRID, AngleGrid, as_grid
-from xrdcore.diffraction.profile import (_WINDOW_FWHM, DEFAULT_CAGLIOTI, PeakBatch, PeakShape, caglioti_fwhm,
-                                         render)
+from xrdcore.diffraction.profile import (DEFAULT_CAGLIOTI, PeakBatch, PeakShape, caglioti_fwhm, render,
+                                         window_points)
 from xrdcore.diffraction.pxrd import (DEFAULT_MAX_COST, DEFAULT_MAX_REFLECTIONS, CostLimitError, PeakList,
                                       peak_lists)
 from xrdcore.diffraction.radiation import wavelength as parse_wavelength
@@ -72,9 +72,8 @@ class PXRDSimulator(Simulator):
         if self.shape == "stick":
             return sum(len(p) for p in peaks)
         two_theta = torch.as_tensor(np.concatenate([p.two_theta for p in peaks] or [np.zeros(0)]))
-        reach = _WINDOW_FWHM[self.shape] * caglioti_fwhm(two_theta, *self.caglioti)
-        half = torch.ceil(reach * self.grid.points_per_degree(two_theta)).clamp(min=1)
-        return int((2 * 2 ** torch.ceil(torch.log2(half)) + 1).sum())
+        fwhm = caglioti_fwhm(two_theta, *self.caglioti)
+        return int((2 * window_points(fwhm, self.grid.points_per_degree(two_theta), self.shape) + 1).sum())
 
     def render(self, peaks: Sequence[PeakList]) -> torch.Tensor:
         """Profiles ``(B, L)`` with maximum 1 from peak lists; refused above ``max_render``."""

@@ -114,12 +114,11 @@ def render(peaks: PeakBatch, grid: AngleGrid = AngleGrid(), *, shape: PeakShape 
         lorentz_fraction = {"gaussian": 0.0, "lorentzian": 1.0, "pseudo-voigt": eta}[shape]
         reach = _WINDOW_FWHM[shape] * widths  # degrees each side, per peak
         density = grid.points_per_degree(angle)  # points per degree at each peak
-        half = torch.ceil(reach * density).long()
         # peaks in classes of similar window (powers of two), each drawn with its class's window
-        window_class = torch.ceil(torch.log2(half.clamp(min=1).float())).long()
-        for c in torch.unique(window_class).tolist():
-            chosen = (window_class == c).nonzero(as_tuple=True)[0]
-            offsets = torch.arange(-(1 << c), (1 << c) + 1, device=device)
+        half = window_points(widths, density, shape)
+        for h in torch.unique(half).tolist():
+            chosen = (half == h).nonzero(as_tuple=True)[0]
+            offsets = torch.arange(-h, h + 1, device=device)
             step = max(1, (1 << 24) // len(offsets))
             for start in range(0, len(chosen), step):
                 rows = chosen[start:start + step]
@@ -134,6 +133,14 @@ def render(peaks: PeakBatch, grid: AngleGrid = AngleGrid(), *, shape: PeakShape 
     if normalise:
         profiles = profiles / profiles.amax(dim=1, keepdim=True).clamp(min=torch.finfo(torch.float32).tiny)
     return profiles
+
+
+def window_points(fwhm: torch.Tensor, density: torch.Tensor, shape: PeakShape) -> torch.Tensor:
+    """Half-width in grid points of the window :func:`render` draws each peak in: a fixed multiple
+    of its ``fwhm`` (degrees) for the ``shape`` each side, at ``density`` grid points per degree,
+    rounded up to a power of two (peaks are drawn in classes of one window); int64, at least 1."""
+    half = torch.ceil(_WINDOW_FWHM[shape] * fwhm * density).long()
+    return 2 ** torch.ceil(torch.log2(half.clamp(min=1).double())).long()
 
 
 def _unit_area(x: torch.Tensor, fwhm: torch.Tensor, lorentz_fraction: float) -> torch.Tensor:
