@@ -209,10 +209,7 @@ def read_p1(text: str) -> Structure | None:
         return None
     if any(_float(row[5]) != 1.0 for row in rows if len(row) == 6):
         return None  # partial occupancy: pymatgen's disorder handling decides
-    a, b, c, *angles = (_float(v) for v in cell)
-    cosines = [math.cos(math.radians(x)) for x in angles]
-    if not (min(a, b, c) > 0 and all(0 < x < 180 for x in angles)
-            and 1 - sum(x * x for x in cosines) + 2 * math.prod(cosines) > 1e-6):
+    if not _forms_cell(*(_float(v) for v in cell)):
         return None  # check_block says what is wrong with the cell
     declared = [gemmi.cif.as_string(block.find_value(t)).replace(" ", "").upper() for t in tags
                 if t.lower() in (*_HM_TAGS, *_HALL_TAGS, *_IT_NUMBER_TAGS)]
@@ -221,6 +218,15 @@ def read_p1(text: str) -> Structure | None:
     formula = next((gemmi.cif.as_string(block.find_value(t)) for t in _FORMULA_TAGS if t in tags), None)
     return _p1_structure([row[0] for row in rows], [row[1] for row in rows],
                          [[_float(v) for v in row[2:5]] for row in rows], [_float(v) for v in cell], formula)
+
+
+def _forms_cell(a: float, b: float, c: float, alpha: float, beta: float, gamma: float) -> bool:
+    """Positive lengths, and angles between 0 and 180 degrees that form a cell: (V / abc)²
+    (International Tables for Crystallography Vol. B, Table 1.1.3.1) positive."""
+    if not (min(a, b, c) > 0 and all(0 < x < 180 for x in (alpha, beta, gamma))):
+        return False
+    cosines = [math.cos(math.radians(x)) for x in (alpha, beta, gamma)]
+    return 1 - sum(x * x for x in cosines) + 2 * math.prod(cosines) > 1e-6
 
 
 def _float(text: str) -> float:
@@ -443,10 +449,7 @@ def _check_cell(fields: dict, where: str):
             raise UnreadableCIF(f"{where}: {found[0]} = {found[1]}: a cell angle must lie between 0 and 180 degrees")
     if len(cell) < 6:
         return None
-    cosines = [math.cos(math.radians(cell[n])) for n in ("alpha", "beta", "gamma")]
-    # (V / abc)² (International Tables for Crystallography Vol. B, Table 1.1.3.1): positive for a cell
-    volume_factor = 1 - sum(c * c for c in cosines) + 2 * cosines[0] * cosines[1] * cosines[2]
-    if not volume_factor > 1e-6:
+    if not _forms_cell(*(cell[n] for n in _CELL_PARAMETERS)):
         raise UnreadableCIF(f"{where}: the cell angles alpha = {cell['alpha']:g}, beta = {cell['beta']:g}, "
                             f"gamma = {cell['gamma']:g} degrees form no cell (each must be less than the sum of "
                             "the other two, and all three less than 360 together)")
