@@ -118,19 +118,18 @@ def read_structure(path: str | Path) -> Structure:
     try:
         check_structure(structures[0], disorder="keep")
     except InvalidStructure as exc:
-        raise UnreadableCIF(f"{path}: {exc}{_site_labels(str(exc), structures[0])}") from None
+        raise UnreadableCIF(f"{path}: {exc}{_site_labels(exc.sites, structures[0])}") from None
     return structures[0]
 
 
-def _site_labels(message: str, structure: Structure) -> str:
-    """The file's labels of the sites a message names by index ("sites 3 (Na) and 23 (Na)"): the
+def _site_labels(sites: tuple[int, int] | None, structure: Structure) -> str:
+    """The file's labels of the two sites an overlap names by index (``InvalidStructure.sites``): the
     indices count sites after symmetry expansion, the labels are what the file's author wrote."""
-    match = re.search(r"sites (\d+) \(.*?\) and (\d+) \(", message)
-    if match is None:
+    if sites is None:
         return ""
     try:
-        labels = [structure[int(i)].label for i in match.groups()]
-    except (IndexError, AttributeError):
+        labels = [structure[i].label for i in sites]
+    except AttributeError:  # a pymatgen without site labels
         return ""
     return f"; atom sites {labels[0]} and {labels[1]} of the file" if all(labels) else ""
 

@@ -28,11 +28,12 @@ OCCUPANCY_TOL = 1e-3
 
 
 class InvalidStructure(ValueError):
-    """The structure cannot be used; ``kind`` classifies why (for report counts)."""
+    """The structure cannot be used; ``kind`` classifies why (for report counts), ``sites`` are the
+    indices of the two sites an overlap names (else None)."""
 
-    def __init__(self, message: str, kind: str):
+    def __init__(self, message: str, kind: str, sites: tuple[int, int] | None = None):
         super().__init__(message)
-        self.kind = kind
+        self.kind, self.sites = kind, sites
 
 
 def disordered_sites(structure: Structure) -> list[int]:
@@ -100,7 +101,7 @@ def _check_distances(structure: Structure, min_distance: float, allow_split_site
         raise InvalidStructure(
             f"atoms overlap: sites {i} ({structure[i].species_string}) and {j} "
             f"({structure[j].species_string}) are {distances[k]:.3f} Å apart (< {min_distance} Å)",
-            "overlap")
+            "overlap", sites=(i, j))
 
 
 def _fmt(values: np.ndarray) -> str:
