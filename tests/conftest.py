@@ -19,6 +19,43 @@ def user_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("XRDCORE_") or k == "XRDCORE_CACHE_DIR"}
 
 
+class Stopped(BaseException):
+    """Stands for a kill after one write (a BaseException: nothing in xrdcore may catch it)."""
+
+
+def stopped_after_write(monkeypatch, n: int, action) -> bool:
+    """Run ``action()`` with the ``n``-th file commit (``os.replace``: every atomic write;
+    ``os.rename``: a chunk folder) as the last thing it does, as a kill right after it would; True
+    if it was stopped, False if it finished with fewer commits."""
+    real = {"replace": os.replace, "rename": os.rename}
+    done = 0
+
+    def committing(name):
+        def commit(src, dst, *args, **kwargs):
+            nonlocal done
+            real[name](src, dst, *args, **kwargs)
+            done += 1
+            if done == n:
+                raise Stopped(dst)
+        return commit
+
+    with monkeypatch.context() as patched:
+        for name in real:
+            patched.setattr(os, name, committing(name))
+        try:
+            action()
+        except Stopped:
+            return True
+    return False
+
+
+def visible_files(root: Path, timed: tuple[str, ...] = ("manifest.json", "report.json")) -> dict[str, bytes]:
+    """Every file under ``root`` by relative path but hidden ones (locks, temporaries a kill left)
+    and the ``timed`` records (which hold seconds)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and p.name not in timed and not any(part.startswith(".") for part in p.relative_to(root).parts)}
+
+
 def write_xy(path: Path, two_theta: np.ndarray, intensity: np.ndarray) -> Path:
     np.savetxt(path, np.column_stack([two_theta, intensity]), fmt="%.4f %.6g", header="2theta intensity")
     return path

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import stopped_after_write, visible_files
 
 from xrdcore.cli import main
 from xrdcore.data.cache import BuildSpec, CacheError, PeakCache, build_cache, summarise
@@ -137,6 +138,22 @@ def test_a_killed_build_resumes_to_the_same_result(built, tmp_path):
     assert resumed.ids == built.ids and resumed.manifest["split_hash"] == built.manifest["split_hash"]
     for i in range(24):
         assert np.array_equal(resumed.peaks(i).intensity, built.peaks(i).intensity)
+
+
+def test_a_build_stopped_after_any_of_its_writes_resumes_to_the_same_files(tmp_path, monkeypatch):
+    """Each file a build commits in turn is the last before a stop; the rerun must end with the
+    uninterrupted build's files (one stopped between structures.jsonl.gz and index.json once
+    ended without its index; one stopped after its manifest, with its checkpoints left)."""
+    spec = BuildSpec("csv", {"path": str(CSV)}, limit=8)
+    reference = visible_files(build_cache(tmp_path / "reference", spec, chunk_size=4, progress=False).path)
+    n = 1
+    while stopped_after_write(monkeypatch, n, lambda: build_cache(tmp_path / f"stopped-{n}", spec, chunk_size=4,
+                                                                  progress=False)):
+        resumed = build_cache(tmp_path / f"stopped-{n}", spec, chunk_size=4, progress=False)
+        assert resumed.manifest["status"] == "complete"
+        assert visible_files(resumed.path) == reference, f"stopped after write {n}"
+        n += 1
+    assert n > 8  # manifest, read checkpoint, split, report, index, structures, 2 chunks, manifest
 
 
 def test_cli_build_and_info(capsys, tmp_path):

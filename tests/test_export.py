@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from conftest import stopped_after_write, visible_files
 
 from xrdcore.cli import main
 from xrdcore.data.cache import CacheError, PeakCache
@@ -77,6 +78,20 @@ def test_import_refuses_a_used_directory_and_a_tampered_split(exported, tmp_path
         import_cache(summary["file"], tmp_path / "used")
     header, _ = read_export(summary["file"])
     assert header["split"]["hash"] == header["manifest"]["split_hash"]
+
+
+def test_an_import_stopped_after_any_of_its_writes_resumes_to_the_same_files(exported, tmp_path, monkeypatch):
+    """Each file an import commits in turn is the last before a stop; the same command again ends
+    with the uninterrupted import's files."""
+    _, imported = exported
+    file = imported.manifest["imported_from"]["file"]
+    reference = visible_files(imported.path)
+    n = 1
+    while stopped_after_write(monkeypatch, n, lambda: import_cache(file, tmp_path / f"stopped-{n}")):
+        resumed = import_cache(file, tmp_path / f"stopped-{n}")
+        assert visible_files(resumed.path) == reference, f"stopped after write {n}"
+        n += 1
+    assert n > resumed.manifest["chunks"]
 
 
 def test_cli_export_and_import(mp20_cache, tmp_path, capsys):

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import user_environment
+from conftest import user_environment, visible_files
 
 pytestmark = pytest.mark.slow
 
@@ -88,17 +88,11 @@ def without_timing(value):
     return value
 
 
-def visible_files(root: Path) -> dict[str, bytes]:
-    """Every file under ``root`` but hidden ones (locks, temporaries a kill left) by relative path."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)}
-
-
 def outcome(name: str, cwd: Path):
     """What must be identical after any number of kills and reruns."""
     out = cwd / "out"
     if name in ("build", "import"):
-        files = visible_files(out)
+        files = visible_files(out, timed=())
         for json_file in ("manifest.json", "report.json"):
             files[json_file] = without_timing(json.loads(files[json_file]))
         return files

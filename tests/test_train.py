@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_INPUT, TINY_RCNET
+from conftest import TINY_INPUT, TINY_RCNET, stopped_after_write, visible_files
 
 from xrdcore.cli import main
 from xrdcore.train import (CheckpointError, InputSpec, RunError, TrainConfig, build_model, load_checkpoint,
@@ -83,6 +83,33 @@ def test_a_killed_run_resumes_from_its_last_checkpoint_to_the_same_result(mp20_c
     resumed = train(config, mp20_cache, tmp_path / "killed", device="cpu", progress=False)
     assert resumed["parameter_digest"] == reference["parameter_digest"]
     assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in reference["history"]]
+
+
+def test_a_run_stopped_after_any_of_its_writes_resumes_to_the_same_files(mp20_cache, tmp_path, monkeypatch):
+    """Each file a run commits in turn is the last before a stop; the rerun ends with the
+    uninterrupted run's files and tensors bit for bit (metrics and checkpoints also hold times)."""
+    from safetensors.torch import load_file
+
+    def outcome(run: Path):
+        timed = ("metrics.json", "last.safetensors", "best.safetensors")
+        return visible_files(run, timed), {name: load_file(run / "checkpoints" / name) for name in timed[1:]}
+
+    def same(a, b):
+        return a[0] == b[0] and all(a[1][name].keys() == b[1][name].keys() and all(
+            torch.equal(a[1][name][k], b[1][name][k]) for k in a[1][name]) for name in a[1])
+
+    config = tiny_config(hierarchy="flat", epochs=2)
+    reference = train(config, mp20_cache, tmp_path / "reference", device="cpu", progress=False)
+    expected = outcome(tmp_path / "reference")
+    n = 1
+    while stopped_after_write(monkeypatch, n, lambda: train(config, mp20_cache, tmp_path / f"stopped-{n}",
+                                                            device="cpu", progress=False)):
+        resumed = train(config, mp20_cache, tmp_path / f"stopped-{n}", device="cpu", progress=False)
+        assert same(outcome(tmp_path / f"stopped-{n}"), expected), f"stopped after write {n}"
+        assert resumed["parameter_digest"] == reference["parameter_digest"]
+        assert [h["train_loss"] for h in resumed["history"]] == [h["train_loss"] for h in reference["history"]]
+        n += 1
+    assert n > 4  # config, a checkpoint per epoch, metrics
 
 
 def test_a_run_killed_while_writing_its_config_starts_again(mp20_cache, tmp_path):

@@ -191,6 +191,7 @@ def _build_locked(out: Path, spec: BuildSpec, workers: int, chunk_size: int, pro
                                                 "duplicates": prepared.dedup.to_dict(), "seconds": prepared.seconds})
         _write_structures(out, prepared.records)
         del prepared
+    shutil.rmtree(out / _WORK, ignore_errors=True)  # the checkpoints of what structures.jsonl.gz now holds
     simulating = time.perf_counter()
     structures = [CompactStructure.from_stored(e["structure"]) for e in _stream_structures(out)]
     chunks = math.ceil(len(structures) / chunk_size)
@@ -210,7 +211,6 @@ def _build_locked(out: Path, spec: BuildSpec, workers: int, chunk_size: int, pro
         "build_seconds": round(time.perf_counter() - started, 2),
         "stage_seconds": {**report.get("seconds", {}), "simulate": round(time.perf_counter() - simulating, 2)},
     })
-    shutil.rmtree(out / _WORK, ignore_errors=True)
     return PeakCache(out)
 
 
@@ -473,8 +473,14 @@ def _failed_simulations(out: Path, chunks: int) -> int:
 
 
 def _write_structures(out: Path, records: Sequence[Any]) -> None:
-    """structures.jsonl.gz (one record per line, streamed: never the whole text in memory) and
-    index.json (ids, space groups, formulas: what training needs, without reading structures)."""
+    """index.json (ids, space groups, formulas: what training needs, without reading structures),
+    then structures.jsonl.gz (one record per line, streamed: never the whole text in memory).
+
+    structures.jsonl.gz comes last: a rerun takes its presence to mean that reading, labelling and
+    de-duplication are done, so everything they produce must already be in place when it appears."""
+    atomic_write_json(out / "index.json", {"ids": [r.id for r in records],
+                                           "space_groups": [r.space_group for r in records],
+                                           "formulas": [r.formula for r in records]})
     tmp = out / f".structures.jsonl.gz{TEMPORARY_SUFFIX}"
     with write_errors(out / "structures.jsonl.gz"):
         with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6, filename="",
@@ -484,9 +490,6 @@ def _write_structures(out: Path, records: Sequence[Any]) -> None:
                                    "structure": r.compact.stored()})
                 handle.write((("\n" if i else "") + line).encode())
         os.replace(tmp, out / "structures.jsonl.gz")
-    atomic_write_json(out / "index.json", {"ids": [r.id for r in records],
-                                           "space_groups": [r.space_group for r in records],
-                                           "formulas": [r.formula for r in records]})
 
 
 def _stream_structures(out: Path) -> Iterator[dict[str, Any]]:
