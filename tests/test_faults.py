@@ -104,6 +104,15 @@ def outcome(name: str, cwd: Path):
     return (cwd / "out.xrdexport").read_bytes()
 
 
+def wrote_since(root: Path, moment: float) -> bool:
+    """Whether any file under ``root`` was written after ``moment``; False, to be asked again, when
+    a temporary file or folder was renamed away while it was being looked at."""
+    try:
+        return any(path.stat().st_mtime >= moment for path in root.rglob("*"))
+    except FileNotFoundError:
+        return False
+
+
 def kill_chain(name: str, argv: list[str], kills: int, work: float, reference, root: Path, seed: int
                ) -> dict[str, int]:
     """Kill the command ``kills`` times, each at a random point of its work: once it has begun
@@ -120,7 +129,7 @@ def kill_chain(name: str, argv: list[str], kills: int, work: float, reference, r
         started = time.time() - 0.01
         process = start(argv, cwd, log)
         if killed < kills:
-            while process.poll() is None and not any(p.stat().st_mtime >= started for p in cwd.rglob("*")):
+            while process.poll() is None and not wrote_since(cwd, started):
                 time.sleep(0.005)
             try:
                 process.wait(timeout=rng.uniform(0, work))
