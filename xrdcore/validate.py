@@ -110,6 +110,19 @@ def seed(value: Any, name: str = "seed") -> int:
     return non_negative_int(name, value, MAX_SEED)
 
 
+def seeds(values: Any, name: str = "seeds") -> tuple[int, ...]:
+    """One seed or a non-empty sequence of distinct ones (a string such as ``"0,1"`` is refused:
+    it would be read character by character)."""
+    if isinstance(values, int) and not isinstance(values, bool):
+        values = (values,)
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise ValueError(f"{name} must be a sequence of ints >= 0 such as (0, 1, 2), got {values!r}")
+    out = tuple(seed(value, f"each of {name}") for value in values)
+    if not out or len(set(out)) != len(out):
+        raise ValueError(f"{name} must be one or more distinct seeds, got {values!r}")
+    return out
+
+
 def symprec(value: Any, name: str = "symprec") -> float:
     """spglib's distance tolerance in Å, within :data:`SYMPREC_RANGE`."""
     return number_in(name, value, *SYMPREC_RANGE, unit="Å")

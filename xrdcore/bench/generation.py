@@ -51,7 +51,7 @@ class GenerationSettings:
         self.candidates = validate.positive_int("candidates", self.candidates)
         self.max_atoms = validate.optional_positive_int("max_atoms", self.max_atoms)
         self.limit = validate.optional_positive_int("limit", self.limit)
-        self.seeds = tuple(validate.seed(s) for s in self.seeds)
+        self.seeds = validate.seeds(self.seeds)
         self.ks = validate.int_tuple("ks", self.ks)
         self.retrieval_ks = validate.int_tuple("retrieval_ks", self.retrieval_ks)
 

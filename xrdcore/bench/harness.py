@@ -77,6 +77,11 @@ class BenchSettings:
     input: dict[str, Any] = field(default_factory=dict)
     images: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self):
+        from xrdcore import validate
+
+        self.seeds = validate.seeds(self.seeds)
+
     @property
     def encoder_size(self) -> str:
         return "tiny" if self.quick else self.size

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from xrdcore import validate
 from xrdcore.cli.options import (component_options, data_arguments, open_data, parse_options, parse_variant,
                                  size_argument, training_arguments, training_settings)
 
@@ -73,9 +74,9 @@ def _train(args) -> None:
 def _seeds(args) -> tuple[int, ...]:
     seeds = args.seeds if not (args.quick and args.seeds == "0,1,2") else "0"
     try:
-        return tuple(int(s) for s in seeds.split(",") if s.strip())
+        return validate.seeds(tuple(int(s) for s in seeds.split(",") if s.strip()), "--seeds")
     except ValueError:
-        raise ValueError(f"--seeds must be comma-separated integers, got {args.seeds!r}") from None
+        raise ValueError(f"--seeds must be distinct comma-separated integers >= 0, got {args.seeds!r}") from None
 
 
 def _bench(args) -> None:
