@@ -56,6 +56,19 @@ def visible_files(root: Path, timed: tuple[str, ...] = ("manifest.json", "report
             if p.is_file() and p.name not in timed and not any(part.startswith(".") for part in p.relative_to(root).parts)}
 
 
+#: keys that hold times, speeds or dates: the only things allowed to differ after a resume
+TIMING = ("second", "per_s", "wall", "created", "date")
+
+
+def without_timing(value):
+    """A JSON value without its :data:`TIMING` keys, at any depth."""
+    if isinstance(value, dict):
+        return {k: without_timing(v) for k, v in value.items() if not any(t in k for t in TIMING)}
+    if isinstance(value, list):
+        return [without_timing(v) for v in value]
+    return value
+
+
 def write_xy(path: Path, two_theta: np.ndarray, intensity: np.ndarray) -> Path:
     np.savetxt(path, np.column_stack([two_theta, intensity]), fmt="%.4f %.6g", header="2theta intensity")
     return path

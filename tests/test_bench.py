@@ -8,12 +8,14 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import TINY_INPUT
+from conftest import TINY_INPUT, stopped_after_write, without_timing
 from xrdcore.bench.harness import BenchError, BenchSettings, find_combinations, run_bench
 from xrdcore.crystal.hierarchy import LabelHierarchy
 from xrdcore.diffraction.grid import DEFAULT_GRID, AngleGrid
@@ -216,6 +218,33 @@ def test_kill_9_then_resume_keeps_finished_runs_and_finishes_the_grid(mp20_cache
     results = json.loads((out / "results.json").read_text())
     assert [r["status"] for r in results["runs"]] == ["complete"] * 4
     assert "results in" in done.stdout
+
+
+def test_a_bench_stopped_after_any_of_its_writes_resumes_to_the_same_results(mp20_cache, tmp_path, monkeypatch):
+    """Each file a benchmark commits in turn is the last before a stop; ``resume`` then ends with
+    the uninterrupted results: every JSON file but its times, the table but its samples/s column."""
+    import re
+
+    def outcome(out: Path) -> dict[str, Any]:
+        files = {}
+        for path in sorted(out.rglob("*")):
+            name = str(path.relative_to(out))
+            if path.suffix == ".json" and not name.startswith("."):
+                files[name] = without_timing(json.loads(path.read_text()))
+        files["results.md"] = re.sub(r"\| [\d,]+ \|$", "|", (out / "results.md").read_text(), flags=re.M)
+        return files
+
+    settings = BenchSettings(encoders="mlp", hierarchies="flat", quick=True, training={**FAST, "epochs": 1},
+                             input=TINY_INPUT)
+    run_bench(mp20_cache, tmp_path / "reference", settings, device="cpu", progress=False)
+    expected = outcome(tmp_path / "reference")
+    n = 1
+    while stopped_after_write(monkeypatch, n, lambda: run_bench(mp20_cache, tmp_path / f"stopped-{n}", settings,
+                                                                device="cpu", progress=False, resume=True)):
+        run_bench(mp20_cache, tmp_path / f"stopped-{n}", settings, device="cpu", progress=False, resume=True)
+        assert outcome(tmp_path / f"stopped-{n}") == expected, f"stopped after write {n}"
+        n += 1
+    assert n > 6  # run config, checkpoints, metrics, results.json and .md
 
 
 def test_shards_split_the_grid_and_together_give_all_runs(mp20_cache, tmp_path):

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from conftest import user_environment, visible_files
+from conftest import user_environment, visible_files, without_timing
 
 pytestmark = pytest.mark.slow
 
@@ -39,8 +39,6 @@ ENV = {**user_environment(),
        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 #: kills per command: 23 in all
 KILLS = {"build": 6, "train": 6, "bench": 5, "export": 3, "import": 3}
-#: keys that hold times, speeds or dates: the only things allowed to differ after a resume
-TIMING = ("second", "per_s", "wall", "created", "date")
 
 
 def commands(cache: Path, export: Path) -> dict[str, list[str]]:
@@ -78,14 +76,6 @@ def run(argv: list[str], cwd: Path, log: Path) -> tuple[float, float]:
     assert process.returncode == 0, f"{argv} failed: {log.read_text()[-2000:]}"
     ended = time.perf_counter() - started
     return (began if began is not None else 0.0), ended
-
-
-def without_timing(value):
-    if isinstance(value, dict):
-        return {k: without_timing(v) for k, v in value.items() if not any(t in k for t in TIMING)}
-    if isinstance(value, list):
-        return [without_timing(v) for v in value]
-    return value
 
 
 def outcome(name: str, cwd: Path):
