@@ -389,7 +389,7 @@ class Run:
         import torch
 
         import xrdcore
-        from xrdcore.bench.harness import _select
+        from xrdcore.bench.harness import select_names
         from xrdcore.train.config import encoder_input_kind, run_config
         from xrdcore.train.inputs import PEAK_CACHE_KINDS, split_inputs
         from xrdcore.train.trainer import resolve_device, train
@@ -397,7 +397,7 @@ class Run:
         registry = xrdcore.get_registry()
         device = resolve_device(self.device)
         scan = _module(ROOT / "plugins" / "xrd-mamba" / "benchmarks" / "scan.py", "xrd_mamba_scan_benchmark")
-        names = _select(registry, "encoder", self.args.encoders, None)  # as the leaderboard stage selects
+        names = select_names(registry, "encoder", self.args.encoders, None)  # as the leaderboard stage selects
         n_train = len(self.cache.indices("train"))
         result: dict[str, Any] = {
             "benchmark": f"training throughput of every encoder's {self.mode['size']} variant: one epoch of the "

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xrdcore.bench.harness import BenchError, _select, _summary, claim_bench_dir, seed_outcomes
+from xrdcore.bench.harness import BenchError, _summary, claim_bench_dir, seed_outcomes, select_names
 from xrdcore.storage import atomic_write_json, atomic_write_text
 
 GENERATION_FORMAT = "xrdcore-bench-generation/1"
@@ -86,7 +86,7 @@ def _run_generation_bench(data: Any, out: Path, settings: GenerationSettings, *,
     out = Path(out)
     claim_bench_dir(out, GENERATION_FORMAT, settings.to_dict(), cache, resume)
     plugins = None if settings.plugins.strip() == "all" else {p.strip() for p in settings.plugins.split(",")}
-    names = _select(registry, "generator", settings.generators, plugins)
+    names = select_names(registry, "generator", settings.generators, plugins)
     if not names:
         raise BenchError(f"no generators match {settings.generators!r}; installed: "
                          f"{', '.join(registry.names('generator')) or 'none'}")

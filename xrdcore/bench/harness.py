@@ -94,7 +94,7 @@ class BenchSettings:
                 "images": self.images}
 
 
-def _select(registry: Any, kind: str, pattern: str, plugins: set[str] | None) -> list[str]:
+def select_names(registry: Any, kind: str, pattern: str, plugins: set[str] | None) -> list[str]:
     """Names matching any comma-separated glob (or exact name, qualified or not) of ``pattern``."""
     names = registry.names(kind)
     chosen: list[str] = []
@@ -125,12 +125,12 @@ def find_combinations(settings: BenchSettings, registry: Any,
         unknown = sorted(plugins - set(registry.plugins))
         if unknown:
             raise BenchError(f"unknown plugins: {', '.join(unknown)}; installed: {', '.join(registry.plugins)}")
-    encoders = _select(registry, "encoder", settings.encoders, plugins)
+    encoders = select_names(registry, "encoder", settings.encoders, plugins)
     for label, (name, _) in settings.variants.items():
         registry.get("encoder", name)
         encoders.append(label)
-    hierarchies = _select(registry, "label_hierarchy", settings.hierarchies, plugins)
-    schedulers = _select(registry, "loss_scheduler", settings.schedulers, plugins)
+    hierarchies = select_names(registry, "label_hierarchy", settings.hierarchies, plugins)
+    schedulers = select_names(registry, "loss_scheduler", settings.schedulers, plugins)
     valid, skipped = [], []
     default_scheduler = registry.default("loss_scheduler")
 

@@ -41,15 +41,16 @@ _FAMILY_LETTER = {
 }
 
 
-#: the largest |entry| of a rotation matrix that _matrix_codes tells apart
-_SPAN = 63
+#: the largest |entry| of a rotation matrix that matrix_codes tells apart
+MATRIX_CODE_SPAN = 63
 
 
-def _matrix_codes(matrices: np.ndarray) -> np.ndarray:
-    """One integer per 3 × 3 integer matrix, its entries (clipped to ±_SPAN) as digits, the first
-    most significant: codes sort as the rows of entries do, and (2 _SPAN + 1)⁹ < 2⁶³."""
-    digits = (2 * _SPAN + 1) ** np.arange(8, -1, -1, dtype=np.int64)
-    return (matrices.reshape(len(matrices), 9).clip(-_SPAN, _SPAN) + _SPAN) @ digits
+def matrix_codes(matrices: np.ndarray) -> np.ndarray:
+    """One integer per 3 × 3 integer matrix, its entries (clipped to ±MATRIX_CODE_SPAN) as digits,
+    the first most significant: codes sort as the rows of entries do, and (2 span + 1)⁹ < 2⁶³."""
+    span = MATRIX_CODE_SPAN
+    digits = (2 * span + 1) ** np.arange(8, -1, -1, dtype=np.int64)
+    return (matrices.reshape(len(matrices), 9).clip(-span, span) + span) @ digits
 
 
 @dataclass(frozen=True)

@@ -665,9 +665,9 @@ def _periodic_distance(a, b):
 
 def _matches(rotations, translations, other_rotations, other_translations):
     """(n, m) boolean: operation i of the first set equals operation j of the second."""
-    from xrdcore.crystal.spacegroups import _matrix_codes
+    from xrdcore.crystal.spacegroups import matrix_codes
 
-    same = _matrix_codes(rotations)[:, None] == _matrix_codes(other_rotations)[None, :]
+    same = matrix_codes(rotations)[:, None] == matrix_codes(other_rotations)[None, :]
     return same & (_periodic_distance(translations[:, None, :], other_translations[None, :, :])
                    < _TRANSLATION_TOLERANCE)
 
@@ -686,15 +686,15 @@ def _not_closed(rotations, translations) -> tuple[int, int] | None:
     only with the operations of its rotation (a few centrings): n² x 3 x a few numbers, not n³."""
     import numpy as np
 
-    from xrdcore.crystal.spacegroups import _SPAN, _matrix_codes
+    from xrdcore.crystal.spacegroups import MATRIX_CODE_SPAN, matrix_codes
 
     n = len(rotations)
     products = np.einsum("iab,jbc->ijac", rotations, rotations).reshape(n * n, 3, 3)
     shifts = (np.einsum("iab,jb->ija", rotations, translations) + translations[:, None, :]).reshape(n * n, 3)
-    codes = _matrix_codes(rotations)
+    codes = matrix_codes(rotations)
     order = np.argsort(codes, kind="stable")
-    # a product with an entry beyond ±_SPAN (its code would be clipped) gets -1, which no code equals
-    wanted = np.where(np.abs(products).max((1, 2)) <= _SPAN, _matrix_codes(products), -1)
+    # a product with an entry beyond the codes' span (its code would be clipped) gets -1, which no code equals
+    wanted = np.where(np.abs(products).max((1, 2)) <= MATRIX_CODE_SPAN, matrix_codes(products), -1)
     first = np.searchsorted(codes[order], wanted, "left")
     stop = np.searchsorted(codes[order], wanted, "right")
     found = np.zeros(n * n, dtype=bool)

@@ -43,7 +43,7 @@ import numpy as np
 import spglib
 import torch
 
-from xrdcore.crystal.spacegroups import _SPAN, _matrix_codes
+from xrdcore.crystal.spacegroups import MATRIX_CODE_SPAN, matrix_codes
 from xrdcore.diffraction.grid import DEFAULT_GRID
 from xrdcore.diffraction.radiation import check_two_theta_range
 from xrdcore.diffraction.radiation import wavelength as parse_wavelength
@@ -426,20 +426,20 @@ def _laue_groups(rotations: Sequence[np.ndarray]) -> list[np.ndarray]:
     owner = np.repeat(np.arange(cells), [len(r) for r in rotations])
     proper = np.concatenate(rotations).astype(np.int64)
     proper *= np.round(np.linalg.det(proper)).astype(np.int64)[:, None, None]
-    owner, proper = _unique_per_owner(owner, proper, _matrix_codes(proper))
+    owner, proper = _unique_per_owner(owner, proper, matrix_codes(proper))
     a, b = _pairs_within(owner, owner, cells)
     products = proper[a] @ proper[b]
-    code, product_code = _matrix_codes(proper), _matrix_codes(products)
+    code, product_code = matrix_codes(proper), matrix_codes(products)
     values = np.unique(code)
     rank = np.searchsorted(values, product_code).clip(max=len(values) - 1)
     keys = owner * len(values) + np.searchsorted(values, code)  # sorted, as owner and code are
     product_keys = owner[a] * len(values) + rank
-    member = (np.abs(products).max((1, 2)) <= _SPAN) & (values[rank] == product_code)
+    member = (np.abs(products).max((1, 2)) <= MATRIX_CODE_SPAN) & (values[rank] == product_code)
     member &= keys[np.searchsorted(keys, product_keys).clip(max=len(keys) - 1)] == product_keys
     bad = np.bincount(owner[a][~member], minlength=cells) > 0
-    bad |= np.bincount(owner, weights=np.abs(proper).max((1, 2)) > _SPAN, minlength=cells) > 0
+    bad |= np.bincount(owner, weights=np.abs(proper).max((1, 2)) > MATRIX_CODE_SPAN, minlength=cells) > 0
     laue = np.concatenate([proper, -proper])
-    owner, laue = _unique_per_owner(np.tile(owner, 2), laue, _matrix_codes(laue))
+    owner, laue = _unique_per_owner(np.tile(owner, 2), laue, matrix_codes(laue))
     friedel = np.stack([np.eye(3, dtype=np.int64), -np.eye(3, dtype=np.int64)])
     groups = np.split(laue, np.cumsum(np.bincount(owner, minlength=cells))[:-1])
     return [friedel if bad[i] else group for i, group in enumerate(groups)]

@@ -94,13 +94,13 @@ def add_to_finished_run(run_dir: Any, cache: Any, device: str = "cpu") -> dict[s
     from pathlib import Path
 
     from xrdcore.storage import atomic_write_json
-    from xrdcore.train.trainer import _splits, load_run, resolve_device
+    from xrdcore.train.trainer import load_run, resolve_device, run_splits
 
     path = Path(run_dir) / "metrics.json"
     metrics = json.loads(path.read_text())
     if "retrieval" not in metrics:
         model, config, _ = load_run(run_dir, device=device)
-        splits, _ = _splits(config, cache, Path(run_dir), device=resolve_device(device), registry=None, inputs=None)
+        splits, _ = run_splits(config, cache, Path(run_dir), device=resolve_device(device), registry=None, inputs=None)
         metrics["retrieval"] = retrieval_scores(model, splits, config.seed)
         atomic_write_json(path, metrics)
     return metrics["retrieval"]

@@ -242,7 +242,7 @@ def _train(config, cache, out, device, dist, resume, progress, registry, inputs)
         atomic_write_json(config_file, {**record, "environment": environment(device, registry)})
 
     started = time.perf_counter()
-    splits, holdout = _splits(config, cache, out, device=device, registry=registry, inputs=inputs)
+    splits, holdout = run_splits(config, cache, out, device=device, registry=registry, inputs=inputs)
     fit = _Fit(config, cache, out, model=model, device=device, dist=dist, progress=progress, registry=registry,
                splits=splits, holdout=holdout)
     state = fit.restore()
@@ -251,7 +251,7 @@ def _train(config, cache, out, device, dist, resume, progress, registry, inputs)
     return fit.finish(state, started)
 
 
-def _splits(config: TrainConfig, cache: PeakCache, out: Path, *, device: torch.device, registry: Any,
+def run_splits(config: TrainConfig, cache: PeakCache, out: Path, *, device: torch.device, registry: Any,
             inputs: Mapping[str, SplitInputs] | None) -> tuple[dict[str, SplitInputs], list[int]]:
     """The rendered splits of the run (given, or rendered here), ``train`` cut to ``train_limit``,
     and the space groups held out of training (empty unless ``holdout_space_groups``)."""
